@@ -1,0 +1,34 @@
+"""krylov-adjoint: cheap, verified gradients through large sparse linear systems.
+
+Solve ``A(θ) x = b(θ)``, then ``A(θ)ᵀ λ = ∂J/∂x``, and get
+``dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ)`` for the price of one extra Krylov solve, whatever
+the number of parameters.
+"""
+
+from . import krylov as krylov
+from .errors import CallbackError as CallbackError
+from .errors import ConvergenceError as ConvergenceError
+from .errors import InputError as InputError
+from .errors import KrylovAdjointError as KrylovAdjointError
+from .errors import MissingCallbackError as MissingCallbackError
+from .errors import MissingDependencyError as MissingDependencyError
+from .errors import NonFiniteError as NonFiniteError
+from .krylov import ConvergenceReason as ConvergenceReason
+from .krylov import SolveResult as SolveResult
+from .problem import AdjointProblem as AdjointProblem
+from .problem import LeastSquaresMisfit as LeastSquaresMisfit
+from .problem import LinearFunctional as LinearFunctional
+from .problem import Objective as Objective
+from .problem import ParametricOperator as ParametricOperator
+from .problem import RightHandSide as RightHandSide
+from .problem import Structure as Structure
+from .problem import Tikhonov as Tikhonov
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
+    "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",
+    "KrylovAdjointError", "InputError", "CallbackError", "MissingCallbackError",
+    "NonFiniteError", "ConvergenceError", "MissingDependencyError", "krylov",
+]

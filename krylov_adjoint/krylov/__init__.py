@@ -1,0 +1,9 @@
+"""Krylov methods (GMRES, CG, BiCGStab), one stopping rule, results and reasons."""
+
+from .result import ConvergenceReason as ConvergenceReason
+from .result import SolveResult as SolveResult
+from .solve import METHODS as METHODS
+from .solve import solve as solve
+from .stopping import Monitor as Monitor
+
+__all__ = ["ConvergenceReason", "SolveResult", "solve", "METHODS", "Monitor"]

@@ -1,0 +1,72 @@
+"""Book-keeping shared by the Krylov methods: history, monitor, NaN blame, the result."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..errors import NonFiniteError
+from .result import ConvergenceReason, SolveResult
+from .stopping import Monitor
+
+
+class KrylovRun:
+    """History and monitor of one solve; builds the :class:`SolveResult`."""
+
+    def __init__(self, method: str, rhs_norm: float, target: float, rtol: float, atol: float,
+                 monitor: Monitor | None, labels: tuple[str, str]) -> None:
+        self.method = method
+        self.rhs_norm = rhs_norm
+        self.target = target
+        self.converged_reason = (ConvergenceReason.CONVERGED_RTOL if rtol * rhs_norm >= atol
+                                 else ConvergenceReason.CONVERGED_ATOL)
+        self.monitor = monitor
+        self.operator_label, self.preconditioner_label = labels
+        self.history: list[float] = []
+        self.iterations = 0
+        self.start = time.perf_counter()
+
+    def record(self, rnorm: float) -> None:
+        """Append a residual norm (iteration ``self.iterations``) and call the monitor."""
+        self.history.append(float(rnorm))
+        if self.monitor is not None:
+            self.monitor(self.iterations, float(rnorm))
+
+    def replace_last(self, rnorm: float) -> None:
+        """Replace the last recorded estimate by the explicitly computed residual norm."""
+        self.history[-1] = float(rnorm)
+
+    def blame(self, *, preconditioned: np.ndarray | None = None,
+              product: np.ndarray | None = None) -> None:
+        """Raise :class:`NonFiniteError` naming whichever of M·v or A·z went non-finite."""
+        if preconditioned is not None and not np.isfinite(preconditioned).all():
+            raise NonFiniteError(self.preconditioner_label,
+                                 f"returned NaN or Inf at {self.method} iteration "
+                                 f"{self.iterations}")
+        where = f"at {self.method} iteration {self.iterations}"
+        if product is not None and not np.isfinite(product).all():
+            raise NonFiniteError(self.operator_label, f"returned NaN or Inf {where}")
+        raise NonFiniteError(self.operator_label,
+                             f"the Krylov recurrence produced NaN or Inf {where} (overflow: "
+                             "check the scaling of the operator and the right-hand side)")
+
+    def check_finite(self, value: float, *, preconditioned: np.ndarray | None = None,
+                     product: np.ndarray | None = None) -> None:
+        """Blame a callback when a scalar of the recurrence is not finite."""
+        if not math.isfinite(value):
+            self.blame(preconditioned=preconditioned, product=product)
+
+    def finish(self, x: np.ndarray, reason: ConvergenceReason, message: str = "") -> SolveResult:
+        """Freeze the run into a :class:`SolveResult`."""
+        if not message:
+            message = {
+                ConvergenceReason.DIVERGED_MAXITER: "maximum number of iterations reached",
+            }.get(reason, reason.name.lower().replace("_", " "))
+        return SolveResult(
+            x=x, reason=reason, iterations=self.iterations,
+            residual_norms=np.asarray(self.history, dtype=float), target=self.target,
+            rhs_norm=self.rhs_norm, seconds=time.perf_counter() - self.start,
+            method=self.method, message=message,
+        )

@@ -1,0 +1,86 @@
+"""BiCGStab with right preconditioning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ._run import KrylovRun
+from .result import ConvergenceReason, SolveResult
+
+Apply = Callable[[np.ndarray], np.ndarray]
+
+
+def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRun, *,
+             precond: Apply, maxiter: int, restart: int = 0) -> SolveResult:
+    """Right-preconditioned BiCGStab; one iteration applies A and M twice each.
+
+    A vanishing ρ = r̂ᵀr, r̂ᵀv or ω reports ``DIVERGED_BREAKDOWN``.
+    """
+    r_hat = r.copy()
+    p = np.zeros_like(r)
+    v = np.zeros_like(r)
+    rho = alpha = omega = 1.0
+
+    def breakdown(what: str) -> SolveResult:
+        return run.finish(x, ConvergenceReason.DIVERGED_BREAKDOWN,
+                          f"BiCGStab breakdown: {what} vanished at iteration {run.iterations}")
+
+    def confirm() -> SolveResult | None:
+        true_r = b - matvec(x)
+        rnorm = float(np.linalg.norm(true_r))
+        run.replace_last(rnorm)
+        return run.finish(x, run.converged_reason) if rnorm <= run.target else None
+
+    while True:
+        rho_next = float(r_hat @ r)
+        run.check_finite(rho_next)
+        if rho_next == 0.0:
+            return breakdown("ρ = r̂ᵀr")
+        beta = (rho_next / rho) * (alpha / omega)
+        p = r + beta * (p - omega * v)
+        p_hat = precond(p)
+        v = matvec(p_hat)
+        denom = float(r_hat @ v)
+        run.check_finite(denom, preconditioned=p_hat, product=v)
+        if denom == 0.0:
+            return breakdown("r̂ᵀAMp")
+        alpha = rho_next / denom
+        s = r - alpha * v
+        s_norm = float(np.linalg.norm(s))
+        if s_norm <= run.target:
+            x += alpha * p_hat
+            run.iterations += 1
+            run.record(s_norm)
+            done = confirm()
+            if done is not None:
+                return done
+            r = b - matvec(x)
+            rho = 1.0
+            alpha = omega = 1.0
+            r_hat = r.copy()
+            p = np.zeros_like(r)
+            v = np.zeros_like(r)
+            continue
+        s_hat = precond(s)
+        t = matvec(s_hat)
+        tt = float(t @ t)
+        run.check_finite(tt, preconditioned=s_hat, product=t)
+        if tt == 0.0:
+            return breakdown("‖AMs‖")
+        omega = float(t @ s) / tt
+        x += alpha * p_hat + omega * s_hat
+        r = s - omega * t
+        rnorm = float(np.linalg.norm(r))
+        run.iterations += 1
+        run.record(rnorm)
+        if rnorm <= run.target:
+            done = confirm()
+            if done is not None:
+                return done
+        if run.iterations >= maxiter:
+            return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
+        if omega == 0.0:
+            return breakdown("ω")
+        rho = rho_next

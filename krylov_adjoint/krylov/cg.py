@@ -1,0 +1,57 @@
+"""Preconditioned conjugate gradients, for symmetric positive definite A and M."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ._run import KrylovRun
+from .result import ConvergenceReason, SolveResult
+
+Apply = Callable[[np.ndarray], np.ndarray]
+
+
+def cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRun, *,
+       precond: Apply, maxiter: int, restart: int = 0) -> SolveResult:
+    """Preconditioned CG; stops on the recurrence residual, confirmed explicitly at the end.
+
+    A non-positive curvature pᵀAp reports ``DIVERGED_INDEFINITE_MATRIX``; a non-positive
+    rᵀMr reports ``DIVERGED_INDEFINITE_PC``.
+    """
+    z = precond(r)
+    rho = float(r @ z)
+    run.check_finite(rho, preconditioned=z)
+    p = z.copy()
+    while True:
+        if rho <= 0.0:
+            return run.finish(x, ConvergenceReason.DIVERGED_INDEFINITE_PC,
+                              f"CG breakdown: rᵀMr = {rho:.3e} <= 0, the preconditioner is not "
+                              "positive definite")
+        q = matvec(p)
+        curvature = float(p @ q)
+        run.check_finite(curvature, product=q)
+        if curvature <= 0.0:
+            return run.finish(x, ConvergenceReason.DIVERGED_INDEFINITE_MATRIX,
+                              f"CG breakdown: pᵀAp = {curvature:.3e} <= 0, the operator is not "
+                              "positive definite")
+        alpha = rho / curvature
+        x += alpha * p
+        r -= alpha * q
+        rnorm = float(np.linalg.norm(r))
+        run.iterations += 1
+        run.record(rnorm)
+        if rnorm <= run.target:
+            r = b - matvec(x)
+            rnorm = float(np.linalg.norm(r))
+            run.replace_last(rnorm)
+            if rnorm <= run.target:
+                return run.finish(x, run.converged_reason)
+        if run.iterations >= maxiter:
+            return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
+        z = precond(r)
+        rho_next = float(r @ z)
+        run.check_finite(rho_next, preconditioned=z)
+        p *= rho_next / rho
+        p += z
+        rho = rho_next

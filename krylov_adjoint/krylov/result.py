@@ -1,0 +1,90 @@
+"""Results of Krylov solves: one reason enum for every backend, and the result record."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["ConvergenceReason", "SolveResult"]
+
+
+class ConvergenceReason(enum.Enum):
+    """Why a Krylov solve stopped. Shared by the serial and PETSc backends.
+
+    Positive values mean convergence, negative values failure, as in PETSc's
+    ``KSPConvergedReason``.
+    """
+
+    CONVERGED_RTOL = 2
+    CONVERGED_ATOL = 3
+    CONVERGED_ZERO_RHS = 4
+    CONVERGED_HAPPY_BREAKDOWN = 5
+    DIVERGED_MAXITER = -3
+    DIVERGED_BREAKDOWN = -5
+    DIVERGED_INDEFINITE_MATRIX = -8
+    DIVERGED_INDEFINITE_PC = -7
+    DIVERGED_NAN = -9
+    DIVERGED_DTOL = -4
+    DIVERGED_OTHER = -1
+
+    @property
+    def converged(self) -> bool:
+        """True for the ``CONVERGED_*`` reasons."""
+        return self.value > 0
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """The outcome of one Krylov solve.
+
+    Attributes
+    ----------
+    x : ndarray
+        The computed solution (the last iterate when the solve failed).
+    reason : ConvergenceReason
+    iterations : int
+        Krylov iterations (applications of the operator after the initial residual).
+    residual_norms : ndarray
+        ‖b − A xₖ‖₂ for k = 0..iterations: the unpreconditioned residual, as estimated by
+        the method's recurrence (exact for right-preconditioned GMRES, CG and BiCGStab in
+        exact arithmetic); the last entry is recomputed explicitly.
+    target : float
+        The stopping threshold ``max(rtol * ‖b‖, atol)``.
+    rhs_norm : float
+        ‖b‖₂.
+    seconds : float
+        Wall time of the solve.
+    method : str
+        ``"gmres"``, ``"cg"``, ``"bicgstab"`` (or the PETSc KSP type).
+    message : str
+        A human-readable explanation, naming the culprit on breakdown.
+    """
+
+    x: np.ndarray
+    reason: ConvergenceReason
+    iterations: int
+    residual_norms: np.ndarray
+    target: float
+    rhs_norm: float
+    seconds: float
+    method: str
+    message: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        """True when :attr:`reason` is a ``CONVERGED_*`` reason."""
+        return self.reason.converged
+
+    @property
+    def residual_norm(self) -> float:
+        """The final true residual norm ‖b − A x‖₂."""
+        return float(self.residual_norms[-1]) if len(self.residual_norms) else 0.0
+
+    def summary(self) -> str:
+        """One line: method, reason, iterations, final residual, time."""
+        return (f"{self.method}: {self.reason.name} in {self.iterations} iterations, "
+                f"residual {self.residual_norm:.2e} (target {self.target:.2e}), "
+                f"{self.seconds:.3f} s")

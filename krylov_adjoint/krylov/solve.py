@@ -1,0 +1,132 @@
+"""One entry point for every Krylov method: ``solve(A, b, method=..., M=..., rtol=..., ...)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .._checks import as_real_vector
+from ..errors import ConvergenceError, InputError
+from ._run import KrylovRun
+from .bicgstab import bicgstab
+from .cg import cg
+from .gmres import gmres
+from .result import ConvergenceReason, SolveResult
+from .stopping import Monitor, stopping_target, validate_tolerances
+
+__all__ = ["solve", "METHODS"]
+
+METHODS = {"gmres": gmres, "cg": cg, "bicgstab": bicgstab}
+
+
+def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = None,
+          rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
+          restart: int = 30, monitor: Monitor | None = None, raise_on_failure: bool = False,
+          labels: tuple[str, str] = ("A", "M"), phase: str = "solve") -> SolveResult:
+    """Solve ``A x = b`` with a right-preconditioned Krylov method.
+
+    Parameters
+    ----------
+    A : scipy.sparse matrix, ndarray or scipy LinearOperator, shape (N, N)
+        The operator; only ``A @ v`` is used. Pass ``A.T`` (and ``M.T``) for a transposed solve.
+    b : array of shape (N,)
+    method : {"gmres", "cg", "bicgstab"}
+        ``"cg"`` requires A and M symmetric positive definite.
+    M : Preconditioner or LinearOperator, optional
+        Right preconditioner M ≈ A⁻¹, applied through ``M.apply`` (or ``M.matvec``).
+    x0 : array of shape (N,), optional
+        Initial guess (not modified).
+    rtol, atol : float
+        Stop when ``‖b − A x‖₂ ≤ max(rtol·‖b‖₂, atol)``, the *true* (unpreconditioned) residual,
+        as in scipy. The final residual is always computed explicitly.
+    maxiter : int, optional
+        Maximum number of iterations (default ``max(10 N, 100)``).
+    restart : int
+        GMRES restart length.
+    monitor : callable ``(iteration, residual_norm)``, optional
+        Called at every iteration, including iteration 0.
+    raise_on_failure : bool
+        Raise :class:`~krylov_adjoint.ConvergenceError` when the solve does not converge;
+        by default the result is returned with its reason.
+    labels : (str, str)
+        Names of A and M used in error messages (e.g. ``("operator.rmatvec",
+        "preconditioner.apply_transpose")``).
+    phase : str
+        Name of this solve in a :class:`~krylov_adjoint.ConvergenceError`.
+
+    Returns
+    -------
+    SolveResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> A = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(50, 50), format="csr")
+    >>> result = solve(A, np.ones(50), method="cg", rtol=1e-10)
+    >>> result.reason.name, bool(np.linalg.norm(A @ result.x - 1) <= 1e-10 * np.sqrt(50))
+    ('CONVERGED_RTOL', True)
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    matvec, n = _as_matvec(A)
+    b = as_real_vector(b, "b", n, callback=False)
+    maxiter = validate_tolerances(rtol, atol, maxiter, n)
+    if int(restart) < 1:
+        raise ValueError(f"restart must be a positive integer, got {restart!r}")
+    precond = _as_precond(M, n)
+    rhs_norm = float(np.linalg.norm(b))
+    run = KrylovRun(method, rhs_norm, stopping_target(rhs_norm, rtol, atol), rtol, atol,
+                    monitor, labels)
+    if rhs_norm == 0.0:
+        run.record(0.0)
+        result = run.finish(np.zeros(n), ConvergenceReason.CONVERGED_ZERO_RHS,
+                            "zero right-hand side: x = 0, no iteration")
+        return result
+    if x0 is None:
+        x = np.zeros(n)
+        r = b.copy()
+    else:
+        x = np.array(as_real_vector(x0, "x0", n, callback=False), dtype=np.float64, copy=True)
+        r = b - matvec(x)
+    rnorm = float(np.linalg.norm(r))
+    run.check_finite(rnorm, product=r)
+    run.record(rnorm)
+    if rnorm <= run.target:
+        return run.finish(x, run.converged_reason, "the initial guess already satisfies the "
+                                                   "tolerance")
+    result = METHODS[method](matvec, b, x, r, run, precond=precond, maxiter=maxiter,
+                             restart=int(restart))
+    if raise_on_failure and not result.converged:
+        raise ConvergenceError(result, phase)
+    return result
+
+
+def _as_matvec(A: Any) -> tuple[Any, int]:
+    if sp.issparse(A) or isinstance(A, np.ndarray):
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise InputError("A", f"expected a square matrix, got shape {A.shape}")
+        matrix = A
+        return (lambda v: matrix @ v), A.shape[0]
+    if isinstance(A, spla.LinearOperator):
+        if A.shape[0] != A.shape[1]:
+            raise InputError("A", f"expected a square operator, got shape {A.shape}")
+        return A.matvec, A.shape[0]
+    raise InputError("A", "expected a scipy.sparse matrix, an ndarray or a scipy "
+                          f"LinearOperator, got {type(A).__name__}")
+
+
+def _as_precond(M: Any, n: int) -> Any:
+    if M is None:
+        return lambda v: v.copy()
+    if M.shape != (n, n):
+        raise InputError("M", f"expected shape ({n}, {n}), got {M.shape}")
+    if hasattr(M, "apply"):
+        return M.apply
+    if isinstance(M, spla.LinearOperator) or sp.issparse(M):
+        return M.matvec if isinstance(M, spla.LinearOperator) else (lambda v: M @ v)
+    raise InputError("M", "expected a Preconditioner (apply/apply_transpose), a scipy "
+                          f"LinearOperator or a sparse matrix, got {type(M).__name__}")

@@ -1,0 +1,13 @@
+"""The user's problem: parametric operator A(θ), right-hand side b(θ), objective J(x, θ)."""
+
+from .objective import LeastSquaresMisfit as LeastSquaresMisfit
+from .objective import LinearFunctional as LinearFunctional
+from .objective import Objective as Objective
+from .objective import Tikhonov as Tikhonov
+from .operator import ParametricOperator as ParametricOperator
+from .problem import AdjointProblem as AdjointProblem
+from .rhs import RightHandSide as RightHandSide
+from .structure import Structure as Structure
+
+__all__ = ["AdjointProblem", "ParametricOperator", "RightHandSide", "Objective",
+           "LinearFunctional", "LeastSquaresMisfit", "Tikhonov", "Structure"]

@@ -1,0 +1,160 @@
+"""The parametric operator A(θ), given by callbacks only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ..errors import MissingCallbackError
+from .structure import Structure
+
+__all__ = ["ParametricOperator"]
+
+Matvec = Callable[[np.ndarray, np.ndarray], np.ndarray]
+OperatorVJP = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+OperatorJVP = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+Assemble = Callable[[np.ndarray], Any]
+
+
+class ParametricOperator:
+    """A square operator A(θ) known through callbacks.
+
+    Parameters
+    ----------
+    matvec : callable ``(theta, x) -> A(theta) @ x``
+    n : int
+        Number of unknowns N (A is N × N).
+    rmatvec : callable ``(theta, y) -> A(theta).T @ y``, optional
+        Required unless ``structure`` is ``"symmetric"`` or ``"spd"``.
+    vjp : callable ``(theta, x, lam) -> lamᵀ (∂A/∂θ) x``, shape (P,)
+        The vector-Jacobian product of θ ↦ A(θ)x, contracted with λ. Required for gradients.
+    jvp : callable ``(theta, x, dtheta) -> (∂A/∂θ · dtheta) x``, shape (N,), optional
+        Enables forward mode (:meth:`krylov_adjoint.AdjointSolver.directional_derivative`).
+    structure : {"general", "symmetric", "spd"}
+        Declared for every θ. ``"spd"`` allows CG.
+    assemble : callable ``theta -> scipy.sparse matrix``, optional
+        An assembled A(θ), or an approximation of it, to build preconditioners from.
+
+    Examples
+    --------
+    A diagonal operator ``A(θ) = diag(θ)``:
+
+    >>> import numpy as np
+    >>> op = ParametricOperator(
+    ...     matvec=lambda th, x: th * x, n=3, structure="spd",
+    ...     vjp=lambda th, x, lam: lam * x, jvp=lambda th, x, dth: dth * x)
+    >>> op.matvec(np.array([1.0, 2.0, 3.0]), np.ones(3))
+    array([1., 2., 3.])
+    """
+
+    def __init__(self, matvec: Matvec, *, n: int, rmatvec: Matvec | None = None,
+                 vjp: OperatorVJP | None = None, jvp: OperatorJVP | None = None,
+                 structure: str | Structure = "general", assemble: Assemble | None = None,
+                 depends_on_theta: bool = True) -> None:
+        self.structure = Structure.coerce(structure)
+        if not callable(matvec):
+            raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
+        if rmatvec is None:
+            if not self.structure.is_symmetric:
+                raise ValueError(
+                    "rmatvec is required for a general (nonsymmetric) operator: the adjoint solve "
+                    "applies A(θ)ᵀ. Pass rmatvec=..., or declare structure='symmetric' or 'spd'."
+                )
+            rmatvec = matvec
+        if depends_on_theta and vjp is None:
+            raise ValueError(
+                "vjp is required: the gradient needs λᵀ(∂A/∂θ)x. For an operator that does not "
+                "depend on θ use ParametricOperator.constant(A)."
+            )
+        for label, fn in (("rmatvec", rmatvec), ("vjp", vjp), ("jvp", jvp),
+                          ("assemble", assemble)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
+        self.n = int(n)
+        if self.n <= 0:
+            raise ValueError(f"n must be positive, got {n}")
+        self._matvec = matvec
+        self._rmatvec = rmatvec
+        self._vjp = vjp
+        self._jvp = jvp
+        self._assemble = assemble
+        self.depends_on_theta = depends_on_theta
+
+    @classmethod
+    def constant(cls, A: Any, *, structure: str | Structure = "general") -> ParametricOperator:
+        """An operator that does not depend on θ, from a matrix or a scipy ``LinearOperator``.
+
+        Sparse and dense matrices are also used to build preconditioners.
+
+        Examples
+        --------
+        >>> import scipy.sparse as sp
+        >>> op = ParametricOperator.constant(sp.identity(4, format="csr"), structure="spd")
+        >>> op.has_assembled
+        True
+        """
+        if isinstance(A, np.ndarray) and A.ndim == 2:
+            A = sp.csr_matrix(A)
+        if sp.issparse(A):
+            matrix = sp.csr_matrix(A, dtype=np.float64)
+            AT = matrix.T.tocsr()
+            assemble: Assemble | None = lambda theta: matrix  # noqa: E731
+            mv: Matvec = lambda theta, x: matrix @ x  # noqa: E731
+            rmv: Matvec = lambda theta, y: AT @ y  # noqa: E731
+        elif isinstance(A, spla.LinearOperator):
+            lin = A
+            assemble = None
+            mv = lambda theta, x: lin.matvec(x)  # noqa: E731
+            rmv = lambda theta, y: lin.rmatvec(y)  # noqa: E731
+        else:
+            raise TypeError(
+                "expected a scipy.sparse matrix, a 2-D numpy array or a scipy LinearOperator, "
+                f"got {type(A).__name__}"
+            )
+        if A.shape[0] != A.shape[1]:
+            raise ValueError(f"the operator must be square, got shape {A.shape}")
+        return cls(mv, n=A.shape[0], rmatvec=rmv, structure=structure, assemble=assemble,
+                   vjp=None, jvp=None, depends_on_theta=False)
+
+    # -- raw callbacks (validation happens in AdjointProblem, which knows P) --
+    def matvec(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``A(theta) @ x`` from the user's callback."""
+        return self._matvec(theta, x)
+
+    def rmatvec(self, theta: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``A(theta).T @ y`` from the user's callback (``matvec`` when symmetric)."""
+        return self._rmatvec(theta, y)
+
+    def vjp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
+        """``lamᵀ (∂A/∂θ) x``; None for an operator that does not depend on θ."""
+        return None if self._vjp is None else self._vjp(theta, x, lam)
+
+    def jvp(self, theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
+        """``(∂A/∂θ · dtheta) x``; None for a constant operator."""
+        if not self.depends_on_theta:
+            return None
+        if self._jvp is None:
+            raise MissingCallbackError(
+                "operator.jvp was not supplied: forward mode needs (∂A/∂θ·dθ)x")
+        return self._jvp(theta, x, dtheta)
+
+    @property
+    def has_jvp(self) -> bool:
+        """True when forward mode is available for this operator."""
+        return self._jvp is not None or not self.depends_on_theta
+
+    @property
+    def has_assembled(self) -> bool:
+        """True when an assembled matrix is available to build preconditioners from."""
+        return self._assemble is not None
+
+    def assemble(self, theta: np.ndarray) -> sp.csr_matrix:
+        """The assembled A(θ) (or its approximation) as CSR float64."""
+        if self._assemble is None:
+            raise ValueError("this operator has no assemble callback: pass assemble=... to build "
+                             "a matrix-based preconditioner")
+        return self._assemble(theta)
