@@ -6,6 +6,10 @@ the number of parameters.
 """
 
 from . import krylov as krylov
+from . import precond as precond
+from .adjoint import AdjointSolver as AdjointSolver
+from .adjoint import GradientResult as GradientResult
+from .adjoint import TangentResult as TangentResult
 from .errors import CallbackError as CallbackError
 from .errors import ConvergenceError as ConvergenceError
 from .errors import InputError as InputError
@@ -27,6 +31,7 @@ from .problem import Tikhonov as Tikhonov
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdjointSolver", "GradientResult", "TangentResult", "precond",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
     "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",
     "KrylovAdjointError", "InputError", "CallbackError", "MissingCallbackError",

@@ -16,8 +16,9 @@ class KrylovRun:
     """History and monitor of one solve; builds the :class:`SolveResult`."""
 
     def __init__(self, method: str, rhs_norm: float, target: float, rtol: float, atol: float,
-                 monitor: Monitor | None, labels: tuple[str, str]) -> None:
+                 monitor: Monitor | None, labels: tuple[str, str], phase: str) -> None:
         self.method = method
+        self.phase = phase
         self.rhs_norm = rhs_norm
         self.target = target
         self.converged_reason = (ConvergenceReason.CONVERGED_RTOL if rtol * rhs_norm >= atol
@@ -32,7 +33,7 @@ class KrylovRun:
         """Append a residual norm (iteration ``self.iterations``) and call the monitor."""
         self.history.append(float(rnorm))
         if self.monitor is not None:
-            self.monitor(self.iterations, float(rnorm))
+            self.monitor(self.phase, self.iterations, float(rnorm))
 
     def replace_last(self, rnorm: float) -> None:
         """Replace the last recorded estimate by the explicitly computed residual norm."""

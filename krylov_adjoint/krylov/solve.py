@@ -46,8 +46,8 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
         Maximum number of iterations (default ``max(10 N, 100)``).
     restart : int
         GMRES restart length.
-    monitor : callable ``(iteration, residual_norm)``, optional
-        Called at every iteration, including iteration 0.
+    monitor : callable ``(phase, iteration, residual_norm)``, optional
+        Called at every iteration, including iteration 0; ``phase`` is the ``phase`` argument.
     raise_on_failure : bool
         Raise :class:`~krylov_adjoint.ConvergenceError` when the solve does not converge;
         by default the result is returned with its reason.
@@ -55,7 +55,8 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
         Names of A and M used in error messages (e.g. ``("operator.rmatvec",
         "preconditioner.apply_transpose")``).
     phase : str
-        Name of this solve in a :class:`~krylov_adjoint.ConvergenceError`.
+        Name of this solve, passed to ``monitor`` and to a
+        :class:`~krylov_adjoint.ConvergenceError`.
 
     Returns
     -------
@@ -80,7 +81,7 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     precond = _as_precond(M, n)
     rhs_norm = float(np.linalg.norm(b))
     run = KrylovRun(method, rhs_norm, stopping_target(rhs_norm, rtol, atol), rtol, atol,
-                    monitor, labels)
+                    monitor, labels, phase)
     if rhs_norm == 0.0:
         run.record(0.0)
         result = run.finish(np.zeros(n), ConvergenceReason.CONVERGED_ZERO_RHS,

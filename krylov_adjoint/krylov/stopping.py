@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 __all__ = ["stopping_target", "validate_tolerances", "Monitor"]
 
-#: The monitor signature, for every method and backend: ``monitor(iteration, residual_norm)``.
-Monitor = Callable[[int, float], None]
+#: The monitor signature, for every method, solve and backend:
+#: ``monitor(phase, iteration, residual_norm)`` where ``phase`` names the solve
+#: (``"primal"``, ``"adjoint"``, ``"tangent"`` or ``"solve"``).
+Monitor = Callable[[str, int, float], None]
 
 
 def validate_tolerances(rtol: float, atol: float, maxiter: int | None, n: int) -> int:

@@ -1,0 +1,25 @@
+"""Preconditioners with ``apply`` and ``apply_transpose``: Jacobi, ILU, AMG (lazy)."""
+
+from typing import Any
+
+from .base import IdentityPreconditioner as IdentityPreconditioner
+from .base import Preconditioner as Preconditioner
+from .base import PreconditionerBase as PreconditionerBase
+from .base import TransposedPreconditioner as TransposedPreconditioner
+from .base import as_operator as as_operator
+from .factory import PRECONDITIONERS as PRECONDITIONERS
+from .factory import make_preconditioner as make_preconditioner
+from .ilu import ILUPreconditioner as ILUPreconditioner
+from .jacobi import JacobiPreconditioner as JacobiPreconditioner
+
+__all__ = ["Preconditioner", "PreconditionerBase", "IdentityPreconditioner",
+           "TransposedPreconditioner", "JacobiPreconditioner", "ILUPreconditioner",
+           "AMGPreconditioner", "make_preconditioner", "PRECONDITIONERS", "as_operator"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AMGPreconditioner":
+        from .amg import AMGPreconditioner
+
+        return AMGPreconditioner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

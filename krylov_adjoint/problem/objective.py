@@ -26,7 +26,7 @@ class Objective:
     Examples
     --------
     >>> import numpy as np
-    >>> J = Objective(lambda x, th: 0.5 * x @ x, lambda x, th: x)
+    >>> J = Objective(lambda x, th: 0.5 * float(x @ x), lambda x, th: x)
     >>> J.value(np.array([3.0, 4.0]), None)
     12.5
     """

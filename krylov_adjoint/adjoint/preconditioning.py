@@ -1,0 +1,101 @@
+"""Set up the preconditioner once, share it between primal and adjoint, reuse it across θ."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..precond.base import IdentityPreconditioner, Preconditioner
+from ..precond.factory import make_preconditioner
+from ..problem.problem import AdjointProblem
+
+__all__ = ["PreconditionerCache"]
+
+
+class PreconditionerCache:
+    """Holds the preconditioner of an :class:`~krylov_adjoint.AdjointSolver`.
+
+    The preconditioner is set up from ``problem.assemble(θ)`` on first use and kept while θ
+    changes. It is rebuilt at the next call when a primal solve needs more than
+    ``rebuild_factor ×`` the iterations measured right after set-up (plus one), or on request.
+
+    Parameters
+    ----------
+    problem : AdjointProblem
+    spec : str, Preconditioner, callable or None
+        ``"auto"`` (AMG when an assembled matrix is available, else none), ``"amg"``,
+        ``"ilu"``, ``"jacobi"``, ``"none"``/None, a ready :class:`Preconditioner` (used as is,
+        never rebuilt), or a callable ``A -> Preconditioner``.
+    options : dict
+        Keyword arguments for the preconditioner's constructor.
+    rebuild_factor : float or None
+        None disables automatic rebuilds.
+    """
+
+    def __init__(self, problem: AdjointProblem, spec: Any, options: dict[str, Any] | None,
+                 rebuild_factor: float | None) -> None:
+        if spec is None:
+            spec = "none"
+        if isinstance(spec, str) and spec == "auto":
+            spec = "amg" if problem.operator.has_assembled else "none"
+        self.fixed: Preconditioner | None = None
+        if isinstance(spec, Preconditioner):
+            if spec.shape != (problem.n, problem.n):
+                raise ValueError(f"preconditioner: expected shape ({problem.n}, {problem.n}), "
+                                 f"got {spec.shape}")
+            self.fixed = spec
+        elif spec == "none":
+            self.fixed = IdentityPreconditioner(problem.n)
+        elif not problem.operator.has_assembled:
+            raise ValueError(
+                f"preconditioner={spec!r} is built from an assembled matrix, but the operator "
+                "has no assemble callback: pass assemble=... to ParametricOperator, or a ready "
+                "Preconditioner object"
+            )
+        if rebuild_factor is not None and not rebuild_factor >= 1.0:
+            raise ValueError(f"rebuild_factor must be >= 1 or None, got {rebuild_factor!r}")
+        self.problem = problem
+        self.spec = spec
+        self.options = dict(options or {})
+        self.rebuild_factor = rebuild_factor
+        self.current: Preconditioner | None = self.fixed
+        self.baseline_iterations: int | None = None
+        self.stale_reason = "" if self.fixed is not None else "first set-up"
+        self.setups = 0
+
+    @property
+    def name(self) -> str:
+        """The kind of preconditioner, for reports."""
+        kind = self.spec if isinstance(self.spec, str) else type(self.current).__name__
+        return str(kind)
+
+    def request_rebuild(self, reason: str = "rebuild requested") -> None:
+        """Set up the preconditioner again at the next call (no effect on a fixed one)."""
+        if self.fixed is None:
+            self.stale_reason = reason
+
+    def get(self, theta: np.ndarray) -> tuple[Preconditioner, bool, float, str]:
+        """Return ``(M, rebuilt, setup_seconds, note)`` for a solve at θ."""
+        if self.current is not None and not self.stale_reason:
+            return self.current, False, 0.0, f"{self.name} reused"
+        start = time.perf_counter()
+        A = self.problem.assemble(theta)
+        self.current = make_preconditioner(self.spec, A, **self.options)
+        seconds = time.perf_counter() - start
+        note = f"{self.name} set up ({self.stale_reason})"
+        self.stale_reason = ""
+        self.baseline_iterations = None
+        self.setups += 1
+        return self.current, True, seconds, note
+
+    def record_primal_iterations(self, iterations: int) -> None:
+        """Track the primal iteration count and mark the preconditioner stale if it grew."""
+        if self.fixed is not None or self.rebuild_factor is None:
+            return
+        if self.baseline_iterations is None:
+            self.baseline_iterations = iterations
+        elif iterations > self.rebuild_factor * self.baseline_iterations + 1:
+            self.stale_reason = (f"primal iterations grew from {self.baseline_iterations} to "
+                                 f"{iterations} (> {self.rebuild_factor:g}x)")

@@ -1,0 +1,89 @@
+"""What a gradient (or a directional derivative) evaluation returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..krylov.result import SolveResult
+
+__all__ = ["GradientResult", "TangentResult"]
+
+
+@dataclass(frozen=True)
+class GradientResult:
+    """J(θ), dJ/dθ and the report of both solves.
+
+    Attributes
+    ----------
+    objective : float
+        J(x(θ), θ).
+    gradient : ndarray, shape (P,)
+        dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ).
+    x : ndarray, shape (N,)
+        The primal solution.
+    adjoint : ndarray, shape (N,)
+        λ, the solution of A(θ)ᵀλ = ∂J/∂x.
+    primal : SolveResult
+        Iterations, residual history, reason of the primal solve.
+    adjoint_solve : SolveResult
+        The same for the adjoint solve.
+    times : dict
+        Wall times in seconds of the phases ``setup`` (assembly and preconditioner set-up, 0
+        when reused), ``primal``, ``objective``, ``adjoint``, ``gradient`` (the VJPs) and
+        ``total``.
+    preconditioner_rebuilt : bool
+        True when the preconditioner was set up for this call.
+    preconditioner_note : str
+        Why it was (or was not) set up.
+    """
+
+    objective: float
+    gradient: np.ndarray
+    x: np.ndarray
+    adjoint: np.ndarray
+    primal: SolveResult
+    adjoint_solve: SolveResult
+    times: dict[str, float]
+    preconditioner_rebuilt: bool = False
+    preconditioner_note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A few lines: J, ‖dJ/dθ‖, both solves, phase times."""
+        t = self.times
+        return "\n".join([
+            f"J = {self.objective:.10e}, |dJ/dtheta| = {np.linalg.norm(self.gradient):.6e} "
+            f"(P = {self.gradient.size})",
+            f"primal : {self.primal.summary()}",
+            f"adjoint: {self.adjoint_solve.summary()}",
+            "times  : " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()),
+            f"preconditioner: {self.preconditioner_note}",
+        ])
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly record (no arrays), for logs and benchmarks."""
+        return {
+            "objective": self.objective,
+            "gradient_norm": float(np.linalg.norm(self.gradient)),
+            "primal_iterations": self.primal.iterations,
+            "primal_reason": self.primal.reason.name,
+            "adjoint_iterations": self.adjoint_solve.iterations,
+            "adjoint_reason": self.adjoint_solve.reason.name,
+            "preconditioner_rebuilt": self.preconditioner_rebuilt,
+            **{f"{k}_s": v for k, v in self.times.items()},
+        }
+
+
+@dataclass(frozen=True)
+class TangentResult:
+    """J(θ) and the directional derivative dJ/dθ·dθ from one tangent (forward) solve."""
+
+    objective: float
+    derivative: float
+    x: np.ndarray
+    tangent: np.ndarray
+    primal: SolveResult
+    tangent_solve: SolveResult
