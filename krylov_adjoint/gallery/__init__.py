@@ -1,0 +1,18 @@
+"""θ-dependent model problems shared by tests, examples and benchmarks.
+
+Every function returns a :class:`ModelProblem`: an :class:`~krylov_adjoint.AdjointProblem` with
+matrix-free, vectorised callbacks (matvec, rmatvec or a symmetry declaration, VJP, JVP and an
+exactly matching ``assemble``), a reference θ and, for small sizes, explicit derivatives.
+
+- :func:`heat_1d`: one implicit-Euler step of the 1-D heat equation, SPD.
+- :func:`diffusion_2d`, :func:`diffusion_3d`: −∇·(e^θ∇u) = f, per-cell or per-block θ, SPD.
+- :func:`convection_diffusion_2d`: upwind convection–diffusion, nonsymmetric, θ in A and b.
+"""
+
+from .convection import convection_diffusion_2d as convection_diffusion_2d
+from .diffusion import diffusion_2d as diffusion_2d
+from .diffusion import diffusion_3d as diffusion_3d
+from .heat import heat_1d as heat_1d
+from .model import ModelProblem as ModelProblem
+
+__all__ = ["ModelProblem", "heat_1d", "diffusion_2d", "diffusion_3d", "convection_diffusion_2d"]
