@@ -103,36 +103,37 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
     def diffusion_at(log_k: np.ndarray) -> HarmonicDiffusion:
         return HarmonicDiffusion(log_k, shape, spacing, scale=1.0 / peclet)
 
-    def log_diffusivity(theta: np.ndarray) -> np.ndarray:
-        return np.asarray(theta)[:n] if has_diffusivity else np.zeros(n)
-
     def combined(log_k: np.ndarray) -> tuple[HarmonicDiffusion, FluxStencil]:
         diffusion = diffusion_at(log_k)
         return diffusion, diffusion.stencil + convection
 
     fixed = combined(np.zeros(n))
-    coefficients = LastTheta(combined) if has_diffusivity else lambda _: fixed
+    cached = LastTheta(combined)
+
+    def coefficients(theta: np.ndarray) -> tuple[HarmonicDiffusion, FluxStencil]:
+        """The diffusion part and the whole operator at θ (θ_d = 0 in the source layout)."""
+        return cached(np.asarray(theta)[:n]) if has_diffusivity else fixed
 
     def matvec(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return coefficients(log_diffusivity(theta))[1].apply(x)
+        return coefficients(theta)[1].apply(x)
 
     def rmatvec(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return coefficients(log_diffusivity(theta))[1].apply_transpose(y)
+        return coefficients(theta)[1].apply_transpose(y)
 
     def vjp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
-        per_cell = coefficients(log_diffusivity(theta))[0].vjp_cells(x, lam)
+        per_cell = coefficients(theta)[0].vjp_cells(x, lam)
         return np.concatenate([per_cell, np.zeros(n)]) if has_source else per_cell
 
     def jvp(theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
-        diffusion = coefficients(log_diffusivity(theta))[0]
+        diffusion = coefficients(theta)[0]
         return diffusion.jvp_stencil(np.asarray(dtheta)[:n]).apply(x)
 
     def assemble(theta: np.ndarray) -> sp.csr_matrix:
-        return coefficients(log_diffusivity(theta))[1].assemble()
+        return coefficients(theta)[1].assemble()
 
     def derivative_matrices(theta: np.ndarray) -> list[sp.csr_matrix]:
         check_reference_size(n, "derivative_matrices")
-        entries = diffusion_at(log_diffusivity(theta)).derivative_entries(np.arange(n))
+        entries = diffusion_at(np.asarray(theta)[:n]).derivative_entries(np.arange(n))
         return matrices_from_entries(n, n, *entries) + \
             [sp.csr_matrix((n, n)) for _ in range(n_params - n)]
 
