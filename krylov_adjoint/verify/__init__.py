@@ -1,0 +1,40 @@
+"""Verification tools: dot-product tests, derivative checks, Taylor tests, reports.
+
+The same tools the test suite uses. They return frozen report objects with ``passed``, the
+numbers and a ``summary()``; they never print.
+
+- :func:`dot_test`, :func:`operator_dot_test`, :func:`preconditioner_dot_test`: is the
+  transpose really the transpose?
+- :func:`operator_vjp_test`, :func:`operator_jvp_test`, :func:`rhs_vjp_test`,
+  :func:`rhs_jvp_test`, :func:`objective_gradient_test`: are the derivative callbacks
+  right?
+- :func:`taylor_test`, :func:`taylor_test_solver`: is the whole gradient right?
+- :func:`check_problem`: all of the above on a problem, one report naming each failing
+  callback.
+"""
+
+from .check import check_problem as check_problem
+from .derivative import DerivativeReport as DerivativeReport
+from .dot import DotTestReport as DotTestReport
+from .dot import dot_test as dot_test
+from .dot import operator_dot_test as operator_dot_test
+from .dot import preconditioner_dot_test as preconditioner_dot_test
+from .partials import ObjectiveGradientReport as ObjectiveGradientReport
+from .partials import objective_gradient_test as objective_gradient_test
+from .report import CheckResult as CheckResult
+from .report import VerificationReport as VerificationReport
+from .taylor import TaylorReport as TaylorReport
+from .taylor import taylor_test as taylor_test
+from .taylor import taylor_test_solver as taylor_test_solver
+from .vjp import operator_jvp_test as operator_jvp_test
+from .vjp import operator_vjp_test as operator_vjp_test
+from .vjp import rhs_jvp_test as rhs_jvp_test
+from .vjp import rhs_vjp_test as rhs_vjp_test
+
+__all__ = [
+    "dot_test", "operator_dot_test", "preconditioner_dot_test",
+    "operator_vjp_test", "operator_jvp_test", "rhs_vjp_test", "rhs_jvp_test",
+    "objective_gradient_test", "taylor_test", "taylor_test_solver", "check_problem",
+    "DotTestReport", "DerivativeReport", "ObjectiveGradientReport", "TaylorReport",
+    "CheckResult", "VerificationReport",
+]

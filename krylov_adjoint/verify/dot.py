@@ -1,0 +1,207 @@
+"""Dot-product tests: does a claimed transpose really apply the transpose?"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._checks import checked_call, readonly
+from ..problem.problem import AdjointProblem
+from ._random import RandomLike, as_generator
+from .report import CheckResult, format_number
+
+__all__ = ["DotTestReport", "dot_test", "operator_dot_test", "preconditioner_dot_test"]
+
+Apply = Callable[[np.ndarray], Any]
+
+
+@dataclass(frozen=True, eq=False)
+class DotTestReport:
+    """Outcome of a dot-product test.
+
+    Attributes
+    ----------
+    name : str
+        The transposed callback under test, e.g. ``"operator.rmatvec"``.
+    shape : (int, int)
+        Shape ``(m, n)`` of the linear map.
+    errors : ndarray
+        The normalised error of each trial (see :func:`dot_test`).
+    rtol : float
+        The tolerance.
+    error : float
+        The worst error over the trials.
+    passed : bool
+        ``error <= rtol``.
+    """
+
+    name: str
+    shape: tuple[int, int]
+    errors: np.ndarray
+    rtol: float
+    error: float = field(init=False)
+    passed: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        errors = np.array(self.errors, dtype=np.float64)
+        errors.flags.writeable = False
+        object.__setattr__(self, "errors", errors)
+        object.__setattr__(self, "error", float(errors.max()) if errors.size else 0.0)
+        object.__setattr__(self, "passed", bool(self.error <= self.rtol))
+
+    def summary(self) -> str:
+        """One line: verdict, worst error, tolerance, trials."""
+        verdict = "PASSED" if self.passed else "FAILED"
+        return (f"{self.name}: dot-product test {verdict}, worst relative error "
+                f"{format_number(self.error)} (tolerance {format_number(self.rtol)}, "
+                f"{self.errors.size} trials, shape {self.shape})")
+
+    def as_check(self) -> CheckResult:
+        """This report as a row of a :class:`VerificationReport`."""
+        return CheckResult(self.name, self.passed, self.error, self.rtol,
+                           f"dot-product test, {self.errors.size} trials", report=self)
+
+
+def dot_test(matvec: Apply, rmatvec: Apply, shape: tuple[int, int], *, rng: RandomLike = None,
+             trials: int = 3, rtol: float = 1e-12,
+             names: tuple[str, str] = ("matvec", "rmatvec")) -> DotTestReport:
+    """Check that ``rmatvec`` applies the transpose of ``matvec``: ⟨A u, v⟩ = ⟨u, Aᵀ v⟩.
+
+    For random Gaussian ``u`` (length n) and ``v`` (length m), each trial computes
+
+    ``error = |⟨A u, v⟩ − ⟨u, Aᵀ v⟩| / (‖A u‖‖v‖ + ‖u‖‖Aᵀ v‖)``
+
+    (0 when both products vanish). By Cauchy–Schwarz each inner product is bounded by its
+    term of the denominator, so the error lies in [0, 1] and does not depend on the scaling
+    of A, u or v. A correct pair leaves only round-off, about ``eps·√n``; a wrong transpose
+    (e.g. ``rmatvec = matvec`` for a nonsymmetric A) gives an error of order one.
+
+    Parameters
+    ----------
+    matvec : callable ``u -> A @ u``
+    rmatvec : callable ``v -> A.T @ v``
+    shape : (int, int)
+        ``(m, n)``: A maps Rⁿ to Rᵐ.
+    rng : None, int or numpy.random.Generator
+        Source of the random vectors (a seed makes the test reproducible).
+    trials : int
+        Number of random pairs; the report keeps every error and the worst.
+    rtol : float
+        The test passes when the worst error is at most ``rtol``.
+    names : (str, str)
+        Names of the two callbacks, used in the report and in errors.
+
+    Returns
+    -------
+    DotTestReport
+
+    Raises
+    ------
+    CallbackError
+        When a callback raises or returns something that is not a float64 vector of the
+        right length; NonFiniteError when it returns NaN or Inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.array([[1.0, 2.0], [0.0, 3.0]])
+    >>> dot_test(lambda u: A @ u, lambda v: A.T @ v, A.shape, rng=0).passed
+    True
+    >>> dot_test(lambda u: A @ u, lambda v: A @ v, A.shape, rng=0).passed
+    False
+    """
+    m, n = (int(s) for s in shape)
+    if int(trials) < 1:
+        raise ValueError(f"trials must be a positive integer, got {trials!r}")
+    generator = as_generator(rng)
+    forward, transpose = names
+    errors = []
+    for _ in range(int(trials)):
+        u = generator.standard_normal(n)
+        v = generator.standard_normal(m)
+        Au = checked_call(matvec, forward, m, readonly(u))
+        ATv = checked_call(rmatvec, transpose, n, readonly(v))
+        gap = abs(float(Au @ v) - float(u @ ATv))
+        scale = float(np.linalg.norm(Au) * np.linalg.norm(v)
+                      + np.linalg.norm(u) * np.linalg.norm(ATv))
+        errors.append(0.0 if gap == 0.0 else (gap / scale if scale > 0 else np.inf))
+    return DotTestReport(transpose, (m, n), np.array(errors), float(rtol))
+
+
+def operator_dot_test(problem: AdjointProblem, theta: Any, *, rng: RandomLike = None,
+                      trials: int = 3, rtol: float = 1e-12) -> DotTestReport:
+    """Dot-product test of ``operator.rmatvec`` against ``operator.matvec`` at θ.
+
+    For an operator declared ``"symmetric"`` or ``"spd"`` without its own ``rmatvec``, this
+    checks that ``matvec`` really is symmetric. See :func:`dot_test` for the error.
+
+    Parameters
+    ----------
+    problem : AdjointProblem
+    theta : array of shape (P,)
+    rng, trials, rtol
+        As in :func:`dot_test`.
+
+    Returns
+    -------
+    DotTestReport
+        Named ``"operator.rmatvec"``.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> import krylov_adjoint as ka
+    >>> A = sp.diags([-1.0, 3.0, -2.0], [-1, 0, 1], shape=(20, 20), format="csr")
+    >>> problem = ka.AdjointProblem(A, np.ones(20), ka.LinearFunctional(np.ones(20)),
+    ...                             n_params=0)
+    >>> operator_dot_test(problem, np.zeros(0), rng=0).passed
+    True
+    """
+    theta = problem.check_theta(theta)
+    n = problem.n
+    return dot_test(lambda u: problem.matvec(theta, u), lambda v: problem.rmatvec(theta, v),
+                    (n, n), rng=rng, trials=trials, rtol=rtol,
+                    names=("operator.matvec", "operator.rmatvec"))
+
+
+def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
+                            rtol: float = 1e-10) -> DotTestReport:
+    """Dot-product test of ``M.apply_transpose`` against ``M.apply``.
+
+    The adjoint solve uses ``apply_transpose``; if it is not the transpose of ``apply``, the
+    adjoint is preconditioned by the wrong operator (it may still converge, but slower, or
+    not at all for CG). The default tolerance is looser than :func:`dot_test`'s because a
+    preconditioner chains many operations (triangular solves, smoothers, coarse solves),
+    each adding round-off.
+
+    Parameters
+    ----------
+    M : Preconditioner
+        Anything with ``shape``, ``apply`` and ``apply_transpose``.
+    rng, trials
+        As in :func:`dot_test`.
+    rtol : float
+        Tolerance on the worst normalised error.
+
+    Returns
+    -------
+    DotTestReport
+        Named ``"preconditioner.apply_transpose"``.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from krylov_adjoint.precond import ILUPreconditioner
+    >>> A = sp.diags([-1.0, 3.0, -2.0], [-1, 0, 1], shape=(20, 20), format="csc")
+    >>> preconditioner_dot_test(ILUPreconditioner(A), rng=0).passed
+    True
+    """
+    for attribute in ("shape", "apply", "apply_transpose"):
+        if not hasattr(M, attribute):
+            raise TypeError(f"the preconditioner has no {attribute!r}: expected an object "
+                            f"with shape, apply and apply_transpose, got {type(M).__name__}")
+    return dot_test(M.apply, M.apply_transpose, tuple(M.shape), rng=rng, trials=trials,
+                    rtol=rtol, names=("preconditioner.apply", "preconditioner.apply_transpose"))

@@ -1,0 +1,314 @@
+"""Taylor tests: the gradient predicts J(θ + h dθ) to second order in h."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._random import RandomLike, as_float_vector, as_generator, relative_step, scaled_direction
+from .report import CheckResult, format_number
+
+__all__ = ["TaylorReport", "taylor_test", "taylor_test_solver"]
+
+#: First step: ``h₀‖dθ‖ = FIRST_STEP·‖θ‖`` (``= FIRST_STEP`` when θ = 0).
+FIRST_STEP = 1e-2
+#: Number of halvings of the first step when ``steps`` is not given.
+HALVINGS = 5
+#: Remainders below ``ROUNDOFF_FACTOR · eps · max|J|`` are round-off.
+ROUNDOFF_FACTOR = 1e3
+#: A solve with true residual ``r`` changes J by at most ``‖λ‖‖r‖``; remainders below
+#: ``SOLVER_NOISE_FACTOR · ‖λ‖ · target`` are solver noise (two evaluations, and a margin
+#: so that noise moves a rate by less than about 0.05).
+SOLVER_NOISE_FACTOR = 32.0
+
+
+@dataclass(frozen=True, eq=False)
+class TaylorReport:
+    """Remainders and convergence rates of a Taylor test.
+
+    With ``J₀ = J(θ)``, ``Jₖ = J(θ + hₖ dθ)`` and ``s = gradient·dθ``:
+
+    - first-order remainders ``|Jₖ − J₀|``, rates ≈ 1 (without the gradient);
+    - second-order remainders ``|Jₖ − J₀ − hₖ s|``, rates ≈ 2 when the gradient is right,
+      ≈ 1 when it is wrong.
+
+    Rates are ``log(rₖ / rₖ₊₁) / log(hₖ / hₖ₊₁)`` (``log₂(rₖ / rₖ₊₁)`` for halved steps).
+
+    Attributes
+    ----------
+    steps : ndarray
+        The step sizes hₖ, decreasing.
+    values : ndarray
+        Jₖ.
+    value : float
+        J₀.
+    slope : float
+        ``gradient·dθ``, the predicted derivative along dθ.
+    first_order_remainders, first_order_rates : ndarray
+    remainders, rates : ndarray
+        Second-order remainders and their rates.
+    usable : ndarray of bool
+        Which rates count: both remainders above ``noise_floor`` (round-off or solver
+        noise), and not in the leading run of out-of-range rates at the largest steps
+        (before the asymptotic regime).
+    noise_floor : float
+        Remainders at or below this are noise.
+    rate_range : (float, float)
+        Accepted range of the usable rates.
+    min_rates : int
+        How many usable rates are needed.
+    min_rate, mean_rate : float
+        Over the usable rates (NaN when none).
+    passed : bool
+        At least ``min_rates`` usable rates, all in ``rate_range``; or every second-order
+        remainder at noise level while J measurably changes (J is linear along dθ and the
+        gradient predicts it to round-off).
+    note : str
+        How the verdict was reached, when not plainly.
+    """
+
+    steps: np.ndarray
+    values: np.ndarray
+    value: float
+    slope: float
+    first_order_remainders: np.ndarray
+    first_order_rates: np.ndarray
+    remainders: np.ndarray
+    rates: np.ndarray
+    usable: np.ndarray
+    noise_floor: float
+    rate_range: tuple[float, float]
+    min_rates: int
+    min_rate: float
+    mean_rate: float
+    passed: bool
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "values", "first_order_remainders", "first_order_rates",
+                     "remainders", "rates", "usable"):
+            arr = np.array(getattr(self, name))
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+
+    @property
+    def error(self) -> float:
+        """Largest distance of a usable rate from the middle of ``rate_range`` (0 when the
+        test passed on round-off-level remainders, NaN when there is no usable rate)."""
+        if self.usable.any():
+            middle = 0.5 * (self.rate_range[0] + self.rate_range[1])
+            return float(np.max(np.abs(self.rates[self.usable] - middle)))
+        return 0.0 if self.passed else float("nan")
+
+    def summary(self) -> str:
+        """The verdict, then one line per step: h, J, both remainders and rates."""
+        lo, hi = self.rate_range
+        verdict = "PASSED" if self.passed else "FAILED"
+        head = (f"Taylor test {verdict}: {int(self.usable.sum())} usable rate(s), min "
+                f"{self.min_rate:.3f}, mean {self.mean_rate:.3f}, expected in [{lo:g}, {hi:g}]"
+                f" (noise floor {format_number(self.noise_floor)})")
+        lines = [head] + ([f"note: {self.note}"] if self.note else [])
+        lines.append(f"{'h':>10}  {'J(θ+h dθ)':>22}  {'|J-J0|':>9}  {'rate':>5}  "
+                     f"{'|J-J0-h g·dθ|':>13}  {'rate':>5}  used")
+        for k, h in enumerate(self.steps):
+            rate1 = f"{self.first_order_rates[k - 1]:5.2f}" if k else " " * 5
+            rate2 = f"{self.rates[k - 1]:5.2f}" if k else " " * 5
+            used = ("yes" if self.usable[k - 1] else "no") if k else ""
+            lines.append(f"{h:10.3e}  {self.values[k]:22.15e}  "
+                         f"{format_number(self.first_order_remainders[k]):>9}  {rate1}  "
+                         f"{format_number(self.remainders[k]):>13}  {rate2}  {used}")
+        return "\n".join(lines)
+
+    def as_check(self, name: str = "gradient.taylor") -> CheckResult:
+        """This report as a row of a :class:`VerificationReport`."""
+        lo, hi = self.rate_range
+        rates = ", ".join(f"{r:.2f}" for r in self.rates[self.usable])
+        detail = f"rates [{rates}], expected in [{lo:g}, {hi:g}]"
+        if self.note:
+            detail += f"; {self.note}"
+        return CheckResult(name, self.passed, self.error, 0.5 * (hi - lo), detail, report=self)
+
+
+def taylor_test(fun: Callable[[np.ndarray], float], theta: Any, gradient: Any, *,
+                direction: Any = None, steps: Any = None, rng: RandomLike = None,
+                value: float | None = None, rate_range: tuple[float, float] = (1.9, 2.1),
+                min_rates: int = 2, noise_floor: float = 0.0) -> TaylorReport:
+    """Check a gradient by the convergence rate of Taylor remainders.
+
+    ``|J(θ + h dθ) − J(θ) − h gradient·dθ|`` is O(h²) exactly when the gradient is right
+    along dθ; with a wrong gradient it is O(h) (rate 1). The first-order remainders
+    ``|J(θ + h dθ) − J(θ)|`` (rate 1) are reported alongside as a sanity check.
+
+    Parameters
+    ----------
+    fun : callable ``theta -> J``
+        Must be accurate: the remainders are small differences of J values.
+    theta : array of shape (P,)
+    gradient : array of shape (P,)
+        dJ/dθ at θ, the gradient under test.
+    direction : array of shape (P,), optional
+        dθ; by default random, scaled entry-wise by ``|θ|`` so that every parameter moves
+        relative to its own size (zero entries by the RMS of the others).
+    steps : sequence of float, optional
+        Decreasing step sizes. By default ``h₀`` with ``h₀‖dθ‖ = 1e-2·‖θ‖`` (``1e-2`` when
+        θ = 0), halved 5 times.
+    rng : None, int or numpy.random.Generator
+        For the random direction.
+    value : float, optional
+        J(θ) when already known (saves one evaluation).
+    rate_range : (float, float)
+        Accepted range of the second-order rates.
+    min_rates : int
+        Usable rates needed to pass.
+    noise_floor : float
+        Remainders at or below ``max(noise_floor, 1e3·eps·max|J|)`` are noise and do not
+        count (e.g. the error of an iterative solve inside ``fun``).
+
+    Returns
+    -------
+    TaylorReport
+        The leading rates at the largest steps that fall outside ``rate_range`` are taken as
+        pre-asymptotic and not counted; every later rate above the noise floor counts, so a
+        wrong gradient (whose rates tend to 1 as h decreases) fails.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fun = lambda th: float(np.sum(np.sin(th)))
+    >>> theta = np.array([0.3, 1.2, -0.5])
+    >>> taylor_test(fun, theta, np.cos(theta), rng=0).passed
+    True
+    >>> report = taylor_test(fun, theta, 1.01 * np.cos(theta), rng=0)  # 1% off
+    >>> report.passed, round(report.rates[-1])
+    (False, 1)
+    """
+    theta = as_float_vector(theta, "theta")
+    gradient = as_float_vector(gradient, "gradient", theta.size)
+    generator = as_generator(rng)
+    if direction is None:
+        direction = scaled_direction(theta, generator)
+    direction = as_float_vector(direction, "direction", theta.size)
+    steps = _steps(theta, direction, steps)
+    lo, hi = (float(r) for r in rate_range)
+    if not lo < hi:
+        raise ValueError(f"rate_range must be (low, high) with low < high, got {rate_range!r}")
+    if int(min_rates) < 1:
+        raise ValueError(f"min_rates must be >= 1, got {min_rates!r}")
+
+    J0 = float(fun(theta.copy()) if value is None else value)
+    values = np.array([float(fun(theta + h * direction)) for h in steps])
+    if not (np.isfinite(J0) and np.isfinite(values).all()):
+        raise ValueError(f"the function returned a non-finite value (J(θ) = {J0}, "
+                         f"J(θ + h dθ) = {values})")
+    slope = float(gradient @ direction)
+    first = np.abs(values - J0)
+    second = np.abs(values - J0 - steps * slope)
+    floor = max(float(noise_floor),
+                ROUNDOFF_FACTOR * np.finfo(float).eps * max(abs(J0), np.abs(values).max()))
+    rates, first_rates = _rates(second, steps), _rates(first, steps)
+
+    above = second > floor
+    measured = above[:-1] & above[1:]
+    in_range = (rates >= lo) & (rates <= hi)
+    usable = measured.copy()
+    first_good = np.flatnonzero(measured & in_range)
+    if first_good.size:  # rates before the first in-range one are pre-asymptotic
+        usable[: first_good[0]] = False
+    wrong = usable & ~in_range
+    count = int(usable.sum())
+    notes = []
+    dropped = int((measured & ~usable).sum())
+    if dropped:
+        notes.append(f"{dropped} leading rate(s) at the largest steps treated as "
+                     "pre-asymptotic")
+    if not measured.any():
+        passed = not above.any() and bool(first.max() > floor)
+        notes.append("every second-order remainder is at noise level while J changes: J is "
+                     "linear along dθ and the gradient predicts it" if passed else
+                     "inconclusive: the remainders are at noise level; use larger steps or "
+                     "evaluate J more accurately")
+    elif wrong.any():
+        passed = False
+    elif count < int(min_rates):
+        passed = False
+        notes.append(f"only {count} usable rate(s), {int(min_rates)} needed: use larger "
+                     "steps or evaluate J more accurately")
+    else:
+        passed = True
+    note = "; ".join(notes)
+    finite = rates[usable]
+    return TaylorReport(
+        steps=steps, values=values, value=J0, slope=slope, first_order_remainders=first,
+        first_order_rates=first_rates, remainders=second, rates=rates, usable=usable,
+        noise_floor=floor, rate_range=(lo, hi), min_rates=int(min_rates),
+        min_rate=float(finite.min()) if finite.size else float("nan"),
+        mean_rate=float(finite.mean()) if finite.size else float("nan"),
+        passed=bool(passed), note=note)
+
+
+def taylor_test_solver(solver: Any, theta: Any, *, direction: Any = None, steps: Any = None,
+                       rng: RandomLike = None, rate_range: tuple[float, float] = (1.9, 2.1),
+                       min_rates: int = 2) -> TaylorReport:
+    """Taylor test of an :class:`~krylov_adjoint.AdjointSolver`'s gradient at θ.
+
+    Uses ``solver.gradient(θ)`` for J(θ) and dJ/dθ, and ``solver.objective(θ + h dθ)``
+    for the perturbed values. The remainders are small differences of J values, so the
+    solves must be accurate: build the solver with a tight ``rtol`` (1e-12; anything looser
+    than about 1e-10 leaves little above the noise). A solve whose true residual is ``r``
+    changes J by at most ``‖λ‖‖r‖``; remainders below ``32·‖λ‖·max(rtol‖b‖, atol)`` are
+    treated as noise and not counted. Warm starting (the default) makes the perturbed
+    solves cheap; they leave the solver's warm-start vectors near θ.
+
+    Parameters
+    ----------
+    solver : AdjointSolver
+    theta : array of shape (P,)
+    direction, steps, rng, rate_range, min_rates
+        As in :func:`taylor_test`.
+
+    Returns
+    -------
+    TaylorReport
+
+    Raises
+    ------
+    ConvergenceError
+        When a solve does not converge (and the solver raises on failure).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import krylov_adjoint as ka
+    >>> op = ka.ParametricOperator(lambda th, x: th * x, n=3, structure="spd",
+    ...                            vjp=lambda th, x, lam: lam * x)
+    >>> problem = ka.AdjointProblem(op, np.ones(3), ka.LinearFunctional(np.ones(3)),
+    ...                             n_params=3)
+    >>> solver = ka.AdjointSolver(problem, rtol=1e-13)
+    >>> taylor_test_solver(solver, np.array([1.0, 2.0, 4.0]), rng=0).passed
+    True
+    """
+    theta = solver.problem.check_theta(theta)
+    result = solver.gradient(theta)
+    targets = [result.primal.target]
+    noise = SOLVER_NOISE_FACTOR * float(np.linalg.norm(result.adjoint)) * max(targets)
+    return taylor_test(solver.objective, theta, result.gradient, direction=direction,
+                       steps=steps, rng=rng, value=result.objective, rate_range=rate_range,
+                       min_rates=min_rates, noise_floor=noise)
+
+
+def _steps(theta: np.ndarray, direction: np.ndarray, steps: Any) -> np.ndarray:
+    if steps is None:
+        first = relative_step(theta, direction, FIRST_STEP)
+        return first * 0.5 ** np.arange(HALVINGS + 1)
+    out = as_float_vector(steps, "steps")
+    if out.size < 2 or not (out > 0).all() or not (np.diff(out) < 0).all():
+        raise ValueError(f"steps must be at least two positive, decreasing sizes, got {out}")
+    return out
+
+
+def _rates(remainders: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(remainders[:-1] / remainders[1:]) / np.log(steps[:-1] / steps[1:])

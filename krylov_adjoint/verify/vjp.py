@@ -1,0 +1,307 @@
+"""Checks of the operator's and the right-hand side's VJPs and JVPs at θ."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._checks import readonly
+from ..problem.problem import AdjointProblem
+from ._random import RandomLike, as_float_vector, as_generator, relative_step, scaled_direction
+from .derivative import (
+    EXACT_RTOL,
+    FD_RELATIVE_STEP,
+    FD_RTOL,
+    DerivativeReport,
+    central_difference,
+    normalised_error,
+)
+
+__all__ = ["operator_vjp_test", "operator_jvp_test", "rhs_vjp_test", "rhs_jvp_test"]
+
+Vectors = tuple[np.ndarray, np.ndarray, np.ndarray]  # x, λ, dθ
+Term = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]]
+
+
+def operator_vjp_test(problem: AdjointProblem, theta: Any, *, x: Any = None, lam: Any = None,
+                      direction: Any = None, reference: str = "auto", rng: RandomLike = None,
+                      trials: int = 3, rtol: float | None = None,
+                      fd_step: float = FD_RELATIVE_STEP) -> DerivativeReport:
+    """Check ``operator.vjp``: ⟨vjp(θ, x, λ), dθ⟩ = λᵀ(∂A/∂θ·dθ)x.
+
+    The right-hand side comes from the operator's JVP when it has one, otherwise from a
+    central difference of ``t ↦ λᵀA(θ + t dθ)x`` (see ``reference``).
+
+    Parameters
+    ----------
+    problem : AdjointProblem
+    theta : array of shape (P,)
+    x, lam : array of shape (N,), optional
+        The state and the adjoint at which to test; random Gaussian by default (new ones at
+        every trial).
+    direction : array of shape (P,), optional
+        dθ; by default random, scaled entry-wise by ``|θ|``.
+    reference : {"auto", "jvp", "fd"}
+        ``"auto"`` uses the JVP when the operator has one, else the finite difference.
+    rng : None, int or numpy.random.Generator
+    trials : int
+    rtol : float, optional
+        Default ``EXACT_RTOL`` (1e-8) against the JVP and ``FD_RTOL`` (1e-6, looser: the
+        truncation error of the difference) against a finite difference.
+    fd_step : float
+        Central-difference step ``h``, relative: ``h‖dθ‖ = fd_step·‖θ‖`` (``= fd_step``
+        when ``θ = 0``).
+
+    Returns
+    -------
+    DerivativeReport
+        Named ``"operator.vjp"``; skipped when the operator does not depend on θ. The error
+        is ``|a − b| / (‖vjp‖‖dθ‖ + ‖λ‖‖jvp‖)`` against the JVP, and
+        ``max(|a − b| − noise, 0) / (‖vjp‖‖dθ‖ + |b|)`` against a finite difference of
+        round-off level ``noise``.
+
+    Examples
+    --------
+    ``A(θ) = diag(θ)``: ``λᵀ(∂A/∂θ)x = λ ⊙ x``. A sign error is caught:
+
+    >>> import numpy as np
+    >>> import krylov_adjoint as ka
+    >>> def problem(vjp):
+    ...     op = ka.ParametricOperator(lambda th, x: th * x, n=4, structure="spd", vjp=vjp)
+    ...     return ka.AdjointProblem(op, np.ones(4), ka.LinearFunctional(np.ones(4)),
+    ...                              n_params=4)
+    >>> theta = np.arange(1.0, 5.0)
+    >>> operator_vjp_test(problem(lambda th, x, lam: lam * x), theta, rng=0).passed
+    True
+    >>> report = operator_vjp_test(problem(lambda th, x, lam: -lam * x), theta, rng=0)
+    >>> report.passed, report.reference
+    (False, 'central difference')
+    """
+    theta = problem.check_theta(theta)
+    name = "operator.vjp"
+    if not problem.operator.depends_on_theta:
+        return DerivativeReport.skip(name, "the operator does not depend on θ")
+    use_jvp = _use_jvp(reference, problem.operator.has_jvp, "operator.jvp")
+
+    def claimed(x: np.ndarray, lam: np.ndarray, d: np.ndarray) -> tuple[float, float]:
+        g = problem.operator_vjp(theta, x, lam)
+        return float(g @ d), float(np.linalg.norm(g) * np.linalg.norm(d))
+
+    exact = _operator_jvp_term(problem, theta) if use_jvp else None
+    return _run(name, problem, theta, claimed, exact, _operator_value(problem),
+                exact_label="operator.jvp", x=x, lam=lam, direction=direction, rng=rng,
+                trials=trials, rtol=rtol, fd_step=fd_step)
+
+
+def operator_jvp_test(problem: AdjointProblem, theta: Any, *, x: Any = None, lam: Any = None,
+                      direction: Any = None, rng: RandomLike = None, trials: int = 3,
+                      rtol: float = FD_RTOL, fd_step: float = FD_RELATIVE_STEP
+                      ) -> DerivativeReport:
+    """Check ``operator.jvp``: λᵀ jvp(θ, x, dθ) against a central difference of λᵀA(θ)x.
+
+    Parameters are those of :func:`operator_vjp_test`; the reference is always the finite
+    difference. Skipped when the operator does not depend on θ or has no JVP.
+
+    Returns
+    -------
+    DerivativeReport
+        Named ``"operator.jvp"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import krylov_adjoint as ka
+    >>> op = ka.ParametricOperator(lambda th, x: th * x, n=4, structure="spd",
+    ...                            vjp=lambda th, x, lam: lam * x,
+    ...                            jvp=lambda th, x, dth: 2 * dth * x)  # wrong factor 2
+    >>> problem = ka.AdjointProblem(op, np.ones(4), ka.LinearFunctional(np.ones(4)),
+    ...                             n_params=4)
+    >>> operator_jvp_test(problem, np.ones(4), rng=0).passed
+    False
+    """
+    theta = problem.check_theta(theta)
+    name = "operator.jvp"
+    if not problem.operator.depends_on_theta:
+        return DerivativeReport.skip(name, "the operator does not depend on θ")
+    if not problem.operator.has_jvp:
+        return DerivativeReport.skip(name, "no operator jvp was supplied")
+    return _run(name, problem, theta, _operator_jvp_term(problem, theta), None,
+                _operator_value(problem), x=x, lam=lam, direction=direction, rng=rng,
+                trials=trials, rtol=rtol, fd_step=fd_step)
+
+
+def rhs_vjp_test(problem: AdjointProblem, theta: Any, *, lam: Any = None,
+                 direction: Any = None, reference: str = "auto", rng: RandomLike = None,
+                 trials: int = 3, rtol: float | None = None,
+                 fd_step: float = FD_RELATIVE_STEP) -> DerivativeReport:
+    """Check ``rhs.vjp``: ⟨vjp(θ, λ), dθ⟩ = λᵀ(∂b/∂θ)dθ.
+
+    The reference is the right-hand side's JVP when it has one, else a central difference
+    of ``t ↦ λᵀb(θ + t dθ)``; tolerances, steps and the error are as in
+    :func:`operator_vjp_test`.
+
+    Parameters
+    ----------
+    problem : AdjointProblem
+    theta : array of shape (P,)
+    lam : array of shape (N,), optional
+    direction : array of shape (P,), optional
+    reference : {"auto", "jvp", "fd"}
+    rng, trials, rtol, fd_step
+        As in :func:`operator_vjp_test`.
+
+    Returns
+    -------
+    DerivativeReport
+        Named ``"rhs.vjp"``; skipped when b does not depend on θ.
+
+    Examples
+    --------
+    ``b(θ) = 2θ`` with a VJP that forgot the factor 2:
+
+    >>> import numpy as np
+    >>> import krylov_adjoint as ka
+    >>> op = ka.ParametricOperator.constant(np.eye(3), structure="spd")
+    >>> rhs = ka.RightHandSide(lambda th: 2 * th, vjp=lambda th, lam: lam)
+    >>> problem = ka.AdjointProblem(op, rhs, ka.LinearFunctional(np.ones(3)), n_params=3)
+    >>> rhs_vjp_test(problem, np.ones(3), rng=0).passed
+    False
+    """
+    theta = problem.check_theta(theta)
+    name = "rhs.vjp"
+    if not problem.rhs.depends_on_theta:
+        return DerivativeReport.skip(name, "b does not depend on θ")
+    use_jvp = _use_jvp(reference, problem.rhs.has_jvp, "rhs.jvp")
+
+    def claimed(x: np.ndarray, lam: np.ndarray, d: np.ndarray) -> tuple[float, float]:
+        g = problem.rhs_vjp(theta, lam)
+        return float(g @ d), float(np.linalg.norm(g) * np.linalg.norm(d))
+
+    exact = _rhs_jvp_term(problem, theta) if use_jvp else None
+    return _run(name, problem, theta, claimed, exact, _rhs_value(problem),
+                exact_label="rhs.jvp", lam=lam, direction=direction, rng=rng, trials=trials,
+                rtol=rtol, fd_step=fd_step)
+
+
+def rhs_jvp_test(problem: AdjointProblem, theta: Any, *, lam: Any = None,
+                 direction: Any = None, rng: RandomLike = None, trials: int = 3,
+                 rtol: float = FD_RTOL, fd_step: float = FD_RELATIVE_STEP
+                 ) -> DerivativeReport:
+    """Check ``rhs.jvp``: λᵀ jvp(θ, dθ) against a central difference of λᵀb(θ).
+
+    Parameters
+    ----------
+    problem : AdjointProblem
+    theta : array of shape (P,)
+    lam, direction, rng, trials, rtol, fd_step
+        As in :func:`rhs_vjp_test`.
+
+    Returns
+    -------
+    DerivativeReport
+        Named ``"rhs.jvp"``; skipped when b does not depend on θ or has no JVP.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import krylov_adjoint as ka
+    >>> op = ka.ParametricOperator.constant(np.eye(3), structure="spd")
+    >>> rhs = ka.RightHandSide(lambda th: th**2, vjp=lambda th, lam: 2 * th * lam,
+    ...                        jvp=lambda th, dth: 2 * th * dth)
+    >>> problem = ka.AdjointProblem(op, rhs, ka.LinearFunctional(np.ones(3)), n_params=3)
+    >>> rhs_jvp_test(problem, np.array([1.0, -2.0, 3.0]), rng=0).passed
+    True
+    """
+    theta = problem.check_theta(theta)
+    name = "rhs.jvp"
+    if not problem.rhs.depends_on_theta:
+        return DerivativeReport.skip(name, "b does not depend on θ")
+    if not problem.rhs.has_jvp:
+        return DerivativeReport.skip(name, "no rhs jvp was supplied")
+    return _run(name, problem, theta, _rhs_jvp_term(problem, theta), None,
+                _rhs_value(problem), lam=lam, direction=direction, rng=rng, trials=trials,
+                rtol=rtol, fd_step=fd_step)
+
+
+# -- shared machinery ---------------------------------------------------------------------
+def _use_jvp(reference: str, available: bool, label: str) -> bool:
+    if reference not in ("auto", "jvp", "fd"):
+        raise ValueError(f"reference must be 'auto', 'jvp' or 'fd', got {reference!r}")
+    if reference == "jvp" and not available:
+        raise ValueError(f"reference='jvp' but no {label} was supplied")
+    return available if reference == "auto" else reference == "jvp"
+
+
+def _operator_jvp_term(problem: AdjointProblem, theta: np.ndarray) -> Term:
+    def term(x: np.ndarray, lam: np.ndarray, d: np.ndarray) -> tuple[float, float]:
+        v = problem.operator_jvp(theta, x, d)
+        return float(lam @ v), float(np.linalg.norm(lam) * np.linalg.norm(v))
+    return term
+
+
+def _rhs_jvp_term(problem: AdjointProblem, theta: np.ndarray) -> Term:
+    def term(x: np.ndarray, lam: np.ndarray, d: np.ndarray) -> tuple[float, float]:
+        v = problem.rhs_jvp(theta, d)
+        return float(lam @ v), float(np.linalg.norm(lam) * np.linalg.norm(v))
+    return term
+
+
+Value = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]]
+
+
+def _operator_value(problem: AdjointProblem) -> Value:
+    """``(λᵀA(θ')x, ‖λ‖‖A(θ')x‖)`` at a perturbed θ'."""
+    def value(point: np.ndarray, x: np.ndarray, lam: np.ndarray) -> tuple[float, float]:
+        Ax = problem.matvec(point, x)
+        return float(lam @ Ax), float(np.linalg.norm(lam) * np.linalg.norm(Ax))
+    return value
+
+
+def _rhs_value(problem: AdjointProblem) -> Value:
+    """``(λᵀb(θ'), ‖λ‖‖b(θ')‖)`` at a perturbed θ'."""
+    def value(point: np.ndarray, x: np.ndarray, lam: np.ndarray) -> tuple[float, float]:
+        b = problem.b(point)
+        return float(lam @ b), float(np.linalg.norm(lam) * np.linalg.norm(b))
+    return value
+
+
+def _run(name: str, problem: AdjointProblem, theta: np.ndarray, claimed: Term,
+         exact: Term | None, value: Value, *, exact_label: str = "", x: Any = None,
+         lam: Any = None, direction: Any = None, rng: RandomLike, trials: int,
+         rtol: float | None, fd_step: float) -> DerivativeReport:
+    """Compare ``claimed`` with ``exact`` (or with a central difference of ``value``)."""
+    if int(trials) < 1:
+        raise ValueError(f"trials must be a positive integer, got {trials!r}")
+    if not fd_step > 0:
+        raise ValueError(f"fd_step must be > 0, got {fd_step!r}")
+    generator = as_generator(rng)
+    n, p = problem.n, problem.n_params
+    fixed_x = None if x is None else as_float_vector(x, "x", n)
+    fixed_lam = None if lam is None else as_float_vector(lam, "lam", n)
+    fixed_d = None if direction is None else as_float_vector(direction, "direction", p)
+    tolerance = float(rtol if rtol is not None else EXACT_RTOL if exact else FD_RTOL)
+    rows, step = [], None
+    for _ in range(int(trials)):
+        xs = readonly(generator.standard_normal(n)) if fixed_x is None else fixed_x
+        lams = readonly(generator.standard_normal(n)) if fixed_lam is None else fixed_lam
+        d = readonly(scaled_direction(theta, generator)) if fixed_d is None else fixed_d
+        got, got_scale = claimed(xs, lams, d)
+        if exact is not None:
+            want, want_scale = exact(xs, lams, d)
+            noise = 0.0
+        else:
+            step = relative_step(theta, d, fd_step)
+
+            def along(t: float, xs: np.ndarray = xs, lams: np.ndarray = lams,
+                      d: np.ndarray = d) -> tuple[float, float]:
+                return value(readonly(theta + t * d), xs, lams)
+
+            want, noise = central_difference(along, step)
+            want_scale = abs(want)
+        rows.append((got, want, normalised_error(got, want, got_scale + want_scale, noise)))
+    got_all, want_all, errors = (np.array(col) for col in zip(*rows, strict=True))
+    label = exact_label if exact is not None else "central difference"
+    return DerivativeReport(name, label, got_all, want_all, errors, tolerance,
+                            step=None if exact is not None else step)
