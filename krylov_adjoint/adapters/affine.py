@@ -1,0 +1,223 @@
+"""Affine parametrisations ``A(θ) = A₀ + Σ_k θ_k A_k`` and ``b(θ) = b₀ + B θ``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ..problem.rhs import RightHandSide
+from ..problem.structure import Structure
+from ._matrices import as_coo, as_sparse
+from .assembled import SYMMETRY_RTOL, AssembledOperator, check_symmetric
+from .pattern import SparsityPattern
+
+__all__ = ["AffineOperator", "affine_operator", "affine_rhs"]
+
+
+class AffineOperator(AssembledOperator):
+    """``A(θ) = A₀ + Σ_k θ_k A_k`` stored as ``values(θ) = v₀ + G θ`` on the union pattern.
+
+    ``G`` (nnz × P, sparse) is the *value map*: column k holds the values of ``A_k`` on the
+    union of the patterns of ``A₀, …, A_P``. Assembly, VJP and JVP are one sparse product each,
+    whatever P:
+
+        values(θ) = v₀ + G θ,   vjp = Gᵀ (λ_i x_j on the pattern),   jvp values = G dθ.
+
+    Build it with :func:`affine_operator`.
+
+    Attributes
+    ----------
+    offset : ndarray, shape (nnz,)
+        v₀, the values of A₀.
+    value_map : scipy.sparse.csr_matrix, shape (nnz, P)
+        G.
+    """
+
+    def __init__(self, pattern: SparsityPattern, offset: np.ndarray, value_map: sp.csr_matrix,
+                 *, structure: str | Structure) -> None:
+        self.offset = offset
+        self.value_map = value_map
+        super().__init__(pattern, self._affine_values, self._affine_vjp,
+                         values_jvp=self._affine_jvp, structure=structure,
+                         n_params=value_map.shape[1])
+
+    def _affine_values(self, theta: np.ndarray) -> np.ndarray:
+        return self.offset + self.value_map @ theta
+
+    def _affine_vjp(self, theta: np.ndarray, values_bar: np.ndarray) -> np.ndarray:
+        return self.value_map.T @ values_bar
+
+    def _affine_jvp(self, theta: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+        return self.value_map @ dtheta
+
+
+def affine_operator(A0: Any, terms: Any, *, structure: str | Structure = "auto"
+                    ) -> AffineOperator:
+    """``A(θ) = A₀ + Σ_k θ_k A_k`` with sparse ``A_k``, merged once onto the union pattern.
+
+    Parameters
+    ----------
+    A0 : sparse matrix, 2-D array, petsc4py ``Mat`` or None
+        The θ-independent part (None for zero), N × N.
+    terms : sequence of P matrices, a sparse matrix of shape (N², P), or an array (P, N, N)
+        The ``A_k``. In the stacked sparse form, column k is ``A_k`` flattened row by row
+        (entry (i, j) at row ``i N + j``), e.g. built directly from COO triplets
+        ``(i N + j, k, value)`` when P is large.
+    structure : {"auto", "general", "symmetric", "spd"}
+        ``"auto"`` declares ``"symmetric"`` when A₀ and every A_k are symmetric (checked
+        exactly on the merged values), else ``"general"``. ``"spd"`` must be declared (it
+        allows CG); a declared symmetry is checked.
+
+    Returns
+    -------
+    AffineOperator
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> A1 = sp.csr_matrix(np.array([[1.0, -1.0], [-1.0, 1.0]]))
+    >>> op = affine_operator(sp.identity(2), [A1, sp.diags([0.0, 1.0])])
+    >>> op.structure.value, op.n_params, op.pattern.nnz
+    ('symmetric', 2, 4)
+    >>> op.matrix(np.array([2.0, 3.0])).toarray()
+    array([[ 3., -2.],
+           [-2.,  6.]])
+    >>> op.vjp(np.zeros(2), np.array([1.0, 0.0]), np.array([1.0, 2.0]))   # λᵀ A_k x
+    array([-1.,  0.])
+    """
+    rows, cols, vals, which, n, P = _triplets(A0, terms)
+    pattern, slots = SparsityPattern.from_coordinates(rows, cols, n)
+    fixed = which < 0
+    offset = np.bincount(slots[fixed], weights=vals[fixed], minlength=pattern.nnz)
+    G = sp.csr_matrix((vals[~fixed], (slots[~fixed], which[~fixed])), shape=(pattern.nnz, P))
+    G.sum_duplicates()
+    structure = _resolve_structure(structure, pattern, offset, G)
+    return AffineOperator(pattern, offset, G, structure=structure)
+
+
+def affine_rhs(b0: Any, B: Any) -> RightHandSide:
+    """``b(θ) = b₀ + B θ`` with its VJP ``Bᵀλ`` and JVP ``B dθ``.
+
+    Parameters
+    ----------
+    b0 : array of shape (N,) or None
+        The θ-independent part (None for zero).
+    B : sparse matrix, 2-D array or scipy ``LinearOperator``, shape (N, P)
+        A ``LinearOperator`` needs ``rmatvec`` (e.g. a source spread by a matrix-free
+        operator).
+
+    Examples
+    --------
+    A source per cell, spread by a mass matrix: ``b(θ) = M θ``.
+
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> rhs = affine_rhs(None, sp.diags([2.0, 1.0]))
+    >>> rhs.value(np.array([1.0, 3.0])), rhs.vjp(None, np.array([1.0, 1.0]))
+    (array([2., 3.]), array([2., 1.]))
+    """
+    if isinstance(B, spla.LinearOperator):
+        operator: Any = B
+    else:
+        matrix = as_sparse(B, "B")
+        operator = sp.csr_matrix(matrix)
+    if len(operator.shape) != 2:
+        raise ValueError(f"B must be 2-D, got shape {operator.shape}")
+    n = operator.shape[0]
+    offset = None if b0 is None else np.array(b0, dtype=np.float64, copy=True)
+    if offset is not None and offset.shape != (n,):
+        raise ValueError(f"b0 has shape {offset.shape}, but B has {n} rows")
+    transpose = operator.T
+
+    def value(theta: np.ndarray) -> np.ndarray:
+        out = np.asarray(operator @ np.asarray(theta, dtype=np.float64), dtype=np.float64)
+        return out if offset is None else out + offset
+
+    def vjp(theta: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        return np.asarray(transpose @ np.asarray(lam, dtype=np.float64), dtype=np.float64)
+
+    def jvp(theta: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+        return np.asarray(operator @ np.asarray(dtheta, dtype=np.float64), dtype=np.float64)
+
+    return RightHandSide(value, vjp=vjp, jvp=jvp)
+
+
+# -- helpers ---------------------------------------------------------------------
+def _triplets(A0: Any, terms: Any
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """All entries of A₀ (term −1) and of each A_k (term k) as COO triplets."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    n = None
+    if A0 is not None:
+        coo = as_coo(A0, "A0")
+        n = _square(coo.shape, "A0")
+        parts.append((coo.row, coo.col, coo.data, np.full(coo.nnz, -1)))
+    if sp.issparse(terms):
+        stacked = sp.coo_matrix(terms)
+        if n is None:
+            n = int(round(np.sqrt(stacked.shape[0])))
+        if stacked.shape[0] != n * n:
+            raise ValueError(f"terms: a sparse matrix is read as the stacked form of shape "
+                             f"(N², P) = ({n * n}, P), got {stacked.shape}; pass a list "
+                             "[A1, ...] for separate matrices")
+        flat = stacked.row.astype(np.int64)
+        parts.append((flat // n, flat % n, stacked.data, stacked.col))
+        P = stacked.shape[1]
+    else:
+        if isinstance(terms, np.ndarray) and terms.ndim != 3:
+            raise ValueError(f"terms: an array must have shape (P, N, N), got {terms.shape}")
+        if not isinstance(terms, Sequence | np.ndarray):
+            raise TypeError("terms: expected a sequence of matrices, a sparse (N², P) matrix "
+                            f"or an array (P, N, N), got {type(terms).__name__}")
+        for k, term in enumerate(terms):
+            coo = as_coo(term, f"terms[{k}]")
+            size = _square(coo.shape, f"terms[{k}]")
+            if n is None:
+                n = size
+            if size != n:
+                raise ValueError(f"terms[{k}] has shape {coo.shape}, expected ({n}, {n})")
+            parts.append((coo.row, coo.col, coo.data, np.full(coo.nnz, k)))
+        P = len(terms)
+    if n is None:
+        raise ValueError("affine_operator: give A0 or at least one term (N is unknown)")
+    if not parts or sum(p[0].size for p in parts) == 0:
+        raise ValueError("affine_operator: the operator has no stored entries")
+    rows, cols, vals, which = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    return (rows.astype(np.int64), cols.astype(np.int64), vals.astype(np.float64),
+            which.astype(np.int64), n, P)
+
+
+def _square(shape: tuple[int, ...], name: str) -> int:
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"{name} must be square, got shape {shape}")
+    return int(shape[0])
+
+
+def _resolve_structure(structure: str | Structure, pattern: SparsityPattern,
+                       offset: np.ndarray, G: sp.csr_matrix) -> Structure:
+    auto = isinstance(structure, str) and structure == "auto"
+    symmetric = _is_symmetric(pattern, offset, G)
+    if auto:
+        return Structure.SYMMETRIC if symmetric else Structure.GENERAL
+    declared = Structure.coerce(structure)
+    if declared.is_symmetric and not symmetric:
+        check_symmetric(pattern, offset, "A0")
+        raise ValueError("affine_operator: declared symmetric, but some A_k is not symmetric; "
+                         "declare structure='general'")
+    return declared
+
+
+def _is_symmetric(pattern: SparsityPattern, offset: np.ndarray, G: sp.csr_matrix) -> bool:
+    if not pattern.is_structurally_symmetric:
+        return False
+    scale = max(float(np.max(np.abs(offset), initial=0.0)),
+                float(np.max(np.abs(G.data), initial=0.0)))
+    if pattern.symmetry_defect(offset) > SYMMETRY_RTOL * scale:
+        return False
+    defect = (G[pattern.transpose_permutation] - G).tocsr()
+    return float(np.max(np.abs(defect.data), initial=0.0)) <= SYMMETRY_RTOL * scale

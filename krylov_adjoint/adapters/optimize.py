@@ -1,0 +1,265 @@
+"""``scipy.optimize.minimize`` on an :class:`~krylov_adjoint.AdjointSolver`: J and dJ/dθ together.
+
+Progress goes through the ``logging`` logger ``krylov_adjoint.optimize``: one INFO line per
+gradient evaluation (J, ‖dJ/dθ‖, primal and adjoint iterations, time, preconditioner set up
+or reused) and one per optimizer iteration (when :meth:`ScipyObjective.callback` is passed to
+scipy, as :func:`minimize` does). Enable it with ``logging.basicConfig(level=logging.INFO)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.optimize as sopt
+
+from ..adjoint.engine import AdjointSolver
+from ..adjoint.result import GradientResult
+
+__all__ = ["ScipyObjective", "minimize"]
+
+LOGGER = logging.getLogger("krylov_adjoint.optimize")
+
+#: How many recent evaluations are kept to look up the point an iteration accepted.
+_REMEMBERED = 8
+
+
+class ScipyObjective:
+    """``fun(θ) -> (J, dJ/dθ)`` for ``scipy.optimize.minimize(fun, θ0, jac=True)``.
+
+    Each new θ costs one primal and one adjoint solve through the solver, which warm-starts
+    both from the previous θ and reuses its preconditioner (rebuilding it when the primal
+    iterations grow, see ``rebuild_factor``). The last few θ are remembered by their bytes, so
+    calling again at the same θ (or asking :meth:`value` then :meth:`gradient`) does not solve
+    again.
+
+    Parameters
+    ----------
+    solver : AdjointSolver
+    progress : bool
+        Show a progress bar of the iterations when ``tqdm`` is installed (otherwise a warning
+        is logged once and progress goes to the log only).
+    logger : logging.Logger, optional
+        Defaults to ``logging.getLogger("krylov_adjoint.optimize")``.
+
+    Attributes
+    ----------
+    history : list of dict
+        One record per optimizer iteration (filled by :meth:`callback`): ``iteration``,
+        ``objective``, ``gradient_norm``, ``solves`` (so far),
+        ``primal_iterations`` and ``adjoint_iterations`` (summed since the previous iteration),
+        ``preconditioner_setups`` (since the previous iteration), ``elapsed`` (s).
+    evaluations : list of dict
+        One record per solve: :meth:`GradientResult.as_dict` plus ``evaluation`` and
+        ``elapsed``.
+    n_calls : int
+        Calls of :meth:`__call__`, :meth:`value` and :meth:`gradient`.
+    n_solves : int
+        Gradient evaluations actually computed (calls at a remembered θ are free).
+    last : GradientResult or None
+        The most recent evaluation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.optimize
+    >>> import krylov_adjoint as ka
+    >>> op = ka.ParametricOperator(lambda th, x: th * x, n=2, structure="spd",
+    ...                            vjp=lambda th, x, lam: lam * x)
+    >>> J = ka.LeastSquaresMisfit(None, np.array([0.5, 0.25]))     # x = 1/θ, so θ* = (2, 4)
+    >>> problem = ka.AdjointProblem(op, np.ones(2), J, n_params=2)
+    >>> fun = ScipyObjective(ka.AdjointSolver(problem, rtol=1e-12))
+    >>> res = scipy.optimize.minimize(fun, np.ones(2), jac=True, method="L-BFGS-B",
+    ...                               bounds=[(0.1, 10)] * 2, callback=fun.callback,
+    ...                               options={"ftol": 1e-15, "gtol": 1e-12})
+    >>> np.round(res.x, 4)
+    array([2., 4.])
+    >>> fun.n_solves <= fun.n_calls, len(fun.history) == res.nit
+    (True, True)
+    """
+
+    def __init__(self, solver: AdjointSolver, *, progress: bool = False,
+                 logger: logging.Logger | None = None) -> None:
+        if not isinstance(solver, AdjointSolver):
+            raise TypeError(f"solver must be an AdjointSolver, got {type(solver).__name__}")
+        self.solver = solver
+        self.logger = LOGGER if logger is None else logger
+        self.history: list[dict[str, Any]] = []
+        self.evaluations: list[dict[str, Any]] = []
+        self.n_calls = 0
+        self.n_solves = 0
+        self.last: GradientResult | None = None
+        self._remembered: OrderedDict[bytes, GradientResult] = OrderedDict()
+        self._start = time.perf_counter()
+        self._since_iteration = {"primal": 0, "adjoint": 0, "setups": 0}
+        self._bar = _progress_bar(self.logger) if progress else None
+
+    # -- what scipy calls -----------------------------------------------------------
+    def __call__(self, theta: Any) -> tuple[float, np.ndarray]:
+        """``(J(θ), dJ/dθ)``; pass the object as ``fun`` with ``jac=True``."""
+        result = self.evaluate(theta)
+        return result.objective, result.gradient.copy()
+
+    def value(self, theta: Any) -> float:
+        """J(θ) (computes and remembers the gradient too, for a following :meth:`gradient`)."""
+        return self.evaluate(theta).objective
+
+    def gradient(self, theta: Any) -> np.ndarray:
+        """dJ/dθ (free after :meth:`value` at the same θ)."""
+        return self.evaluate(theta).gradient.copy()
+
+    def callback(self, intermediate_result: Any) -> None:
+        """Record one optimizer iteration; pass as ``callback=`` to ``minimize``.
+
+        Accepts scipy's ``OptimizeResult`` (new-style callbacks) or the iterate ``xk``
+        (methods such as TNC and COBYLA that pass only the point).
+        """
+        x = getattr(intermediate_result, "x", intermediate_result)
+        result = self._remembered.get(_key(x))
+        if result is None:  # not an evaluated point: report what scipy knows, do not solve
+            objective = float(getattr(intermediate_result, "fun", np.nan))
+            gradient_norm = float("nan")
+        else:
+            objective = result.objective
+            gradient_norm = float(np.linalg.norm(result.gradient))
+        record = {
+            "iteration": len(self.history) + 1,
+            "objective": objective,
+            "gradient_norm": gradient_norm,
+            "solves": self.n_solves,
+            "primal_iterations": self._since_iteration["primal"],
+            "adjoint_iterations": self._since_iteration["adjoint"],
+            "preconditioner_setups": self._since_iteration["setups"],
+            "elapsed": time.perf_counter() - self._start,
+        }
+        self._since_iteration = {"primal": 0, "adjoint": 0, "setups": 0}
+        self.history.append(record)
+        self.logger.info("iteration %d: J = %.10e, |g| = %.3e, %d solves so far, %.2f s",
+                         record["iteration"], objective, gradient_norm, self.n_solves,
+                         record["elapsed"])
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(J=f"{objective:.4e}", g=f"{gradient_norm:.2e}")
+
+    # -- evaluation with memory -------------------------------------------------------
+    def evaluate(self, theta: Any) -> GradientResult:
+        """The full :class:`GradientResult` at θ, solved once per distinct θ."""
+        self.n_calls += 1
+        key = _key(theta)
+        cached = self._remembered.get(key)
+        if cached is not None:
+            self._remembered.move_to_end(key)
+            self.logger.debug("evaluation at a remembered theta: no solve")
+            return cached
+        result = self.solver.gradient(np.array(theta, dtype=np.float64, copy=True))
+        self.n_solves += 1
+        self.last = result
+        self._remembered[key] = result
+        while len(self._remembered) > _REMEMBERED:
+            self._remembered.popitem(last=False)
+        self._record(result)
+        return result
+
+    def close(self) -> None:
+        """Close the progress bar, if any."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _record(self, result: GradientResult) -> None:
+        record = {"evaluation": self.n_solves, **result.as_dict(),
+                  "elapsed": time.perf_counter() - self._start}
+        self.evaluations.append(record)
+        self._since_iteration["primal"] += result.primal.iterations
+        self._since_iteration["adjoint"] += result.adjoint_solve.iterations
+        self._since_iteration["setups"] += int(result.preconditioner_rebuilt)
+        self.logger.info(
+            "evaluation %d: J = %.10e, |g| = %.3e, primal %d it, adjoint %d it, %.3f s, "
+            "preconditioner %s", self.n_solves, result.objective, record["gradient_norm"],
+            result.primal.iterations, result.adjoint_solve.iterations, result.times["total"],
+            "set up" if result.preconditioner_rebuilt else "reused")
+
+
+def minimize(solver: AdjointSolver, theta0: Any, *, method: str = "L-BFGS-B",
+             bounds: Any = None, options: dict[str, Any] | None = None,
+             callback: Callable[..., Any] | None = None, progress: bool = False,
+             **kwargs: Any) -> sopt.OptimizeResult:
+    """Minimise J(θ) with ``scipy.optimize.minimize`` and adjoint gradients.
+
+    Parameters
+    ----------
+    solver : AdjointSolver
+    theta0 : array of shape (P,)
+    method : str
+        A gradient-based scipy method (``"L-BFGS-B"``, ``"BFGS"``, ``"CG"``, ``"TNC"``,
+        ``"SLSQP"``, ``"trust-constr"``, ...).
+    bounds : scipy.optimize.Bounds or sequence of (min, max), optional
+        For large P use ``Bounds(lower, upper)`` with arrays (or scalars).
+    options : dict, optional
+        Passed to scipy (e.g. ``{"maxiter": 200, "gtol": 1e-8}``).
+    callback : callable, optional
+        Called after ours with scipy's ``intermediate_result`` (an ``OptimizeResult``).
+    progress : bool
+        A ``tqdm`` progress bar when tqdm is installed.
+    **kwargs
+        Other arguments of ``scipy.optimize.minimize`` (``constraints``, ``tol``, ...).
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        scipy's result, plus ``history`` (per iteration), ``evaluations`` (per solve),
+        ``n_solves`` and ``objective`` (the :class:`ScipyObjective`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import krylov_adjoint as ka
+    >>> op = ka.ParametricOperator(lambda th, x: th * x, n=2, structure="spd",
+    ...                            vjp=lambda th, x, lam: lam * x)
+    >>> J = ka.LeastSquaresMisfit(None, np.array([0.5, 0.25]))
+    >>> solver = ka.AdjointSolver(ka.AdjointProblem(op, np.ones(2), J, n_params=2),
+    ...                           rtol=1e-12)
+    >>> res = minimize(solver, np.ones(2), bounds=[(0.1, 10)] * 2,
+    ...                options={"ftol": 1e-15, "gtol": 1e-12})
+    >>> np.round(res.x, 4), res.n_solves == len(res.evaluations)
+    (array([2., 4.]), True)
+    """
+    objective = ScipyObjective(solver, progress=progress)
+
+    def both(intermediate_result: Any) -> Any:
+        objective.callback(intermediate_result)
+        return None if callback is None else callback(intermediate_result)
+
+    try:
+        result = sopt.minimize(objective, np.asarray(theta0, dtype=np.float64), jac=True,
+                               method=method, bounds=bounds, options=options, callback=both,
+                               **kwargs)
+    finally:
+        objective.close()
+    result["history"] = objective.history
+    result["evaluations"] = objective.evaluations
+    result["n_solves"] = objective.n_solves
+    result["objective"] = objective
+    objective.logger.info("%s finished: %s (%d iterations, %d solves, J = %.10e)", method,
+                          result.get("message", ""), len(objective.history),
+                          objective.n_solves, float(result.fun))
+    return result
+
+
+def _key(theta: Any) -> bytes:
+    return np.ascontiguousarray(theta, dtype=np.float64).tobytes()
+
+
+def _progress_bar(logger: logging.Logger) -> Any:
+    try:
+        tqdm = importlib.import_module("tqdm")
+    except ImportError:
+        logger.warning("progress=True, but tqdm is not installed (pip install tqdm): "
+                       "progress is reported through logging only")
+        return None
+    return tqdm.tqdm(unit="it", desc="minimize")
