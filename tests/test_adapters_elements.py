@@ -73,15 +73,19 @@ SCALINGS = {
 }
 
 
+@pytest.mark.parametrize("clamped", [True, False], ids=["clamped", "free"])
 @pytest.mark.parametrize("per_element", [False, True], ids=["reference", "per-element"])
 @pytest.mark.parametrize("law", sorted(SCALINGS))
-def test_matrix_and_vjp_against_dense_reference(law, per_element, mesh, rng):
+def test_matrix_and_vjp_against_dense_reference(law, per_element, clamped, mesh, rng):
     conn, n, free, _ = mesh
+    if not clamped:
+        free = np.ones(n, dtype=bool)
     E = conn.shape[0]
     Ke = quad_stiffness()
     if per_element:
         Ke = Ke * rng.uniform(0.5, 2.0, E)[:, None, None]
-    op = element_operator(Ke, conn, n, scaling=law, dirichlet_dofs=~free, structure="spd")
+    op = element_operator(Ke, conn, n, scaling=law, dirichlet_dofs=~free,
+                          structure="spd" if clamped else "symmetric")
     theta = rng.uniform(0.2, 1.0, E)
     s, ds = (f(theta) for f in SCALINGS[law])
     K, _ = dense_assembly(Ke, conn, n, s, free)

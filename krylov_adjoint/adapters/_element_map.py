@@ -72,33 +72,38 @@ def element_value_map(conn: np.ndarray, n: int, entries: np.ndarray, free: np.nd
     first = np.ones(cols.size, dtype=bool)  # first entry of each (row, column) slot
     np.not_equal(cols[1:], cols[:-1], out=first[1:])
     first[indptr[:-1][counts > 0]] = True
-    slot = np.cumsum(first, dtype=np.int64)  # 1-based merged slot of each entry
-    merged_cols = cols[first]
-    del cols, first
-    merged_indptr = np.concatenate([[0], slot])[indptr]
+    starts = np.flatnonzero(first)  # entry index where each merged slot starts
+    del first
+    merged_cols = cols[starts]
+    del cols
+    merged_indptr = np.searchsorted(starts, indptr)
     merged_counts = np.diff(merged_indptr)
-    slot -= 1
+    sizes = np.diff(starts, append=ids.size)  # entries summed into each merged slot
 
     dirichlet = np.zeros(n, dtype=bool) if free is None else ~free
     final_indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(merged_counts + dirichlet, out=final_indptr[1:])
-    shift = final_indptr[:-1] - merged_indptr[:-1]  # Dirichlet diagonals inserted before
-    position = np.arange(merged_cols.size, dtype=np.int64)
-    position += np.repeat(shift, merged_counts)  # merged slot → final slot
     nnz = int(final_indptr[-1])
     indices = np.empty(nnz, dtype=itype)
-    indices[position] = merged_cols
+    g_counts = np.zeros(nnz, dtype=np.int64)
+    if dirichlet.any():
+        shift = final_indptr[:-1] - merged_indptr[:-1]  # Dirichlet diagonals inserted before
+        position = np.arange(merged_cols.size, dtype=np.int64)
+        position += np.repeat(shift, merged_counts)  # merged slot → final slot
+        indices[position] = merged_cols
+        g_counts[position] = sizes
+        del position
+    else:
+        indices[:] = merged_cols
+        g_counts[:] = sizes
     diagonal = final_indptr[:-1][dirichlet]
     indices[diagonal] = np.flatnonzero(dirichlet)
     offset = np.zeros(nnz)
     offset[diagonal] = 1.0
     pattern = SparsityPattern._trusted(final_indptr, indices, n)
 
-    g_rows = position[slot] if free is not None else slot
-    del slot, position
     g_indptr = np.zeros(nnz + 1, dtype=np.int64)
-    np.cumsum(np.bincount(g_rows, minlength=nnz), out=g_indptr[1:])
-    del g_rows
+    np.cumsum(g_counts, out=g_indptr[1:])
     if entries.ndim == 1:
         data = entries[ids % itype(kk)]
     else:

@@ -45,8 +45,12 @@ class AffineOperator(AssembledOperator):
                          values_jvp=self._affine_jvp, structure=structure,
                          n_params=value_map.shape[1])
 
+    _fresh_values = True
+
     def _affine_values(self, theta: np.ndarray) -> np.ndarray:
-        return self.offset + self.value_map @ theta
+        values = self.value_map @ theta
+        values += self.offset
+        return values
 
     def _affine_vjp(self, theta: np.ndarray, values_bar: np.ndarray) -> np.ndarray:
         return self.value_map.T @ values_bar

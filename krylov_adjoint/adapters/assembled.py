@@ -68,6 +68,9 @@ class AssembledOperator(ParametricOperator):
     array([1., 0., 2.])
     """
 
+    #: True when the ``values`` callback returns a new array at each call (kept without copy).
+    _fresh_values = False
+
     def __init__(self, pattern: SparsityPattern, values: Values, values_vjp: ValuesVJP, *,
                  values_jvp: ValuesJVP | None = None, structure: str | Structure = "general",
                  n_params: int | None = None,
@@ -171,6 +174,8 @@ class AssembledOperator(ParametricOperator):
                                 f"{values.shape}")
         if values.dtype.kind not in "biuf":
             raise CallbackError("values", f"expected real values, got dtype {values.dtype}")
+        if self._fresh_values and values.dtype == np.float64:
+            return values
         return np.array(values, dtype=np.float64, copy=True)
 
 

@@ -119,6 +119,18 @@ class ElementOperator(AssembledOperator):
         -------
         RightHandSide
             With VJP ``λᵀ∂b/∂θ = −Hᵀ[s'(ρ_e) (Pλ)_eᵀ K_e g_e] + (∂f/∂θ)ᵀ Pλ`` and JVP.
+
+        Examples
+        --------
+        Two bars between prescribed end values 1 and 3:
+
+        >>> import numpy as np
+        >>> Ke = np.array([[1.0, -1.0], [-1.0, 1.0]])
+        >>> op = element_operator(Ke, np.array([[0, 1], [1, 2]]), 3, dirichlet_dofs=[0, 2])
+        >>> rhs = op.dirichlet_rhs(np.zeros(3), [1.0, 3.0])
+        >>> theta = np.array([1.0, 1.0])
+        >>> np.linalg.solve(op.matrix(theta).toarray(), rhs.value(theta))
+        array([1., 2., 3.])
         """
         mask = self.free.astype(np.float64)
         g = np.zeros(self.n)
@@ -157,8 +169,12 @@ class ElementOperator(AssembledOperator):
         return RightHandSide(value, vjp=vjp, jvp=jvp)
 
     # -- value map callbacks -------------------------------------------------------------
+    _fresh_values = True
+
     def _element_values(self, theta: np.ndarray) -> np.ndarray:
-        return self.offset + self.value_map @ self._coefficients_at(theta)[1]
+        values = self.value_map @ self._coefficients_at(theta)[1]
+        values += self.offset
+        return values
 
     def _element_values_vjp(self, theta: np.ndarray, values_bar: np.ndarray) -> np.ndarray:
         return self._pullback(theta, self.value_map.T @ values_bar)
