@@ -5,8 +5,10 @@ Solve ``A(θ) x = b(θ)``, then ``A(θ)ᵀ λ = ∂J/∂x``, and get
 the number of parameters.
 """
 
+from . import gallery as gallery
 from . import krylov as krylov
 from . import precond as precond
+from . import verify as verify
 from .adjoint import AdjointSolver as AdjointSolver
 from .adjoint import GradientResult as GradientResult
 from .adjoint import TangentResult as TangentResult
@@ -31,7 +33,7 @@ from .problem import Tikhonov as Tikhonov
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdjointSolver", "GradientResult", "TangentResult", "precond",
+    "AdjointSolver", "GradientResult", "TangentResult", "precond", "gallery", "verify",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
     "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",
     "KrylovAdjointError", "InputError", "CallbackError", "MissingCallbackError",
