@@ -1,0 +1,458 @@
+"""Algebraic multigrid preconditioning with an exact transposed cycle.
+
+pyamg's ``MultilevelSolver.aspreconditioner()`` returns an operator without ``rmatvec``, so
+the adjoint system ``Aᵀλ = g`` tends to be preconditioned with ``M`` instead of ``Mᵀ``.
+:class:`AMGPreconditioner` builds the hierarchy once with pyamg, applies pyamg's cycle as
+``M`` and the exact transpose of that same linear map as ``Mᵀ``: restriction and
+interpolation exchange roles (``Pᵀ`` restricts, ``Rᵀ`` interpolates), each smoother is
+replaced by its transpose on ``Aᵀ`` and pre- and post-smoothing are exchanged, and the coarse
+solve is transposed. The per-level transposed matrices are formed once, on the first
+:meth:`AMGPreconditioner.apply_transpose`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyamg
+import scipy.sparse as sp
+
+from ._amg_coarse import CoarseSolver, parse_coarse_solver
+from ._amg_cycle import CYCLES, Cycle, CycleLevel
+from ._amg_smoothers import (
+    build_smoother,
+    parse_smoother_list,
+    spec_for_level,
+)
+from .base import PreconditionerBase
+
+__all__ = ["AMGPreconditioner", "AMG_METHODS"]
+
+#: AMG methods: name -> (pyamg set-up function name, short description).
+AMG_METHODS: dict[str, str] = {
+    "sa": "smoothed aggregation",
+    "rs": "classical Ruge-Stueben",
+    "air": "approximate ideal restriction",
+}
+
+_SYMMETRIC_GS = ("gauss_seidel", {"sweep": "symmetric"})
+
+# Default smoothers per method. pyamg's own defaults, except that smoothed aggregation uses
+# the point symmetric Gauss-Seidel sweep: identical to pyamg's 'block_gauss_seidel' on
+# scalar problems, and transposable also when a near-nullspace with several vectors gives
+# coarse levels singular diagonal blocks.
+_DEFAULT_SMOOTHERS: dict[str, tuple[Any, Any]] = {
+    "sa": (_SYMMETRIC_GS, _SYMMETRIC_GS),
+    "rs": (_SYMMETRIC_GS, _SYMMETRIC_GS),
+    "air": ("none", ("fc_jacobi", {"omega": 1.0, "iterations": 1, "withrho": False,
+                                   "f_iterations": 2, "c_iterations": 1})),
+}
+
+# Levels up to this many rows have their smoothers checked against pyamg's at set-up.
+_CHECK_MAX_ROWS = 20_000
+
+# Relative tolerance under which A is taken as numerically symmetric.
+_SYMMETRY_RTOL = 1e-12
+
+
+def _as_float_csr(A: Any) -> sp.csr_array:
+    """Validate ``A`` and return a canonical CSR float64 copy."""
+    if sp.issparse(A):
+        if np.issubdtype(A.dtype, np.complexfloating):
+            raise ValueError("AMGPreconditioner: A must be real, got a complex matrix")
+        matrix = sp.csr_array(A, dtype=np.float64, copy=True)
+    elif isinstance(A, np.ndarray):
+        if A.ndim != 2:
+            raise ValueError(f"AMGPreconditioner: A must be a 2-D matrix, got ndim={A.ndim}")
+        if np.iscomplexobj(A):
+            raise ValueError("AMGPreconditioner: A must be real, got a complex matrix")
+        matrix = sp.csr_array(np.asarray(A, dtype=np.float64))
+    else:
+        raise TypeError(
+            f"AMGPreconditioner: A must be a scipy.sparse matrix, got {type(A).__name__}"
+        )
+    if matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"AMGPreconditioner: A must be square, got shape {matrix.shape}")
+    if matrix.shape[0] == 0:
+        raise ValueError("AMGPreconditioner: A is empty (0 x 0)")
+    if not np.all(np.isfinite(matrix.data)):
+        bad = int(np.count_nonzero(~np.isfinite(matrix.data)))
+        raise ValueError(f"AMGPreconditioner: A has {bad} non-finite (NaN or Inf) entries")
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    return matrix
+
+
+def _is_symmetric(A: sp.csr_array) -> bool:
+    """Numerical symmetry: ``max|A - Aᵀ| <= 1e-12 max|A|``."""
+    scale = np.abs(A.data).max() if A.nnz else 0.0
+    difference = (A - A.T).tocsr()
+    if difference.nnz == 0:
+        return True
+    return bool(np.abs(difference.data).max() <= _SYMMETRY_RTOL * scale)
+
+
+def _fast_format(M: Any) -> Any:
+    """CSR for products, unless ``M`` is BSR with real blocks (block smoothers need those)."""
+    if M.format == "bsr" and M.blocksize != (1, 1):
+        return M
+    return M if M.format == "csr" else M.tocsr()
+
+
+def _transpose_of(M: Any) -> Any:
+    """``Mᵀ`` in a format fit for fast products and pyamg's relaxation kernels."""
+    if M.format == "bsr":
+        return M.T  # bsr with transposed blocks
+    MT = M.T
+    return MT if MT.format == "csr" else MT.tocsr()
+
+
+class AMGPreconditioner(PreconditionerBase):
+    """Algebraic multigrid preconditioner ``M`` with its exact transpose ``Mᵀ``.
+
+    One multigrid cycle with zero initial guess is the linear map ``M ≈ A⁻¹`` (the map of
+    pyamg's ``ml.aspreconditioner(cycle)``); :meth:`apply_transpose` applies ``Mᵀ``, the
+    transposed cycle on the same hierarchy, for adjoint solves with ``Aᵀ``.
+
+    Parameters
+    ----------
+    A : scipy.sparse matrix
+        The assembled matrix ``A(θ)`` or an approximation of it; converted to CSR float64.
+    method : {"sa", "rs", "air"}
+        Smoothed aggregation (``pyamg.smoothed_aggregation_solver``), classical Ruge–Stüben
+        (``pyamg.ruge_stuben_solver``), or approximate ideal restriction
+        (``pyamg.air_solver``, for advection-dominated problems).
+    cycle : {"V", "W", "F"}
+        The cycle applied by :meth:`apply` (and transposed by :meth:`apply_transpose`).
+    presmoother, postsmoother : str, tuple, list or None
+        pyamg's smoother format: ``"name"``, ``("name", {options})`` or a per-level list of
+        those (the last entry applies to the remaining levels). ``None`` selects the method's
+        default; ``"none"`` means no smoothing. Smoothers with an implemented transpose:
+        ``gauss_seidel`` (``sweep`` forward, backward or symmetric), ``sor``, ``jacobi``,
+        ``richardson``, ``chebyshev``, ``block_gauss_seidel``, ``block_jacobi``,
+        ``cf_jacobi``, ``fc_jacobi`` (``rs`` and ``air`` only) and ``none``; any other is
+        refused with a ``ValueError``. Defaults: symmetric Gauss–Seidel for ``sa`` and
+        ``rs``; for ``air`` no pre-smoothing and F-then-C Jacobi post-smoothing
+        (``fc_jacobi`` with 2 F-sweeps and 1 C-sweep, as pyamg).
+    symmetric : bool, optional
+        Whether ``A`` is symmetric. For ``sa`` it selects pyamg's ``symmetry="hermitian"``
+        or ``"nonsymmetric"``. If None, ``A`` is tested once (``max|A - Aᵀ| <= 1e-12
+        max|A|``).
+    near_nullspace : array_like, shape (n, k), optional
+        Near-nullspace vectors for ``sa`` (pyamg's ``B``), e.g. rigid-body modes.
+    max_levels, max_coarse : int, optional
+        Hierarchy size limits; None keeps pyamg's default for the method.
+    coarse_solver : str or tuple
+        ``"pinv"`` (default, as pyamg), ``"lu"``, ``"splu"``, ``"cholesky"``, a supported
+        relaxation method, or ``"none"``.
+    **pyamg_options
+        Passed to the pyamg set-up function (e.g. ``strength``, ``smooth``, ``CF``).
+
+    Attributes
+    ----------
+    hierarchy : pyamg.multilevel.MultilevelSolver
+        The pyamg hierarchy (its ``solve`` and ``aspreconditioner`` use the same smoothers).
+    shape : tuple of int
+    levels : int
+        Number of levels.
+    operator_complexity : float
+        Nonzeros on all levels over nonzeros of ``A``.
+    setup_seconds : float
+        Wall time of the set-up (pyamg hierarchy and smoother parameters).
+    transpose_setup_seconds : float or None
+        Wall time spent forming the transposed levels, once, on the first
+        :meth:`apply_transpose`; None before.
+    symmetric : bool
+        Whether ``A`` was taken as symmetric.
+
+    Raises
+    ------
+    ValueError
+        For a non-square, empty, complex or non-finite ``A``, an unknown method or cycle, or
+        a smoother or coarse solver without an implemented transpose.
+    TypeError
+        If ``A`` is not a sparse matrix or a 2-D array.
+
+    Notes
+    -----
+    Why the transpose is exact: every smoothing step is a consistent iteration
+    ``x ← x + W(b − Ax)`` and so is the coarse-grid correction (``W = P B_c R``); the
+    transpose of a product of such steps is the product of ``x ← x + Wᵀ(b − Aᵀx)`` in
+    reverse order. Forward Gauss–Seidel on ``A`` becomes backward Gauss–Seidel on ``Aᵀ``,
+    symmetric stays symmetric, Jacobi, Richardson and Chebyshev keep their weights and
+    coefficients, several sweeps and F/C orders run reversed, and an F-cycle's coarse
+    "F then V" becomes "V then F". The dot test ``⟨Mu, v⟩ = ⟨u, Mᵀv⟩`` holds to rounding.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from pyamg.gallery import poisson
+    >>> n = 30
+    >>> A = poisson((n, n), format="csr") + sp.diags(np.linspace(0, 1, n * n)) @ sp.eye(
+    ...     n * n, k=1)  # a nonsymmetric perturbation
+    >>> M = AMGPreconditioner(A, method="sa")
+    >>> M.symmetric, M.shape
+    (False, (900, 900))
+    >>> rng = np.random.default_rng(0)
+    >>> u, v = rng.standard_normal(900), rng.standard_normal(900)
+    >>> err = abs(M.apply(u) @ v - u @ M.apply_transpose(v))
+    >>> bool(err <= 1e-12 * np.linalg.norm(M.apply(u)) * np.linalg.norm(v))
+    True
+    """
+
+    def __init__(
+        self,
+        A: Any,
+        *,
+        method: str = "sa",
+        cycle: str = "V",
+        presmoother: Any = None,
+        postsmoother: Any = None,
+        symmetric: bool | None = None,
+        near_nullspace: Any = None,
+        max_levels: int | None = None,
+        max_coarse: int | None = None,
+        coarse_solver: Any = "pinv",
+        **pyamg_options: Any,
+    ) -> None:
+        start = time.perf_counter()
+        if method not in AMG_METHODS:
+            raise ValueError(
+                f"AMGPreconditioner: unknown method {method!r}; expected one of "
+                f"{', '.join(repr(m) for m in AMG_METHODS)}"
+            )
+        cycle = str(cycle).upper()
+        if cycle not in CYCLES:
+            raise ValueError(
+                f"AMGPreconditioner: cycle {cycle!r} is not supported; expected one of "
+                f"{', '.join(CYCLES)} (AMLI is not a fixed linear map)"
+            )
+        for key in ("presmoother", "postsmoother", "B", "coarse_solver"):
+            if key in pyamg_options:  # pragma: no cover - named parameters catch most
+                raise ValueError(f"AMGPreconditioner: pass {key!r} as its own argument")
+        matrix = _as_float_csr(A)
+        n = matrix.shape[0]
+
+        default_pre, default_post = _DEFAULT_SMOOTHERS[method]
+        pre_specs = parse_smoother_list(
+            default_pre if presmoother is None else presmoother, "presmoother")
+        post_specs = parse_smoother_list(
+            default_post if postsmoother is None else postsmoother, "postsmoother")
+        if method == "sa":
+            for spec in pre_specs + post_specs:
+                if spec.name in ("cf_jacobi", "fc_jacobi"):
+                    raise ValueError(
+                        f"smoother {spec.name!r} needs a C/F splitting: use method='rs' or "
+                        "method='air'"
+                    )
+        coarse_name, coarse_options = parse_coarse_solver(coarse_solver)
+
+        if symmetric is None:
+            symmetric = _is_symmetric(matrix)
+        self.symmetric = bool(symmetric)
+
+        options = dict(pyamg_options)
+        if near_nullspace is not None:
+            if method != "sa":
+                raise ValueError("AMGPreconditioner: near_nullspace is used by method='sa' only")
+            B = np.asarray(near_nullspace, dtype=np.float64)
+            if B.ndim == 1:
+                B = B[:, None]
+            if B.ndim != 2 or B.shape[0] != n:
+                raise ValueError(
+                    f"AMGPreconditioner: near_nullspace must have shape ({n}, k), got {B.shape}"
+                )
+            if not np.all(np.isfinite(B)):
+                raise ValueError("AMGPreconditioner: near_nullspace has non-finite entries")
+            options["B"] = B
+        if method == "sa":
+            options.setdefault("symmetry", "hermitian" if self.symmetric else "nonsymmetric")
+        if max_levels is not None:
+            options["max_levels"] = int(max_levels)
+        if max_coarse is not None:
+            options["max_coarse"] = int(max_coarse)
+        options["presmoother"] = [s.as_pyamg() for s in pre_specs]
+        options["postsmoother"] = [s.as_pyamg() for s in post_specs]
+        options["coarse_solver"] = (None if coarse_name == "none"
+                                    else (coarse_name, dict(coarse_options)))
+
+        solver = {
+            "sa": pyamg.smoothed_aggregation_solver,
+            "rs": pyamg.ruge_stuben_solver,
+            "air": pyamg.air_solver,
+        }[method]
+        self.hierarchy = solver(matrix, **options)
+
+        self.shape = (n, n)
+        self.method = method
+        self.cycle = cycle
+        self._pre_specs = pre_specs
+        self._post_specs = post_specs
+        self._coarse_name = coarse_name
+        self._forward = self._build_forward(coarse_options)
+        self._transposed: Cycle | None = None
+        self.transpose_setup_seconds: float | None = None
+        self.setup_seconds = time.perf_counter() - start
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _build_forward(self, coarse_options: dict[str, Any]) -> Cycle:
+        ml_levels = self.hierarchy.levels
+        for level in ml_levels:
+            # Diagonal duplicates would make a Gauss-Seidel row update inconsistent.
+            if not level.A.has_canonical_format:
+                level.A.sum_duplicates()
+        levels = []
+        for i, level in enumerate(ml_levels[:-1]):
+            pre = build_smoother(spec_for_level(self._pre_specs, i), level, i)
+            post = build_smoother(spec_for_level(self._post_specs, i), level, i)
+            levels.append(CycleLevel(_fast_format(level.A), _fast_format(level.R),
+                                     _fast_format(level.P), pre, post))
+        levels.append(CycleLevel(_fast_format(ml_levels[-1].A)))
+        self._coarse = CoarseSolver(ml_levels[-1].A, self._coarse_name, coarse_options)
+        self._check_against_pyamg(levels)
+        return Cycle(levels, self._coarse.solve)
+
+    def _check_against_pyamg(self, levels: list[CycleLevel]) -> None:
+        """Check that each smoother reproduces the one pyamg set up on the same level.
+
+        Levels up to ``_CHECK_MAX_ROWS`` rows are checked on one random vector (the larger
+        levels use the same set-up code), so a change in pyamg's smoother parameters cannot
+        go unnoticed: the transpose would no longer be that of pyamg's cycle.
+        """
+        rng = np.random.default_rng(0)
+        for i, (level, ours) in enumerate(zip(self.hierarchy.levels[:-1], levels[:-1],
+                                                       strict=True)):
+            n = level.A.shape[0]
+            if n > _CHECK_MAX_ROWS:
+                continue
+            b = rng.standard_normal(n)
+            for role, theirs, mine in (("presmoother", level.presmoother, ours.pre),
+                                       ("postsmoother", level.postsmoother, ours.post)):
+                x0 = rng.standard_normal(n)
+                expected, got = x0.copy(), x0.copy()
+                theirs(level.A, expected, b)
+                mine(ours.A, got, b)
+                scale = max(np.abs(expected).max(), np.abs(x0).max(), 1.0)
+                if not np.abs(expected - got).max() <= 1e-12 * scale:
+                    raise RuntimeError(
+                        f"AMGPreconditioner: the {role} {mine.label} on level {i} does not "
+                        f"reproduce pyamg {pyamg.__version__}'s smoother; its transpose would "
+                        "not be exact. Please report this with the pyamg version."
+                    )
+
+    def _build_transposed(self) -> Cycle:
+        start = time.perf_counter()
+        levels = []
+        for level in self._forward.levels[:-1]:
+            levels.append(CycleLevel(
+                A=_transpose_of(level.A),
+                restrict=_transpose_of(level.interpolate),
+                interpolate=_transpose_of(level.restrict),
+                pre=level.post.transposed() if level.post is not None else None,
+                post=level.pre.transposed() if level.pre is not None else None,
+            ))
+        levels.append(CycleLevel(_transpose_of(self._forward.levels[-1].A)))
+        cycle = Cycle(levels, self._coarse.solve_transpose, transposed=True)
+        self.transpose_setup_seconds = time.perf_counter() - start
+        return cycle
+
+    def prepare_transpose(self) -> None:
+        """Form the transposed levels now rather than on the first :meth:`apply_transpose`."""
+        if self._transposed is None:
+            self._transposed = self._build_transposed()
+
+    # ------------------------------------------------------------------ public interface
+    @property
+    def levels(self) -> int:
+        """Number of levels of the hierarchy."""
+        return len(self.hierarchy.levels)
+
+    @property
+    def operator_complexity(self) -> float:
+        """Nonzeros on all levels divided by the nonzeros of ``A``."""
+        return float(self.hierarchy.operator_complexity())
+
+    @property
+    def smoothers(self) -> tuple[tuple[str, str], ...]:
+        """``(presmoother, postsmoother)`` description of each level but the coarsest."""
+        return tuple((lv.pre.label, lv.post.label) for lv in self._forward.levels[:-1]
+                     if lv.pre is not None and lv.post is not None)
+
+    def describe(self) -> str:
+        """A one-line summary: method, cycle, levels, complexity, smoothers, coarse solver.
+
+        Examples
+        --------
+        >>> from pyamg.gallery import poisson
+        >>> M = AMGPreconditioner(poisson((20, 20), format="csr"), cycle="W")
+        >>> print(M.describe())
+        AMG sa W-cycle, 3 levels, operator complexity 1.3..., smoothers
+        gauss_seidel(sweep=symmetric)/gauss_seidel(sweep=symmetric), coarse pinv, symmetric A
+        """
+        smoothers = self.smoothers
+        if smoothers:
+            pre, post = smoothers[0]
+            smoothing = f"smoothers {pre}/{post}"
+        else:
+            smoothing = "no smoothing (single level)"
+        kind = "symmetric" if self.symmetric else "nonsymmetric"
+        return (f"AMG {self.method} {self.cycle}-cycle, {self.levels} levels, operator "
+                f"complexity {self.operator_complexity:.3f}, {smoothing}, coarse "
+                f"{self._coarse_name}, {kind} A")
+
+    def __repr__(self) -> str:
+        return f"<AMGPreconditioner: {self.describe()}>"
+
+    def _check(self, r: np.ndarray) -> np.ndarray:
+        r = np.asarray(r)
+        if r.shape[:1] != (self.shape[0],) or r.ndim > 2:
+            raise ValueError(
+                f"AMGPreconditioner: expected a vector of length {self.shape[0]} (or an "
+                f"({self.shape[0]}, k) block), got shape {r.shape}"
+            )
+        if np.iscomplexobj(r):
+            raise ValueError("AMGPreconditioner: complex vectors are not supported")
+        return np.ascontiguousarray(r, dtype=np.float64)
+
+    def _run(self, engine: Cycle, r: np.ndarray) -> np.ndarray:
+        if r.ndim == 1:
+            return engine(r, self.cycle)
+        out = np.empty_like(r)
+        for j in range(r.shape[1]):
+            out[:, j] = engine(np.ascontiguousarray(r[:, j]), self.cycle)
+        return out
+
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        """Return ``M @ r``: one cycle with zero initial guess.
+
+        Parameters
+        ----------
+        r : ndarray, shape (n,) or (n, k)
+            Vector(s) to precondition (columns are treated one by one).
+
+        Returns
+        -------
+        ndarray
+            A new array of the same shape.
+        """
+        return self._run(self._forward, self._check(r))
+
+    def apply_transpose(self, r: np.ndarray) -> np.ndarray:
+        """Return ``Mᵀ @ r``: the transposed cycle (same hierarchy, transposed operators).
+
+        Parameters
+        ----------
+        r : ndarray, shape (n,) or (n, k)
+
+        Returns
+        -------
+        ndarray
+            A new array of the same shape.
+        """
+        r = self._check(r)
+        if self._transposed is None:
+            self._transposed = self._build_transposed()
+        return self._run(self._transposed, r)
