@@ -11,6 +11,7 @@ from ..errors import ConvergenceError, MissingCallbackError
 from ..krylov.result import SolveResult
 from ..krylov.solve import METHODS, solve
 from ..krylov.stopping import Monitor, validate_tolerances
+from ..precond.base import TransposedPreconditioner
 from ..problem.problem import AdjointProblem
 from ..problem.structure import Structure
 from .preconditioning import PreconditionerCache
@@ -134,7 +135,8 @@ class AdjointSolver:
 
         tick = time.perf_counter()
         adjoint_solve = solve(
-            self.problem.linear_operator(theta).T, dj_dx, method=self.method, M=M.T,
+            self.problem.linear_operator(theta).T, dj_dx, method=self.method,
+            M=TransposedPreconditioner(M),
             x0=self._last_adjoint if self.warm_start else None, rtol=self.adjoint_rtol,
             atol=self.adjoint_atol, maxiter=self.maxiter, restart=self.restart,
             monitor=self.monitor, labels=("operator.rmatvec", "preconditioner.apply_transpose"),

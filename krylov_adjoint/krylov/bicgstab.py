@@ -27,11 +27,12 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
         return run.finish(x, ConvergenceReason.DIVERGED_BREAKDOWN,
                           f"BiCGStab breakdown: {what} vanished at iteration {run.iterations}")
 
-    def confirm() -> SolveResult | None:
+    def confirm() -> tuple[SolveResult | None, np.ndarray]:
+        """Check the true residual; a converged result, or the true residual to restart from."""
         true_r = b - matvec(x)
         rnorm = float(np.linalg.norm(true_r))
         run.replace_last(rnorm)
-        return run.finish(x, run.converged_reason) if rnorm <= run.target else None
+        return (run.finish(x, run.converged_reason) if rnorm <= run.target else None), true_r
 
     while True:
         rho_next = float(r_hat @ r)
@@ -53,15 +54,16 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
             x += alpha * p_hat
             run.iterations += 1
             run.record(s_norm)
-            done = confirm()
+            done, r = confirm()
             if done is not None:
                 return done
-            r = b - matvec(x)
-            rho = 1.0
-            alpha = omega = 1.0
+            if run.iterations >= maxiter:
+                return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
+            # the recurrence drifted from the true residual: restart from the latter
             r_hat = r.copy()
             p = np.zeros_like(r)
             v = np.zeros_like(r)
+            rho = alpha = omega = 1.0
             continue
         s_hat = precond(s)
         t = matvec(s_hat)
@@ -76,7 +78,7 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
         run.iterations += 1
         run.record(rnorm)
         if rnorm <= run.target:
-            done = confirm()
+            done, r = confirm()
             if done is not None:
                 return done
         if run.iterations >= maxiter:

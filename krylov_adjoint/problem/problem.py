@@ -157,24 +157,32 @@ class AdjointProblem:
 
     def operator_vjp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
         """λᵀ(∂A/∂θ)x, checked; None for an operator independent of θ."""
+        if not self.operator.depends_on_theta:
+            return None
         out = _guarded(self.operator.vjp, "operator.vjp", theta, readonly(x), readonly(lam))
-        return None if out is None else as_real_vector(out, "operator.vjp", self.n_params)
+        return as_real_vector(out, "operator.vjp", self.n_params)
 
     def rhs_vjp(self, theta: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
         """λᵀ∂b/∂θ, checked; None for a fixed b."""
+        if not self.rhs.depends_on_theta:
+            return None
         out = _guarded(self.rhs.vjp, "rhs.vjp", theta, readonly(lam))
-        return None if out is None else as_real_vector(out, "rhs.vjp", self.n_params)
+        return as_real_vector(out, "rhs.vjp", self.n_params)
 
     def operator_jvp(self, theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray
                      ) -> np.ndarray | None:
         """(∂A/∂θ·dθ)x, checked; None for a constant operator."""
+        if not self.operator.depends_on_theta:
+            return None
         out = _guarded(self.operator.jvp, "operator.jvp", theta, readonly(x), readonly(dtheta))
-        return None if out is None else as_real_vector(out, "operator.jvp", self.n)
+        return as_real_vector(out, "operator.jvp", self.n)
 
     def rhs_jvp(self, theta: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
         """(∂b/∂θ)dθ, checked; None for a fixed b."""
+        if not self.rhs.depends_on_theta:
+            return None
         out = _guarded(self.rhs.jvp, "rhs.jvp", theta, readonly(dtheta))
-        return None if out is None else as_real_vector(out, "rhs.jvp", self.n)
+        return as_real_vector(out, "rhs.jvp", self.n)
 
     def parameter_gradient(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray
                            ) -> np.ndarray:
