@@ -78,7 +78,9 @@ def element_value_map(conn: np.ndarray, n: int, entries: np.ndarray, free: np.nd
     del cols
     merged_indptr = np.searchsorted(starts, indptr)
     merged_counts = np.diff(merged_indptr)
-    sizes = np.diff(starts, append=ids.size)  # entries summed into each merged slot
+    sizes = np.empty_like(starts)  # entries summed into each merged slot
+    np.subtract(starts[1:], starts[:-1], out=sizes[:-1])
+    sizes[-1:] = ids.size - starts[-1:]
 
     dirichlet = np.zeros(n, dtype=bool) if free is None else ~free
     final_indptr = np.zeros(n + 1, dtype=np.int64)
@@ -104,10 +106,15 @@ def element_value_map(conn: np.ndarray, n: int, entries: np.ndarray, free: np.nd
 
     g_indptr = np.zeros(nnz + 1, dtype=np.int64)
     np.cumsum(g_counts, out=g_indptr[1:])
-    if entries.ndim == 1:
-        data = entries[ids % itype(kk)]
-    else:
+    if entries.ndim == 2:
         data = entries.reshape(-1)[ids]
-    ids //= itype(kk)  # the element of each entry
+    elif kk & (kk - 1) == 0:  # k² a power of two (k = 2, 4, 8): bit operations
+        data = entries[ids & itype(kk - 1)]
+    else:
+        data = entries[ids % itype(kk)]
+    if kk & (kk - 1) == 0:
+        ids >>= itype(kk.bit_length() - 1)  # the element of each entry
+    else:
+        ids //= itype(kk)
     G = sp.csr_matrix((data, ids, g_indptr.astype(itype)), shape=(nnz, E), copy=False)
     return pattern, G, offset

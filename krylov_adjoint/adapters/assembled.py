@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ..errors import CallbackError
+from ..errors import CallbackError, MissingCallbackError
 from ..problem.operator import ParametricOperator
 from ..problem.structure import Structure
 from ._matrices import as_sparse
@@ -39,6 +39,7 @@ class AssembledOperator(ParametricOperator):
     Parameters
     ----------
     pattern : SparsityPattern
+        The fixed positions of the stored entries.
     values : callable ``theta -> ndarray (nnz,)``
         The values of A(θ) in the pattern's (canonical CSR) order.
     values_vjp : callable ``(theta, values_bar) -> ndarray (P,)``
@@ -144,7 +145,8 @@ class AssembledOperator(ParametricOperator):
     def values_jvp(self, theta: Any, dtheta: Any) -> np.ndarray:
         """``(∂values/∂θ) dθ``, shape (nnz,)."""
         if self._values_jvp_fn is None:
-            raise ValueError("this operator has no values_jvp: forward mode is unavailable")
+            raise MissingCallbackError("this operator has no values_jvp: forward mode is "
+                                       "unavailable")
         theta = np.asarray(theta, dtype=np.float64)
         out = np.asarray(self._values_jvp_fn(theta, np.asarray(dtheta, dtype=np.float64)),
                          dtype=np.float64)

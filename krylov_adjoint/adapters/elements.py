@@ -76,11 +76,11 @@ class ElementOperator(AssembledOperator):
 
     # -- per-element quantities ---------------------------------------------------------
     def densities(self, theta: Any) -> np.ndarray:
-        """ρ = θ, or Hθ with a parameter map."""
+        """The element densities ρ = θ, or Hθ with a parameter map."""
         return self._coefficients_at(theta)[0]
 
     def element_scales(self, theta: Any) -> np.ndarray:
-        """s(ρ_e) for each element."""
+        """The scale s(ρ_e) of each element."""
         return self._coefficients_at(theta)[1]
 
     def element_products(self, lam: Any, x: Any) -> np.ndarray:
@@ -111,9 +111,9 @@ class ElementOperator(AssembledOperator):
         Parameters
         ----------
         load : array (N,) or RightHandSide
-            f (a RightHandSide may depend on θ; its VJP is used).
+            The load f (a RightHandSide may depend on θ; its VJP is used).
         values : float or array (number of Dirichlet dofs,)
-            g at the Dirichlet dofs, in the order of :attr:`dirichlet_dofs`.
+            The prescribed values g, in the order of :attr:`dirichlet_dofs`.
 
         Returns
         -------
@@ -243,14 +243,14 @@ def element_operator(element_matrices: Any, connectivity: Any, n_dofs: int, *,
     scaling : {"linear", "exp", "simp"}, Scaling, ``(s, ds)`` or callable ``rho -> (s, ds)``
         The law s. ``"simp"`` is ``ε + (1 − ε) ρᵖ``; ``"exp"`` is ``exp(ρ)``.
     simp_penalty, simp_eps : float
-        p and ε of ``"simp"``.
+        The penalty p and the floor ε of ``"simp"``.
     dirichlet_dofs : int array or bool mask (N,), optional
         Eliminated dofs: their rows and columns are removed and a unit diagonal put in, so
         the matrix keeps its symmetry (and definiteness). Those entries do not depend on θ,
         so the gradient sees only free dofs (λ and x are zeroed there). The right-hand side
         must equal the prescribed values there: use :meth:`ElementOperator.dirichlet_rhs`.
     parameter_map : sparse matrix, 2-D array or LinearOperator (E, P), optional
-        ρ = H θ, e.g. a density filter; the VJP applies Hᵀ.
+        The map H of ρ = H θ, e.g. a density filter; the VJP applies Hᵀ.
     structure : {"auto", "general", "symmetric", "spd"}
         ``"auto"`` is ``"symmetric"`` when the element matrices are (relative tolerance
         1e-12). Declare ``"spd"`` (allows CG) when s > 0 and the constrained K_e sum is SPD.

@@ -41,6 +41,7 @@ class ScipyObjective:
     Parameters
     ----------
     solver : AdjointSolver
+        Solves the primal and adjoint problems; keep ``warm_start=True`` (the default).
     progress : bool
         Show a progress bar of the iterations when ``tqdm`` is installed (otherwise a warning
         is logged once and progress goes to the log only).
@@ -110,7 +111,7 @@ class ScipyObjective:
         return self.evaluate(theta).objective
 
     def gradient(self, theta: Any) -> np.ndarray:
-        """dJ/dθ (free after :meth:`value` at the same θ)."""
+        """The gradient dJ/dθ (free after :meth:`value` at the same θ)."""
         return self.evaluate(theta).gradient.copy()
 
     def callback(self, intermediate_result: Any) -> None:
@@ -194,7 +195,9 @@ def minimize(solver: AdjointSolver, theta0: Any, *, method: str = "L-BFGS-B",
     Parameters
     ----------
     solver : AdjointSolver
+        Solves the primal and adjoint problems at each new θ.
     theta0 : array of shape (P,)
+        The starting point.
     method : str
         A gradient-based scipy method (``"L-BFGS-B"``, ``"BFGS"``, ``"CG"``, ``"TNC"``,
         ``"SLSQP"``, ``"trust-constr"``, ...).
@@ -212,7 +215,7 @@ def minimize(solver: AdjointSolver, theta0: Any, *, method: str = "L-BFGS-B",
     Returns
     -------
     scipy.optimize.OptimizeResult
-        scipy's result, plus ``history`` (per iteration), ``evaluations`` (per solve),
+        The result of scipy, plus ``history`` (per iteration), ``evaluations`` (per solve),
         ``n_solves`` and ``objective`` (the :class:`ScipyObjective`).
 
     Examples

@@ -29,7 +29,9 @@ class SparsityPattern:
     Parameters
     ----------
     indptr : array of int, shape (N + 1,)
+        Row pointers: row i holds the entries ``indptr[i]:indptr[i + 1]``.
     indices : array of int, shape (nnz,)
+        Column of each entry, sorted and unique within each row.
     n : int
         N.
 
@@ -234,6 +236,7 @@ def pattern_cotangent(A: Any, lam: Any, x: Any) -> np.ndarray:
         Only the positions of the stored entries are used. For an array the result has A's
         shape; for a PETSc ``Mat`` it is aligned with the values of ``getValuesCSR()``.
     lam, x : arrays of shape (N,) and (M,)
+        The adjoint and the primal vectors.
 
     Returns
     -------

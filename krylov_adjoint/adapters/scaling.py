@@ -20,8 +20,11 @@ class Scaling:
     Parameters
     ----------
     value : callable ``theta -> s(theta)``
+        The law, applied elementwise.
     derivative : callable ``theta -> s'(theta)``
+        Its derivative, elementwise.
     name : str
+        For messages and reports.
     joint : callable ``theta -> (s(theta), s'(theta))``, optional
         Used by :meth:`both` when computing the two together is cheaper.
 
