@@ -566,3 +566,13 @@ def test_verification_tools_do_not_modify_their_inputs(affine):
     check_problem(problem, theta, rng=0)
     for original, copy in zip((theta, x, lam, gradient), (*copies, g_copy), strict=True):
         np.testing.assert_array_equal(original, copy)
+
+
+def test_check_problem_without_parameters_skips_the_parameter_checks():
+    A = sp.diags([-1.0, 3.0, -1.5], [-1, 0, 1], shape=(20, 20), format="csr")
+    problem = ka.AdjointProblem(A, np.ones(20), ka.LinearFunctional(np.ones(20)), n_params=0)
+    report = check_problem(problem, np.zeros(0), rng=0)
+    assert report.passed, report.summary()
+    skipped = {c.name for c in report if c.skipped}
+    assert {"operator.vjp", "rhs.vjp", "objective.grad_theta", "gradient.taylor"} <= skipped
+    assert not report["operator.rmatvec"].skipped

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConvergenceError
+from ..krylov.result import SolveResult
 from ._random import RandomLike, as_float_vector, as_generator, relative_step, scaled_direction
 from .report import CheckResult, format_number
 
@@ -19,10 +21,10 @@ FIRST_STEP = 1e-2
 HALVINGS = 5
 #: Remainders below ``ROUNDOFF_FACTOR · eps · max|J|`` are round-off.
 ROUNDOFF_FACTOR = 1e3
-#: A solve with true residual ``r`` changes J by at most ``‖λ‖‖r‖``; remainders below
-#: ``SOLVER_NOISE_FACTOR · ‖λ‖ · target`` are solver noise (two evaluations, and a margin
-#: so that noise moves a rate by less than about 0.05).
-SOLVER_NOISE_FACTOR = 32.0
+#: A solve with true residual ``r`` changes J by about ``λᵀr``, at most ``‖λ‖‖r‖``;
+#: remainders below ``SOLVER_NOISE_FACTOR · ‖λ‖ · max‖r‖`` are solver noise (two
+#: evaluations per remainder, and a margin).
+SOLVER_NOISE_FACTOR = 4.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,28 +187,108 @@ def taylor_test(fun: Callable[[np.ndarray], float], theta: Any, gradient: Any, *
     >>> report.passed, round(report.rates[-1])
     (False, 1)
     """
+    theta, gradient, direction, steps = _prepare(theta, gradient, direction, steps, rng)
+    _check_options(rate_range, min_rates)
+    J0 = float(fun(theta.copy()) if value is None else value)
+    values = np.array([float(fun(theta + h * direction)) for h in steps])
+    return _analyse(steps, values, J0, float(gradient @ direction), float(noise_floor),
+                    rate_range, min_rates)
+
+
+def taylor_test_solver(solver: Any, theta: Any, *, direction: Any = None, steps: Any = None,
+                       rng: RandomLike = None, rate_range: tuple[float, float] = (1.9, 2.1),
+                       min_rates: int = 2) -> TaylorReport:
+    """Taylor test of an :class:`~krylov_adjoint.AdjointSolver`'s gradient at θ.
+
+    Uses ``solver.gradient(θ)`` for J(θ) and dJ/dθ, and the solver's primal solve (that of
+    ``solver.objective``) for ``J(θ + h dθ)``. The remainders are small differences of J
+    values, so the solves must be accurate: build the solver with a tight ``rtol`` (1e-12;
+    anything looser than about 1e-10 leaves little above the noise). A solve whose true
+    residual is ``r`` changes J by about ``λᵀr``, at most ``‖λ‖‖r‖``; remainders below
+    ``4·‖λ‖·max‖r‖`` over the solves are treated as noise and not counted. Warm starting
+    (the default) makes the perturbed solves cheap; they leave the solver's warm-start
+    vectors near θ.
+
+    Parameters
+    ----------
+    solver : AdjointSolver
+    theta : array of shape (P,)
+    direction, steps, rng, rate_range, min_rates
+        As in :func:`taylor_test`.
+
+    Returns
+    -------
+    TaylorReport
+
+    Raises
+    ------
+    ConvergenceError
+        When a solve does not converge (even if the solver does not raise on failure).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import krylov_adjoint as ka
+    >>> op = ka.ParametricOperator(lambda th, x: th * x, n=3, structure="spd",
+    ...                            vjp=lambda th, x, lam: lam * x)
+    >>> problem = ka.AdjointProblem(op, np.ones(3), ka.LinearFunctional(np.ones(3)),
+    ...                             n_params=3)
+    >>> solver = ka.AdjointSolver(problem, rtol=1e-13)
+    >>> taylor_test_solver(solver, np.array([1.0, 2.0, 4.0]), rng=0).passed
+    True
+    """
+    problem = solver.problem
+    result = solver.gradient(problem.check_theta(theta))
+    _raise_unless_converged(result.primal, "primal")
+    _raise_unless_converged(result.adjoint_solve, "adjoint")
+    theta, gradient, direction, steps = _prepare(theta, result.gradient, direction, steps, rng)
+    _check_options(rate_range, min_rates)
+    values, residuals = [], [result.primal.residual_norm]
+    for h in steps:
+        point = problem.check_theta(theta + h * direction)
+        primal = solver.solve(point)
+        _raise_unless_converged(primal, "primal")
+        values.append(problem.objective_value(primal.x, point))
+        residuals.append(primal.residual_norm)
+    noise = SOLVER_NOISE_FACTOR * float(np.linalg.norm(result.adjoint)) * max(residuals)
+    return _analyse(steps, np.array(values), result.objective, float(gradient @ direction),
+                    noise, rate_range, min_rates)
+
+
+def _raise_unless_converged(result: SolveResult, phase: str) -> None:
+    if not result.converged:
+        raise ConvergenceError(result, phase)
+
+
+def _prepare(theta: Any, gradient: Any, direction: Any, steps: Any, rng: RandomLike
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     theta = as_float_vector(theta, "theta")
     gradient = as_float_vector(gradient, "gradient", theta.size)
-    generator = as_generator(rng)
     if direction is None:
-        direction = scaled_direction(theta, generator)
+        direction = scaled_direction(theta, as_generator(rng))
     direction = as_float_vector(direction, "direction", theta.size)
-    steps = _steps(theta, direction, steps)
+    return theta, gradient, direction, _steps(theta, direction, steps)
+
+
+def _check_options(rate_range: tuple[float, float], min_rates: int) -> None:
     lo, hi = (float(r) for r in rate_range)
     if not lo < hi:
         raise ValueError(f"rate_range must be (low, high) with low < high, got {rate_range!r}")
     if int(min_rates) < 1:
         raise ValueError(f"min_rates must be >= 1, got {min_rates!r}")
 
-    J0 = float(fun(theta.copy()) if value is None else value)
-    values = np.array([float(fun(theta + h * direction)) for h in steps])
+
+def _analyse(steps: np.ndarray, values: np.ndarray, J0: float, slope: float,
+             noise_floor: float, rate_range: tuple[float, float], min_rates: int
+             ) -> TaylorReport:
+    """Remainders, rates, the noise floor, the usable rates and the verdict."""
     if not (np.isfinite(J0) and np.isfinite(values).all()):
         raise ValueError(f"the function returned a non-finite value (J(θ) = {J0}, "
                          f"J(θ + h dθ) = {values})")
-    slope = float(gradient @ direction)
+    lo, hi = (float(r) for r in rate_range)
     first = np.abs(values - J0)
     second = np.abs(values - J0 - steps * slope)
-    floor = max(float(noise_floor),
+    floor = max(noise_floor,
                 ROUNDOFF_FACTOR * np.finfo(float).eps * max(abs(J0), np.abs(values).max()))
     rates, first_rates = _rates(second, steps), _rates(first, steps)
 
@@ -247,56 +329,6 @@ def taylor_test(fun: Callable[[np.ndarray], float], theta: Any, gradient: Any, *
         min_rate=float(finite.min()) if finite.size else float("nan"),
         mean_rate=float(finite.mean()) if finite.size else float("nan"),
         passed=bool(passed), note=note)
-
-
-def taylor_test_solver(solver: Any, theta: Any, *, direction: Any = None, steps: Any = None,
-                       rng: RandomLike = None, rate_range: tuple[float, float] = (1.9, 2.1),
-                       min_rates: int = 2) -> TaylorReport:
-    """Taylor test of an :class:`~krylov_adjoint.AdjointSolver`'s gradient at θ.
-
-    Uses ``solver.gradient(θ)`` for J(θ) and dJ/dθ, and ``solver.objective(θ + h dθ)``
-    for the perturbed values. The remainders are small differences of J values, so the
-    solves must be accurate: build the solver with a tight ``rtol`` (1e-12; anything looser
-    than about 1e-10 leaves little above the noise). A solve whose true residual is ``r``
-    changes J by at most ``‖λ‖‖r‖``; remainders below ``32·‖λ‖·max(rtol‖b‖, atol)`` are
-    treated as noise and not counted. Warm starting (the default) makes the perturbed
-    solves cheap; they leave the solver's warm-start vectors near θ.
-
-    Parameters
-    ----------
-    solver : AdjointSolver
-    theta : array of shape (P,)
-    direction, steps, rng, rate_range, min_rates
-        As in :func:`taylor_test`.
-
-    Returns
-    -------
-    TaylorReport
-
-    Raises
-    ------
-    ConvergenceError
-        When a solve does not converge (and the solver raises on failure).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import krylov_adjoint as ka
-    >>> op = ka.ParametricOperator(lambda th, x: th * x, n=3, structure="spd",
-    ...                            vjp=lambda th, x, lam: lam * x)
-    >>> problem = ka.AdjointProblem(op, np.ones(3), ka.LinearFunctional(np.ones(3)),
-    ...                             n_params=3)
-    >>> solver = ka.AdjointSolver(problem, rtol=1e-13)
-    >>> taylor_test_solver(solver, np.array([1.0, 2.0, 4.0]), rng=0).passed
-    True
-    """
-    theta = solver.problem.check_theta(theta)
-    result = solver.gradient(theta)
-    targets = [result.primal.target]
-    noise = SOLVER_NOISE_FACTOR * float(np.linalg.norm(result.adjoint)) * max(targets)
-    return taylor_test(solver.objective, theta, result.gradient, direction=direction,
-                       steps=steps, rng=rng, value=result.objective, rate_range=rate_range,
-                       min_rates=min_rates, noise_floor=noise)
 
 
 def _steps(theta: np.ndarray, direction: np.ndarray, steps: Any) -> np.ndarray:

@@ -274,6 +274,8 @@ def _run(name: str, problem: AdjointProblem, theta: np.ndarray, claimed: Term,
     """Compare ``claimed`` with ``exact`` (or with a central difference of ``value``)."""
     if int(trials) < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
+    if problem.n_params == 0:
+        return DerivativeReport.skip(name, "no parameters (P = 0)")
     if not fd_step > 0:
         raise ValueError(f"fd_step must be > 0, got {fd_step!r}")
     generator = as_generator(rng)
