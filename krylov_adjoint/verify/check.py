@@ -7,7 +7,7 @@ from typing import Any
 
 from ..adjoint.engine import AdjointSolver
 from ..errors import CallbackError, ConvergenceError, KrylovAdjointError
-from ..precond.base import IdentityPreconditioner, TransposedPreconditioner
+from ..precond.base import IdentityPreconditioner
 from ..precond.factory import make_preconditioner
 from ..problem.problem import AdjointProblem
 from ._random import RandomLike, as_generator
@@ -163,8 +163,6 @@ def _preconditioner(problem: AdjointProblem, theta: Any, solver: AdjointSolver |
 def _tight_solver(problem: AdjointProblem, solver: AdjointSolver | None, M: Any
                   ) -> AdjointSolver:
     """A fresh solver with ``rtol = TAYLOR_RTOL``, the same method and preconditioner."""
-    if M is not None and not hasattr(M, "T"):
-        M = TransposedPreconditioner(TransposedPreconditioner(M))  # gives it a .T
     kwargs: dict[str, Any] = {"preconditioner": "none" if M is None else M,
                               "rtol": TAYLOR_RTOL, "atol": 0.0}
     if solver is not None:
