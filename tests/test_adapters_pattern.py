@@ -277,8 +277,10 @@ def test_petsc_matrices_are_read_through_getvaluescsr(rng):
 
     def assemble(th):
         A = chain_assemble(th)
-        return PETSc.Mat().createAIJ(size=A.shape, csr=(A.indptr, A.indices, A.data),
-                                     comm=PETSc.COMM_SELF)
+        csr = (A.indptr.astype(PETSc.IntType), A.indices.astype(PETSc.IntType), A.data)
+        M = PETSc.Mat().createAIJ(size=A.shape, csr=csr, comm=PETSc.COMM_SELF)
+        M.assemble()
+        return M
 
     op = from_assembly(assemble, lambda th, vbar: chain_vjp(th, vbar, template), theta0)
     x, lam = rng.standard_normal(N), rng.standard_normal(N)
