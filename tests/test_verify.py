@@ -576,3 +576,35 @@ def test_check_problem_without_parameters_skips_the_parameter_checks():
     skipped = {c.name for c in report if c.skipped}
     assert {"operator.vjp", "rhs.vjp", "objective.grad_theta", "gradient.taylor"} <= skipped
     assert not report["operator.rmatvec"].skipped
+
+
+def test_check_problem_falls_back_to_a_looser_tolerance_the_solves_can_reach():
+    """GMRES(1) on a diagonal operator of condition ~22 reaches 1e-10 but not 1e-12 within
+    the default 250 iterations: the Taylor test is run at 1e-10, and says so."""
+    n = 25
+    d = np.linspace(0.5, 22.0, n)
+    rng = np.random.default_rng(0)
+    op = ka.ParametricOperator(lambda th, x: (d + 0.5 * th) * x, n=n, structure="spd",
+                               vjp=lambda th, x, lam: 0.5 * lam * x,
+                               jvp=lambda th, x, dth: 0.5 * dth * x)
+    problem = ka.AdjointProblem(op, rng.standard_normal(n),
+                                ka.LinearFunctional(rng.standard_normal(n)), n_params=n)
+    solver = ka.AdjointSolver(problem, method="gmres", restart=1, preconditioner=None)
+    report = check_problem(problem, np.ones(n), solver=solver, rng=0)
+    taylor = report["gradient.taylor"]
+    assert report.passed, report.summary()
+    assert "solves at rtol 1e-12 failed, used rtol 1e-10" in taylor.detail
+    assert taylor.report.usable.sum() >= 2
+
+
+def test_taylor_test_accepts_fewer_rates_only_when_noise_ends_them():
+    theta, direction = np.array([0.1, 0.2]), np.array([1.0, 0.0])
+    gradient = quartic_gradient(theta)
+    cut_by_noise = taylor_test(quartic, theta, gradient, direction=direction,
+                               steps=[4e-3, 2e-3, 1e-9, 5e-10])
+    assert cut_by_noise.passed and cut_by_noise.usable.sum() == 1
+    assert "noise floor" in cut_by_noise.note
+    too_large = taylor_test(quartic, theta, gradient, direction=direction,
+                            steps=0.5 ** np.arange(8))
+    assert too_large.usable.sum() == 1 and not too_large.passed
+    assert "inconclusive" in too_large.note

@@ -65,9 +65,10 @@ class TaylorReport:
     min_rate, mean_rate : float
         Over the usable rates (NaN when none).
     passed : bool
-        At least ``min_rates`` usable rates, all in ``rate_range``; or every second-order
-        remainder at noise level while J measurably changes (J is linear along dθ and the
-        gradient predicts it to round-off).
+        No usable rate outside ``rate_range``, and either at least ``min_rates`` usable
+        rates, or fewer (at least one) followed by remainders at noise level, or every
+        second-order remainder at noise level while J measurably changes (J is linear along
+        dθ and the gradient predicts it to within the noise).
     note : str
         How the verdict was reached, when not plainly.
     """
@@ -306,20 +307,23 @@ def _analyse(steps: np.ndarray, values: np.ndarray, J0: float, slope: float,
     if dropped:
         notes.append(f"{dropped} leading rate(s) at the largest steps treated as "
                      "pre-asymptotic")
-    if not measured.any():
-        passed = not above.any() and bool(first.max() > floor)
+    if wrong.any():
+        passed = False
+    elif count >= int(min_rates):
+        passed = True
+    elif not above.any():
+        passed = bool(first.max() > floor)
         notes.append("every second-order remainder is at noise level while J changes: J is "
                      "linear along dθ and the gradient predicts it" if passed else
-                     "inconclusive: the remainders are at noise level; use larger steps or "
-                     "evaluate J more accurately")
-    elif wrong.any():
-        passed = False
-    elif count < int(min_rates):
-        passed = False
-        notes.append(f"only {count} usable rate(s), {int(min_rates)} needed: use larger "
-                     "steps or evaluate J more accurately")
-    else:
+                     "inconclusive: J does not change measurably along dθ")
+    elif count and not above[-1]:
         passed = True
+        notes.append(f"the remainders reach the noise floor after {count} usable rate(s): "
+                     "the gradient predicts J to within the noise at the smaller steps")
+    else:
+        passed = False
+        notes.append(f"inconclusive: {count} usable rate(s), {int(min_rates)} needed; use "
+                     "larger steps or evaluate J more accurately")
     note = "; ".join(notes)
     finite = rates[usable]
     return TaylorReport(
