@@ -26,6 +26,7 @@ class KrylovRun:
         self.monitor = monitor
         self.operator_label, self.preconditioner_label = labels
         self.history: list[float] = []
+        self.false_convergence_norm: float | None = None
         self.iterations = 0
         self.start = time.perf_counter()
 
@@ -58,6 +59,22 @@ class KrylovRun:
         """Blame a callback when a scalar of the recurrence is not finite."""
         if not math.isfinite(value):
             self.blame(preconditioned=preconditioned, product=product)
+
+    def stagnated(self, true_norm: float) -> bool:
+        """After the recurrence claimed convergence but the true residual ``true_norm`` did
+        not meet the target: True when the previous such claim was not improved upon by at
+        least a factor 2, i.e. the target is below the attainable accuracy."""
+        previous = self.false_convergence_norm
+        self.false_convergence_norm = true_norm
+        return previous is not None and true_norm >= 0.5 * previous
+
+    def stagnation(self, x: np.ndarray) -> SolveResult:
+        """The result of a solve stopped by :meth:`stagnated`."""
+        return self.finish(
+            x, ConvergenceReason.DIVERGED_STAGNATION,
+            f"the true residual stagnates at {self.history[-1]:.3e} above the target "
+            f"{self.target:.3e}: the tolerance is below the accuracy attainable in floating "
+            "point with this operator and preconditioner; loosen rtol or atol")
 
     def finish(self, x: np.ndarray, reason: ConvergenceReason, message: str = "") -> SolveResult:
         """Freeze the run into a :class:`SolveResult`."""

@@ -57,6 +57,8 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
             done, r = confirm()
             if done is not None:
                 return done
+            if run.stagnated(run.history[-1]):
+                return run.stagnation(x)
             if run.iterations >= maxiter:
                 return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
             # the recurrence drifted from the true residual: restart from the latter
@@ -81,6 +83,8 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
             done, r = confirm()
             if done is not None:
                 return done
+            if run.stagnated(run.history[-1]):
+                return run.stagnation(x)
         if run.iterations >= maxiter:
             return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
         if omega == 0.0:

@@ -41,17 +41,24 @@ def cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRu
         rnorm = float(np.linalg.norm(r))
         run.iterations += 1
         run.record(rnorm)
+        restart = False
         if rnorm <= run.target:
             r = b - matvec(x)
             rnorm = float(np.linalg.norm(r))
             run.replace_last(rnorm)
             if rnorm <= run.target:
                 return run.finish(x, run.converged_reason)
+            if run.stagnated(rnorm):
+                return run.stagnation(x)
+            restart = True  # the recurrence drifted: restart from the true residual
         if run.iterations >= maxiter:
             return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
         z = precond(r)
         rho_next = float(r @ z)
         run.check_finite(rho_next, preconditioned=z)
-        p *= rho_next / rho
-        p += z
+        if restart:
+            p = z.copy()
+        else:
+            p *= rho_next / rho
+            p += z
         rho = rho_next

@@ -35,6 +35,7 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
         V[0] = r / rnorm
         k = 0
         happy = False
+        estimate_converged = False
         for j in range(m):
             z = precond(V[j])
             Z[j] = z
@@ -74,6 +75,7 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
                 happy = True
                 break
             if estimate <= run.target or run.iterations >= maxiter:
+                estimate_converged = estimate <= run.target
                 break
             V[j + 1] = w / h_next
         if k > 0:
@@ -88,6 +90,8 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             run.record(rnorm)
         if rnorm <= run.target:
             return run.finish(x, run.converged_reason)
+        if run.history and estimate_converged and run.stagnated(rnorm):
+            return run.stagnation(x)
         if happy:
             return run.finish(x, ConvergenceReason.DIVERGED_BREAKDOWN,
                               "GMRES breakdown: the Krylov space became invariant without "

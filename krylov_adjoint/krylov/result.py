@@ -13,21 +13,24 @@ __all__ = ["ConvergenceReason", "SolveResult"]
 class ConvergenceReason(enum.Enum):
     """Why a Krylov solve stopped. Shared by the serial and PETSc backends.
 
-    Positive values mean convergence, negative values failure, as in PETSc's
-    ``KSPConvergedReason``.
+    Positive values mean convergence, negative values failure; the values are those of
+    PETSc's ``KSPConvergedReason`` where PETSc has the reason. ``CONVERGED_ZERO_RHS`` (b = 0,
+    x = 0 without iterating) and ``DIVERGED_STAGNATION`` (the true residual stopped decreasing
+    above the target: the tolerance is below the attainable accuracy) are the library's own.
     """
 
     CONVERGED_RTOL = 2
     CONVERGED_ATOL = 3
-    CONVERGED_ZERO_RHS = 4
-    CONVERGED_HAPPY_BREAKDOWN = 5
-    DIVERGED_MAXITER = -3
-    DIVERGED_BREAKDOWN = -5
-    DIVERGED_INDEFINITE_MATRIX = -8
-    DIVERGED_INDEFINITE_PC = -7
-    DIVERGED_NAN = -9
-    DIVERGED_DTOL = -4
+    CONVERGED_HAPPY_BREAKDOWN = 7
+    CONVERGED_ZERO_RHS = 10
     DIVERGED_OTHER = -1
+    DIVERGED_MAXITER = -3
+    DIVERGED_DTOL = -4
+    DIVERGED_BREAKDOWN = -5
+    DIVERGED_INDEFINITE_PC = -8
+    DIVERGED_NAN = -9
+    DIVERGED_INDEFINITE_MATRIX = -10
+    DIVERGED_STAGNATION = -100
 
     @property
     def converged(self) -> bool:

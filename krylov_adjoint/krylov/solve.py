@@ -43,7 +43,7 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
         Stop when ``‖b − A x‖₂ ≤ max(rtol·‖b‖₂, atol)``, the *true* (unpreconditioned) residual,
         as in scipy. The final residual is always computed explicitly.
     maxiter : int, optional
-        Maximum number of iterations (default ``max(10 N, 100)``).
+        Maximum number of iterations (default ``min(10 N, 10000)``, at least 100).
     restart : int
         GMRES restart length.
     monitor : callable ``(phase, iteration, residual_norm)``, optional

@@ -20,6 +20,8 @@ def validate_tolerances(rtol: float, atol: float, maxiter: int | None, n: int) -
     --------
     >>> validate_tolerances(1e-8, 0.0, None, 100)
     1000
+    >>> validate_tolerances(1e-8, 0.0, None, 10**6)
+    10000
     """
     for name, value in (("rtol", rtol), ("atol", atol)):
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -27,7 +29,7 @@ def validate_tolerances(rtol: float, atol: float, maxiter: int | None, n: int) -
     if rtol == 0 and atol == 0:
         raise ValueError("rtol and atol are both 0: the solve could never stop by convergence")
     if maxiter is None:
-        return max(10 * n, 100)
+        return max(100, min(10 * n, 10_000))
     if int(maxiter) != maxiter or maxiter < 1:
         raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
     return int(maxiter)
