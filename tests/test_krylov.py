@@ -163,3 +163,17 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_wrong_rhs_length_is_named():
     with pytest.raises(ValueError, match="b: expected shape"):
         solve(spd(), np.ones(N + 1))
+
+
+@pytest.mark.parametrize("method", ["gmres", "bicgstab", "cg"])
+def test_a_tolerance_below_attainable_accuracy_stops_on_stagnation_not_maxiter(method):
+    n = 400
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n)) * 1e6
+    A = (T + sp.diags(np.linspace(1.0, 1e3, n))).tocsr()
+    M = ILUPreconditioner(A, drop_tol=1e-3)
+    b = np.ones(n)
+    result = solve(A, b, method=method, M=M, rtol=1e-18, maxiter=5000)
+    assert result.reason is ConvergenceReason.DIVERGED_STAGNATION
+    assert result.iterations < 500
+    assert "attainable" in result.message
+    assert np.linalg.norm(b - A @ result.x) <= 1e-10 * np.linalg.norm(b)
