@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_amg_transpose.
 def bench():
     spec = importlib.util.spec_from_file_location("bench_amg_transpose", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
 def test_problems_and_pattern_vjp(bench) -> None:
