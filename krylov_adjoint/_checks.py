@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CallbackError, InputError, NonFiniteError
+from .errors import CallbackError, InputError, KrylovAdjointError, NonFiniteError
 
 
 def as_real_vector(value: Any, name: str, length: int | None, *, check_finite: bool = True,
@@ -57,7 +57,7 @@ def checked_call(callback: Callable[..., Any], name: str, length: int,
     """Call a user callback with read-only copies guarded, and validate its vector output."""
     try:
         out = callback(*args)
-    except (CallbackError, KeyboardInterrupt):
+    except KrylovAdjointError:
         raise
     except Exception as exc:
         raise CallbackError(name, f"raised {type(exc).__name__}: {exc}") from exc

@@ -45,7 +45,7 @@ class AdjointSolver:
     adjoint_rtol, adjoint_atol : float, optional
         The same for ``‖∂J/∂x − Aᵀλ‖``; default to ``rtol`` and ``atol``.
     maxiter : int, optional
-        Per solve; default ``max(10 N, 100)``.
+        Per solve; default ``min(10 N, 10000)``, at least 100.
     restart : int
         GMRES restart length.
     warm_start : bool
@@ -139,7 +139,8 @@ class AdjointSolver:
             M=TransposedPreconditioner(M),
             x0=self._last_adjoint if self.warm_start else None, rtol=self.adjoint_rtol,
             atol=self.adjoint_atol, maxiter=self.maxiter, restart=self.restart,
-            monitor=self.monitor, labels=("operator.rmatvec", "preconditioner.apply_transpose"),
+            monitor=self.monitor,
+            labels=(self.problem.operator.rmatvec_name, "preconditioner.apply_transpose"),
             phase="adjoint")
         times["adjoint"] = time.perf_counter() - tick
         self._check(adjoint_solve, "adjoint")

@@ -143,6 +143,13 @@ class ParametricOperator:
         return self._jvp(theta, x, dtheta)
 
     @property
+    def rmatvec_name(self) -> str:
+        """How errors name the transposed product: ``matvec`` stands in when declared symmetric."""
+        if self._rmatvec is self._matvec:
+            return "operator.matvec (as rmatvec: declared symmetric)"
+        return "operator.rmatvec"
+
+    @property
     def has_jvp(self) -> bool:
         """True when forward mode is available for this operator."""
         return self._jvp is not None or not self.depends_on_theta

@@ -95,9 +95,8 @@ class AdjointProblem:
 
     def rmatvec(self, theta: np.ndarray, y: np.ndarray) -> np.ndarray:
         """A(θ)ᵀ y, checked."""
-        name = "operator.rmatvec" if self.operator._rmatvec is not self.operator._matvec \
-            else "operator.matvec (used as rmatvec: declared symmetric)"
-        return checked_call(self.operator.rmatvec, name, self.n, theta, readonly(y))
+        return checked_call(self.operator.rmatvec, self.operator.rmatvec_name, self.n, theta,
+                            readonly(y))
 
     def linear_operator(self, theta: np.ndarray) -> spla.LinearOperator:
         """A(θ) as a scipy ``LinearOperator`` whose ``.T`` applies A(θ)ᵀ.
@@ -112,9 +111,11 @@ class AdjointProblem:
             return _fast_check(_guarded(op.matvec, "operator.matvec", theta, readonly(x)),
                                "operator.matvec", n)
 
+        rmatvec_name = op.rmatvec_name
+
         def rmv(y: np.ndarray) -> np.ndarray:
-            return _fast_check(_guarded(op.rmatvec, "operator.rmatvec", theta, readonly(y)),
-                               "operator.rmatvec", n)
+            return _fast_check(_guarded(op.rmatvec, rmatvec_name, theta, readonly(y)),
+                               rmatvec_name, n)
 
         return spla.LinearOperator((n, n), matvec=mv, rmatvec=rmv, dtype=np.float64)
 
