@@ -20,6 +20,8 @@ class PreconditionerCache:
     The preconditioner is set up from ``problem.assemble(θ)`` on first use and kept while θ
     changes. It is rebuilt at the next call when a primal solve needs more than
     ``rebuild_factor ×`` the iterations measured right after set-up (plus one), or on request.
+    The baseline counts as at least 3 iterations, so that a warm-started solve that happens
+    to converge at once does not make every later solve look like a degradation.
 
     Parameters
     ----------
@@ -96,6 +98,6 @@ class PreconditionerCache:
             return
         if self.baseline_iterations is None:
             self.baseline_iterations = iterations
-        elif iterations > self.rebuild_factor * self.baseline_iterations + 1:
+        elif iterations > self.rebuild_factor * max(self.baseline_iterations, 3) + 1:
             self.stale_reason = (f"primal iterations grew from {self.baseline_iterations} to "
                                  f"{iterations} (> {self.rebuild_factor:g}x)")
