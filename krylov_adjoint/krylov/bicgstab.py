@@ -28,11 +28,16 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
                           f"BiCGStab breakdown: {what} vanished at iteration {run.iterations}")
 
     def confirm() -> tuple[SolveResult | None, np.ndarray]:
-        """Check the true residual; a converged result, or the true residual to restart from."""
+        """Check the true residual: a final result (converged or stagnated), or None and the
+        true residual to go on from."""
         true_r = b - matvec(x)
         rnorm = float(np.linalg.norm(true_r))
         run.replace_last(rnorm)
-        return (run.finish(x, run.converged_reason) if rnorm <= run.target else None), true_r
+        if rnorm <= run.target:
+            return run.finish(x, run.converged_reason), true_r
+        if run.stagnated(rnorm):
+            return run.stagnation(x), true_r
+        return None, true_r
 
     while True:
         rho_next = float(r_hat @ r)
@@ -57,8 +62,6 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
             done, r = confirm()
             if done is not None:
                 return done
-            if run.stagnated(run.history[-1]):
-                return run.stagnation(x)
             if run.iterations >= maxiter:
                 return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
             # the recurrence drifted from the true residual: restart from the latter
@@ -83,8 +86,6 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
             done, r = confirm()
             if done is not None:
                 return done
-            if run.stagnated(run.history[-1]):
-                return run.stagnation(x)
         if run.iterations >= maxiter:
             return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
         if omega == 0.0:
