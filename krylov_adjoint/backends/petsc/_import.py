@@ -1,0 +1,50 @@
+"""Lazy import of petsc4py and mpi4py, with an error that names the extra to install."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ...errors import require
+
+__all__ = ["petsc", "mpi"]
+
+_PURPOSE = "the PETSc backend"
+
+
+def petsc() -> Any:
+    """The ``petsc4py.PETSc`` module, initialised with the command line on first use.
+
+    PETSc reads ``sys.argv`` once, at initialisation, so that ``-ksp_monitor``,
+    ``-ka_primal_ksp_type gmres`` or ``-log_view`` given to the script take effect.
+
+    Raises
+    ------
+    MissingDependencyError
+        When petsc4py (or mpi4py) is not installed: ``pip install 'krylov-adjoint[mpi]'``.
+    """
+    module = sys.modules.get("petsc4py.PETSc")
+    if module is not None:
+        return module
+    mpi()
+    petsc4py = require("petsc4py", "mpi", _PURPOSE)
+    if "petsc4py.PETSc" not in sys.modules:
+        petsc4py.init(sys.argv)
+    from petsc4py import PETSc
+
+    return PETSc
+
+
+def mpi() -> Any:
+    """The ``mpi4py.MPI`` module.
+
+    Raises
+    ------
+    MissingDependencyError
+        When mpi4py is not installed: ``pip install 'krylov-adjoint[mpi]'``.
+    """
+    module = sys.modules.get("mpi4py.MPI")
+    if module is not None:
+        return module
+    require("mpi4py", "mpi", _PURPOSE)
+    return require("mpi4py.MPI", "mpi", _PURPOSE)
