@@ -235,8 +235,8 @@ class PetscAdjointSolver:
         objective = self._sum(local_value)
         times["objective"] = time.perf_counter() - tick
 
-        tick = time.perf_counter()
         self._ensure_adjoint_pc(times)
+        tick = time.perf_counter()
         adjoint_solve = self.adjoint.solve(
             self._dj_dx, self._lam, nonzero_guess=self.warm_start and self._have_lam,
             check_residual=self.check_residual)
