@@ -30,9 +30,12 @@ def convection_diffusion(m: int, peclet: float) -> sp.csr_array:
     eye = sp.eye_array(m)
     second = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(m, m)) / h**2
     upwind = sp.diags_array([-1.0, 1.0], offsets=[-1, 0], shape=(m, m)) / h
-    A = sp.kron(eye, second) + sp.kron(second, eye)
-    A = A + peclet * (sp.kron(eye, upwind) + 0.5 * sp.kron(upwind, eye))
-    return sp.csr_array(A)
+    kron = sp.kron
+    A = kron(eye, second, format="csr") + kron(second, eye, format="csr")
+    A = A + peclet * (kron(eye, upwind, format="csr") + 0.5 * kron(upwind, eye, format="csr"))
+    A = sp.csr_array(A)
+    A.eliminate_zeros()
+    return A
 
 
 @functools.cache
@@ -65,6 +68,10 @@ SMOOTHERS: dict[str, tuple[object, object]] = {
     "none/gs": ("none", ("gauss_seidel", {"sweep": "backward", "iterations": 2})),
     "per-level-list": ([GS_SYM, ("jacobi", {"omega": 0.6}), ("sor", {"omega": 1.1})],
                        [("gauss_seidel", {"sweep": "forward"}), ("chebyshev", {})]),
+    "gs-ne/gs-nr": (("gauss_seidel_ne", {"sweep": "forward", "omega": 0.9}),
+                    ("gauss_seidel_nr", {"sweep": "symmetric"})),
+    "jacobi-ne/gs-nr": (("jacobi_ne", {"iterations": 2}),
+                        ("gauss_seidel_nr", {"sweep": "backward", "iterations": 2})),
     "cf/fc-jacobi": (("cf_jacobi", {"f_iterations": 2, "c_iterations": 1, "omega": 0.9}),
                      ("fc_jacobi", {"iterations": 2, "withrho": True})),
 }
@@ -228,9 +235,8 @@ def test_block_smoother_with_singular_diagonal_blocks_is_refused() -> None:
 
 # ------------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("smoother", ["cg", "gmres", "cgnr", "schwarz",
-                                      "strength_based_schwarz", "jacobi_ne",
-                                      "gauss_seidel_ne", "gauss_seidel_nr", "cf_block_jacobi",
-                                      "no_such_smoother"])
+                                      "strength_based_schwarz", "cf_block_jacobi",
+                                      "fc_block_jacobi", "no_such_smoother"])
 @pytest.mark.parametrize("role", ["presmoother", "postsmoother"])
 def test_unsupported_smoother_is_refused(role: str, smoother: str) -> None:
     with pytest.raises(ValueError, match=smoother) as info:
@@ -344,3 +350,18 @@ def test_symmetric_override_and_input_matrix_untouched() -> None:
     assert np.array_equal(A.data, data)
     assert dot_error(M.apply, M.apply_transpose, 100) <= DOT_RTOL
     assert M.hierarchy.levels[0].A is not A
+
+
+def test_transposed_levels_reuse_what_is_already_transposed() -> None:
+    """Exactly symmetric A is not copied, and Rᵀ is P itself when R == Pᵀ (Galerkin)."""
+    M = AMGPreconditioner(matrix("poisson", GRID), method="sa")
+    M.prepare_transpose()
+    forward, transposed = M._forward.levels, M._transposed.levels
+    assert transposed[0].A is forward[0].A
+    assert all(t.interpolate is f.interpolate for t, f in zip(transposed[:-1], forward[:-1],
+                                                                strict=True))
+    N = AMGPreconditioner(matrix("cd-pe10", GRID), method="air")
+    N.prepare_transpose()
+    assert N._transposed.levels[0].A is not N._forward.levels[0].A
+    assert N._transposed.levels[0].interpolate is not N._forward.levels[0].interpolate
+    assert dot_error(N.apply, N.apply_transpose, N.shape[0]) <= DOT_RTOL

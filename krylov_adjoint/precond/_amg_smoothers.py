@@ -27,9 +27,9 @@ import numpy as np
 from pyamg import amg_core
 from pyamg.relaxation import relaxation
 from pyamg.relaxation.chebyshev import chebyshev_polynomial_coefficients
-from pyamg.relaxation.smoothing import rho_block_D_inv_A, rho_D_inv_A
+from pyamg.relaxation.smoothing import matrix_asformat, rho_block_D_inv_A, rho_D_inv_A
 from pyamg.util.linalg import approximate_spectral_radius
-from pyamg.util.utils import get_block_diag
+from pyamg.util.utils import get_block_diag, get_diagonal
 
 __all__ = [
     "SUPPORTED_SMOOTHERS",
@@ -49,6 +49,9 @@ SUPPORTED_SMOOTHERS: dict[str, frozenset[str]] = {
     "chebyshev": frozenset({"iterations", "degree", "lower_bound", "upper_bound"}),
     "block_gauss_seidel": frozenset({"iterations", "sweep"}),
     "block_jacobi": frozenset({"iterations", "omega", "withrho"}),
+    "gauss_seidel_ne": frozenset({"iterations", "sweep", "omega"}),
+    "gauss_seidel_nr": frozenset({"iterations", "sweep", "omega"}),
+    "jacobi_ne": frozenset({"iterations", "omega", "withrho"}),
     "cf_jacobi": frozenset({"iterations", "f_iterations", "c_iterations", "omega", "withrho"}),
     "fc_jacobi": frozenset({"iterations", "f_iterations", "c_iterations", "omega", "withrho"}),
     "none": frozenset(),
@@ -61,9 +64,6 @@ _WHY_NOT = {
     "cgnr": "a Krylov smoother is not a linear map of the right-hand side",
     "schwarz": "its transpose is not implemented",
     "strength_based_schwarz": "its transpose is not implemented",
-    "jacobi_ne": "its transpose is not implemented",
-    "gauss_seidel_ne": "its transpose is not implemented",
-    "gauss_seidel_nr": "its transpose is not implemented",
     "cf_block_jacobi": "its transpose is not implemented (use 'cf_jacobi')",
     "fc_block_jacobi": "its transpose is not implemented (use 'fc_jacobi')",
 }
@@ -288,6 +288,75 @@ class _Polynomial:
         return self  # p(A)ᵀ = p(Aᵀ) with the same coefficients
 
 
+@dataclass(frozen=True, eq=False)
+class _NormalEquationSweep:
+    """Kaczmarz sweep (``gauss_seidel_ne``) or its column form (``gauss_seidel_nr``).
+
+    Row ``i`` of the NE sweep is ``x <- x + ω a_i (b_i - a_iᵀx) / |a_i|²`` (``a_iᵀ`` row ``i``
+    of A), column ``j`` of the NR sweep is ``x <- x + ω e_j a_jᵀ (b - A x) / |a_j|²``
+    (``a_j`` column ``j``). The transpose of a row step of A is the column step of Aᵀ with
+    the same weight, so NE on A transposes to NR on Aᵀ in the opposite order, and back.
+    ``matrix`` is A in the format the kernel needs (CSR for NE, CSC for NR); ``Dinv`` holds
+    the inverse squared row (NE) or column (NR) norms.
+    """
+
+    kind: str  # "ne" or "nr"
+    sweep: str
+    omega: float
+    matrix: Any
+    Dinv: np.ndarray
+    count: int
+
+    def __call__(self, A: Any, x: np.ndarray, b: np.ndarray) -> None:
+        method = relaxation.gauss_seidel_ne if self.kind == "ne" else relaxation.gauss_seidel_nr
+        method(self.matrix, x, b, iterations=self.count, sweep=self.sweep, omega=self.omega,
+               Dinv=self.Dinv)
+
+    def transposed(self) -> _NormalEquationSweep:
+        # matrix.T turns CSR into CSC (and back) without copying.
+        return _NormalEquationSweep("nr" if self.kind == "ne" else "ne",
+                                    _OPPOSITE[self.sweep], self.omega, self.matrix.T,
+                                    self.Dinv, self.count)
+
+
+@dataclass(frozen=True, eq=False)
+class _JacobiNormalEquation:
+    """``jacobi_ne`` (Cimmino): ``x <- x + ω Aᵀ D⁻¹ (b - A x)``, ``D = diag(A Aᵀ)``.
+
+    Its transpose on Aᵀ is ``x <- x + ω D⁻¹ A (b - Aᵀ x)`` (:class:`_JacobiNormalResidual`).
+    """
+
+    omega: float
+    matrix: Any  # A in CSR
+    count: int
+
+    def __call__(self, A: Any, x: np.ndarray, b: np.ndarray) -> None:
+        relaxation.jacobi_ne(self.matrix, x, b, iterations=self.count, omega=self.omega)
+
+    def transposed(self) -> _JacobiNormalResidual:
+        Dinv = np.ravel(get_diagonal(self.matrix, norm_eq=2, inv=True))
+        return _JacobiNormalResidual(self.omega, self.matrix, self.matrix.T.tocsr(), Dinv,
+                                     self.count)
+
+
+@dataclass(frozen=True, eq=False)
+class _JacobiNormalResidual:
+    """``x <- x + ω D⁻¹ Bᵀ (b - B x)`` on ``B = Aᵀ``: the transpose of ``jacobi_ne`` on A."""
+
+    omega: float
+    BT: Any  # Bᵀ = A, CSR
+    B: Any  # B = Aᵀ, CSR
+    Dinv: np.ndarray  # inverse squared column norms of B
+    count: int
+
+    def __call__(self, A: Any, x: np.ndarray, b: np.ndarray) -> None:
+        for _ in range(self.count):
+            x += self.omega * (self.Dinv * (self.BT @ (b - self.B @ x)))
+
+    def transposed(self) -> _JacobiNormalEquation:
+        return _JacobiNormalEquation(self.omega, self.BT, self.count)
+
+
 @dataclass(frozen=True)
 class Smoother:
     """A smoother of one level: elementary steps applied in order.
@@ -407,6 +476,25 @@ def build_smoother(spec: SmootherSpec, level: Any, index: int) -> Smoother:
         upper = rho * float(opts.get("upper_bound", 1.1))
         coefficients = -chebyshev_polynomial_coefficients(lower, upper, int(opts.get("degree", 3)))
         steps.append(_Polynomial(tuple(float(c) for c in coefficients[:-1]), it))
+    elif name in ("gauss_seidel_ne", "gauss_seidel_nr"):
+        kind = name[-2:]
+        # pyamg's own converted copy of A (cached on the level), with its norms.
+        matrix = matrix_asformat(level, "A", "csr" if kind == "ne" else "csc")
+        Dinv = np.ravel(get_diagonal(matrix, norm_eq=2 if kind == "ne" else 1, inv=True))
+        sweep = opts.get("sweep", "forward")
+        omega = float(opts.get("omega", 1.0))
+        if sweep == "symmetric":
+            for _ in range(it):
+                steps += [_NormalEquationSweep(kind, "forward", omega, matrix, Dinv, 1),
+                          _NormalEquationSweep(kind, "backward", omega, matrix, Dinv, 1)]
+        else:
+            steps.append(_NormalEquationSweep(kind, sweep, omega, matrix, Dinv, it))
+    elif name == "jacobi_ne":
+        matrix = matrix_asformat(level, "A", "csr")
+        omega = float(opts.get("omega", 1.0))
+        if opts.get("withrho", True):
+            omega = omega / rho_D_inv_A(matrix) ** 2
+        steps.append(_JacobiNormalEquation(omega, matrix, it))
     elif name in _NEEDS_SPLITTING:
         splitting = getattr(level, "splitting", None)
         if splitting is None:

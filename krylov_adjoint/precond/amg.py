@@ -85,13 +85,22 @@ def _as_float_csr(A: Any) -> sp.csr_array:
     return matrix
 
 
-def _is_symmetric(A: sp.csr_array) -> bool:
-    """Numerical symmetry: ``max|A - Aᵀ| <= 1e-12 max|A|``."""
+def _symmetry(A: sp.csr_array) -> tuple[bool, bool]:
+    """``(numerically symmetric, exactly symmetric)``; numerically: ``max|A - Aᵀ| <= 1e-12
+    max|A|``."""
     scale = np.abs(A.data).max() if A.nnz else 0.0
     difference = (A - A.T).tocsr()
+    difference.eliminate_zeros()
     if difference.nnz == 0:
-        return True
-    return bool(np.abs(difference.data).max() <= _SYMMETRY_RTOL * scale)
+        return True, True
+    return bool(np.abs(difference.data).max() <= _SYMMETRY_RTOL * scale), False
+
+
+def _same_matrix(X: Any, Y: Any) -> bool:
+    """Whether two canonical CSR matrices hold identical arrays."""
+    return (X.format == Y.format == "csr" and X.shape == Y.shape and X.nnz == Y.nnz
+            and np.array_equal(X.indptr, Y.indptr) and np.array_equal(X.indices, Y.indices)
+            and np.array_equal(X.data, Y.data))
 
 
 def _fast_format(M: Any) -> Any:
@@ -132,8 +141,9 @@ class AMGPreconditioner(PreconditionerBase):
         default; ``"none"`` means no smoothing. Smoothers with an implemented transpose:
         ``gauss_seidel`` (``sweep`` forward, backward or symmetric), ``sor``, ``jacobi``,
         ``richardson``, ``chebyshev``, ``block_gauss_seidel``, ``block_jacobi``,
-        ``cf_jacobi``, ``fc_jacobi`` (``rs`` and ``air`` only) and ``none``; any other is
-        refused with a ``ValueError``. Defaults: symmetric Gauss–Seidel for ``sa`` and
+        ``gauss_seidel_ne``, ``gauss_seidel_nr``, ``jacobi_ne``, ``cf_jacobi`` and
+        ``fc_jacobi`` (``rs`` and ``air`` only) and ``none``; any other (Krylov smoothers,
+        Schwarz) is refused with a ``ValueError``. Defaults: symmetric Gauss–Seidel for ``sa`` and
         ``rs``; for ``air`` no pre-smoothing and F-then-C Jacobi post-smoothing
         (``fc_jacobi`` with 2 F-sweeps and 1 C-sweep, as pyamg).
     symmetric : bool, optional
@@ -165,7 +175,7 @@ class AMGPreconditioner(PreconditionerBase):
         Wall time spent forming the transposed levels, once, on the first
         :meth:`apply_transpose`; None before.
     symmetric : bool
-        Whether ``A`` was taken as symmetric.
+        Whether ``A`` is taken as symmetric (tested on first use unless given).
 
     Raises
     ------
@@ -182,8 +192,10 @@ class AMGPreconditioner(PreconditionerBase):
     transpose of a product of such steps is the product of ``x ← x + Wᵀ(b − Aᵀx)`` in
     reverse order. Forward Gauss–Seidel on ``A`` becomes backward Gauss–Seidel on ``Aᵀ``,
     symmetric stays symmetric, Jacobi, Richardson and Chebyshev keep their weights and
-    coefficients, several sweeps and F/C orders run reversed, and an F-cycle's coarse
-    "F then V" becomes "V then F". The dot test ``⟨Mu, v⟩ = ⟨u, Mᵀv⟩`` holds to rounding.
+    coefficients, a Kaczmarz (``gauss_seidel_ne``) sweep on ``A`` becomes a reversed
+    ``gauss_seidel_nr`` sweep on ``Aᵀ`` (and back), several sweeps and F/C orders run
+    reversed, and an F-cycle's coarse "F then V" becomes "V then F". The dot test
+    ``⟨Mu, v⟩ = ⟨u, Mᵀv⟩`` holds to rounding.
 
     Examples
     --------
@@ -250,9 +262,11 @@ class AMGPreconditioner(PreconditionerBase):
                     )
         coarse_name, coarse_options = parse_coarse_solver(coarse_solver)
 
-        if symmetric is None:
-            symmetric = _is_symmetric(matrix)
-        self.symmetric = bool(symmetric)
+        # The symmetry test costs a transposition: done here only when the set-up needs it
+        # (smoothed aggregation), otherwise on first use of the ``symmetric`` attribute.
+        self._matrix = matrix
+        self._exactly_symmetric: bool | None = None
+        self._symmetric: bool | None = None if symmetric is None else bool(symmetric)
 
         options = dict(pyamg_options)
         if near_nullspace is not None:
@@ -269,7 +283,8 @@ class AMGPreconditioner(PreconditionerBase):
                 raise ValueError("AMGPreconditioner: near_nullspace has non-finite entries")
             options["B"] = B
         if method == "sa":
-            options.setdefault("symmetry", "hermitian" if self.symmetric else "nonsymmetric")
+            if "symmetry" not in options:
+                options["symmetry"] = "hermitian" if self.symmetric else "nonsymmetric"
         if max_levels is not None:
             options["max_levels"] = int(max_levels)
         if max_coarse is not None:
@@ -296,6 +311,14 @@ class AMGPreconditioner(PreconditionerBase):
         self._transposed: Cycle | None = None
         self.transpose_setup_seconds: float | None = None
         self.setup_seconds = time.perf_counter() - start
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether ``A`` is (taken as) symmetric: the ``symmetric`` argument, or the test
+        ``max|A - Aᵀ| <= 1e-12 max|A|`` done once."""
+        if self._symmetric is None:
+            self._symmetric, self._exactly_symmetric = _symmetry(self._matrix)
+        return self._symmetric
 
     # ------------------------------------------------------------------ set-up helpers
     def _build_forward(self, coarse_options: dict[str, Any]) -> Cycle:
@@ -346,15 +369,25 @@ class AMGPreconditioner(PreconditionerBase):
     def _build_transposed(self) -> Cycle:
         start = time.perf_counter()
         levels = []
-        for level in self._forward.levels[:-1]:
+        for i, level in enumerate(self._forward.levels):
+            if i == 0 and self._exactly_symmetric:
+                AT = level.A  # Aᵀ == A entry by entry: no second copy
+            else:
+                AT = _transpose_of(level.A)
+            if level.restrict is None:  # the coarsest level
+                levels.append(CycleLevel(AT))
+                continue
+            PT = _transpose_of(level.interpolate)
+            # With R == Pᵀ (Galerkin hierarchies) Rᵀ is P itself.
+            RT = level.interpolate if _same_matrix(PT, level.restrict) else _transpose_of(
+                level.restrict)
             levels.append(CycleLevel(
-                A=_transpose_of(level.A),
-                restrict=_transpose_of(level.interpolate),
-                interpolate=_transpose_of(level.restrict),
+                A=AT,
+                restrict=PT,
+                interpolate=RT,
                 pre=level.post.transposed() if level.post is not None else None,
                 post=level.pre.transposed() if level.pre is not None else None,
             ))
-        levels.append(CycleLevel(_transpose_of(self._forward.levels[-1].A)))
         cycle = Cycle(levels, self._coarse.solve_transpose, transposed=True)
         self.transpose_setup_seconds = time.perf_counter() - start
         return cycle
