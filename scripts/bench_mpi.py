@@ -84,9 +84,6 @@ def handwritten_runs(model: Any) -> Iterator[dict[str, Any]]:
     for name, value in (("mg_levels_ksp_type", "chebyshev"), ("mg_levels_pc_type", "jacobi"),
                         ("pc_use_amat", "false")):
         options.setValue(name, value)
-    if not symmetric:
-        options.setValue("mg_levels_esteig_ksp_type", "gmres")
-        options.setValue("pc_gamg_esteig_ksp_type", "gmres")
     A = PETSc.Mat().createPython(sizes, Shell(), comm=comm)
     A.setUp()
     ksp = PETSc.KSP().create(comm=comm)

@@ -77,7 +77,7 @@ def test_gradients_match_serial_and_verify(nranks):
                 "dot_convection_pc"):
         assert r[key] <= 1e-10, (key, r)
     assert r["adjoint_pc_gap_transpose"] <= 1e-12, r
-    assert r["adjoint_pc_gap_explicit"] < 0.5, r
+    assert r["adjoint_pc_gap_explicit"] < 0.05, r  # Chebyshev bounds estimated on Aᵀ
 
 
 @pytest.mark.parametrize("nranks", [1, 3])

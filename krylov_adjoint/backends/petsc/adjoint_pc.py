@@ -152,13 +152,10 @@ class TransposedHierarchy:
             smoother.setNormType(source.getNormType())
         coarse_src, coarse = primal.getMGCoarseSolve(), pc.getMGCoarseSolve()
         coarse.setType(coarse_src.getType())
-        coarse.getPC().setType(coarse_src.getPC().getType())
-        if coarse_src.getPC().getType() == "bjacobi":
-            defaults = {"mg_coarse_sub_pc_type": "lu", "mg_coarse_sub_ksp_type": "preonly"}
-            options = PETSc.Options(self.prefix)
-            for name, value in defaults.items():
-                if not options.hasName(name):
-                    options.setValue(name, value)
+        kind = coarse_src.getPC().getType()
+        # GAMG's coarse solve is block Jacobi with LU on the rank(s) holding the coarse grid:
+        # an exact solve, which "redundant" (LU of the whole coarse matrix) reproduces
+        coarse.getPC().setType("redundant" if kind == "bjacobi" else kind)
         pc.setFromOptions()
         self.pc = pc
 

@@ -57,21 +57,31 @@ class CollectiveError(KrylovAdjointError):
     Attributes
     ----------
     failures : tuple of RankFailure
-        One per failing rank, in rank order.
+        The lowest failing rank's (every failing rank's with
+        ``ErrorGuard.verbose_failures``), in rank order.
+    count : int
+        How many ranks failed.
     phase : str
         Where the ranks agreed on the error (``"primal solve"``, ``"gradient"``, ...).
     nranks : int
         Size of the communicator.
     """
 
-    def __init__(self, failures: tuple[RankFailure, ...], phase: str, nranks: int) -> None:
+    def __init__(self, failures: tuple[RankFailure, ...], phase: str, nranks: int,
+                 count: int | None = None) -> None:
         self.failures = failures
         self.phase = phase
         self.nranks = nranks
         self.rank = failures[0].rank
+        self.count = len(failures) if count is None else int(count)
         first = failures[0]
         others = [f.rank for f in failures[1:]]
-        also = f" (also failed on rank(s) {others})" if others else ""
+        if others:
+            also = f" (also failed on rank(s) {others})"
+        elif self.count > 1:
+            also = f" (and on {self.count - 1} other rank(s))"
+        else:
+            also = ""
         details = "\n".join("  " + f.describe() for f in failures)
         verb = "is unusable" if first.is_input else "failed"
         self.summary = (f"{first.where} {verb} on rank {first.rank} of {nranks} during "
@@ -88,9 +98,10 @@ class CollectiveCallbackError(CollectiveError, CallbackError):
     ``callback`` names the first failing rank's callback, as in :class:`CallbackError`.
     """
 
-    def __init__(self, failures: tuple[RankFailure, ...], phase: str, nranks: int) -> None:
+    def __init__(self, failures: tuple[RankFailure, ...], phase: str, nranks: int,
+                 count: int | None = None) -> None:
         self.callback = failures[0].where
-        CollectiveError.__init__(self, failures, phase, nranks)
+        CollectiveError.__init__(self, failures, phase, nranks, count)
 
 
 class CollectiveInputError(CollectiveError, InputError):
@@ -99,9 +110,10 @@ class CollectiveInputError(CollectiveError, InputError):
     ``argument`` names it, as in :class:`InputError`.
     """
 
-    def __init__(self, failures: tuple[RankFailure, ...], phase: str, nranks: int) -> None:
+    def __init__(self, failures: tuple[RankFailure, ...], phase: str, nranks: int,
+                 count: int | None = None) -> None:
         self.argument = failures[0].where
-        CollectiveError.__init__(self, failures, phase, nranks)
+        CollectiveError.__init__(self, failures, phase, nranks, count)
 
 
 class ErrorGuard:
@@ -125,6 +137,9 @@ class ErrorGuard:
     ...     print(exc.summary)
     operator.vjp failed on rank 0 of 1 during gradient: ValueError: bad value
     """
+
+    #: Gather every failing rank's message (O(P) memory) instead of the first one's only.
+    verbose_failures = False
 
     def __init__(self, comm: Any) -> None:
         self.comm = comm
@@ -167,17 +182,27 @@ class ErrorGuard:
     def checkpoint(self, phase: str) -> None:
         """Collective: raise the same error on every rank if any rank failed.
 
-        Costs one small reduction when nothing failed.
+        Costs one small reduction when nothing failed. On failure, two more reductions (the
+        number of failing ranks, the lowest one) and one broadcast of that rank's message:
+        O(log P), whatever the number of ranks. With ``verbose_failures`` every failing
+        rank's message is gathered instead (O(P) memory on every rank).
         """
         MPI = mpi()
-        if not self.comm.allreduce(1 if self._failure is not None else 0, op=MPI.MAX):
+        failed = self._failure is not None
+        rank = self.rank if failed else self.nranks
+        first = self.comm.allreduce(rank, op=MPI.MIN)
+        if first == self.nranks:
             return
-        gathered = self.comm.allgather(self._failure)
+        count = self.comm.allreduce(int(failed), op=MPI.SUM)
+        if self.verbose_failures:
+            gathered = self.comm.allgather(self._failure)
+            failures = tuple(f for f in gathered if f is not None)
+        else:
+            failures = (self.comm.bcast(self._failure, root=first),)
         self._failure = None
-        failures = tuple(f for f in gathered if f is not None)
         if all(f.is_input for f in failures):
-            raise CollectiveInputError(failures, phase, self.nranks)
-        raise CollectiveCallbackError(failures, phase, self.nranks)
+            raise CollectiveInputError(failures, phase, self.nranks, count)
+        raise CollectiveCallbackError(failures, phase, self.nranks, count)
 
     def clear(self) -> None:
         """Forget this rank's recorded failure (local)."""

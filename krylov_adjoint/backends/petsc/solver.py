@@ -198,9 +198,6 @@ class PetscAdjointSolver:
         if self.pc_type == "gamg":
             # smoothers with a transposed application (SOR refuses it on nonsymmetric A)
             defaults.update({"mg_levels_ksp_type": "chebyshev", "mg_levels_pc_type": "jacobi"})
-            if not self.problem.structure.is_symmetric:
-                defaults.update({"mg_levels_esteig_ksp_type": "gmres",
-                                 "pc_gamg_esteig_ksp_type": "gmres"})
         elif self.pc_type == "hypre":
             defaults.update({"pc_hypre_type": "boomeramg"})
         defaults.update(options)
