@@ -77,6 +77,7 @@ def test_gradients_match_serial_and_verify(nranks):
                 "dot_convection_pc"):
         assert r[key] <= 1e-10, (key, r)
     assert r["adjoint_pc_gap_transpose"] <= 1e-12, r
+    assert r["vecs_gradient_error"] <= 1e-10, r
     assert r["adjoint_pc_gap_explicit"] < 0.05, r  # Chebyshev bounds estimated on Aᵀ
 
 
@@ -130,7 +131,7 @@ def test_options_prefixes_and_command_line():
     records, output, _ = run_mpi(
         "options.py", 2, "-ka_primal_ksp_type", "bcgs", "-ka_adjoint_ksp_monitor",
         "-ksp_converged_reason", "-ka_primal_mg_levels_ksp_max_it", "3",
-        "-ka_primal_ksp_rtol", "1e-7", timeout=60)
+        "-ka_primal_ksp_rtol", "1e-7", "-log_view", timeout=60)
     r = records[0]
     assert r["primal_ksp"] == "bcgs" and r["adjoint_ksp"] == "gmres", r
     assert r["primal_prefix"] == "ka_primal_" and r["adjoint_prefix"] == "ka_adjoint_"
@@ -140,6 +141,7 @@ def test_options_prefixes_and_command_line():
     assert "Residual norm" in output  # -ka_adjoint_ksp_monitor
     assert "Linear ka_primal_ solve converged due to" in output  # inherited -ksp_converged_reason
     assert "Linear ka_adjoint_ solve converged due to" in output
+    assert "PCSetUp_GAMG+" in output  # -log_view
 
 
 def test_adjoint_pc_from_the_command_line_is_independent():
