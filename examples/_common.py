@@ -28,6 +28,15 @@ def default_figure(name: str) -> Path:
     return IMAGE_DIR / name
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` relative to the current directory when it lies below it, else as given."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def pyplot() -> Any:
     """matplotlib's pyplot with the non-interactive Agg backend.
 

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds": clock.elapsed,
         "seconds_taylor": clock.laps["taylor"],
         "seconds_optimisation": clock.laps["optimisation"],
-        "figure": args.out,
+        "figure": _common.shown_path(args.out),
     })
 
 
