@@ -52,7 +52,26 @@ def difference_operator(shape: tuple[int, ...]) -> sp.csr_matrix:
 
 def noisy_problem(model: Any, noise: float, alpha: float, seed: int
                   ) -> tuple[ka.AdjointProblem, dict[str, Any]]:
-    """The model's operator and source with noisy data and a smoothness regulariser."""
+    """The model's operator and source, with noisy data and a smoothness regulariser.
+
+    Parameters
+    ----------
+    model : ModelProblem
+        From :func:`~krylov_adjoint.gallery.diffusion_2d` or ``diffusion_3d`` with its default
+        (noise-free) objective, whose observation operator and data are reused.
+    noise : float
+        Noise standard deviation relative to the largest observation.
+    alpha : float
+        Weight of ``½‖Dθ‖²`` (times ``h`` in 3D, so that it approximates ``∫|∇θ|²``).
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    problem : AdjointProblem
+    parts : dict
+        ``misfit``, ``regulariser``, ``sigma``, ``observations`` (their number) and ``O``.
+    """
     clean = model.problem.objective
     O, d = clean.O, np.asarray(clean.d)
     sigma = noise * float(np.max(np.abs(d)))
@@ -69,6 +88,7 @@ def noisy_problem(model: Any, noise: float, alpha: float, seed: int
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the example; return the summary printed as the last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=None,
                         help="cells per side (default 256 in 2D, 40 in 3D)")

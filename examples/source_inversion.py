@@ -87,6 +87,7 @@ def differences(grid: tuple[int, int]) -> sp.csr_matrix:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the example; return the summary printed as the last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=256, help="cells per side (N = P = n²)")
     parser.add_argument("--peclet", type=float, default=500.0, help="Péclet number (≥ 100)")

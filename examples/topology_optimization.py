@@ -49,10 +49,18 @@ def element_stiffness(nu: float = 0.3, young: float = 1.0) -> np.ndarray:
 
 
 def mesh(nelx: int, nely: int) -> tuple[np.ndarray, np.ndarray]:
-    """Connectivity (E, 8) and node coordinates (n_nodes, 2) of an nelx × nely grid.
+    """Connectivity and node coordinates of an nelx × nely grid of unit squares.
 
     Nodes and elements are numbered column by column from the top-left corner, y pointing
     down (as in the 88-line code): element ``e = ely + elx·nely``, node ``(nely+1)·i + j``.
+
+    Returns
+    -------
+    connectivity : ndarray of int, shape (E, 8)
+        The two dofs ``(2 n, 2 n + 1)`` of each node, nodes in :func:`element_stiffness`'s
+        order.
+    coords : ndarray, shape (n_nodes, 2)
+        Node coordinates (x to the right, y up).
     """
     elx, ely = np.meshgrid(np.arange(nelx), np.arange(nely), indexing="ij")
     n1 = ((nely + 1) * elx + ely).ravel()
@@ -67,7 +75,18 @@ def mesh(nelx: int, nely: int) -> tuple[np.ndarray, np.ndarray]:
 def density_filter(nelx: int, nely: int, radius: float) -> sp.csr_matrix:
     """The linear density filter ``H`` (E × E), rows normalised: ``ρ_e = Σ_f H_ef θ_f``.
 
-    Weights ``max(0, radius − dist(e, f))`` between element centres.
+    Parameters
+    ----------
+    nelx, nely : int
+        Elements along x and y.
+    radius : float
+        Filter radius in element widths; the weights are ``max(0, radius − dist(e, f))``
+        between element centres.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Passed to :func:`~krylov_adjoint.adapters.element_operator` as ``parameter_map``.
     """
     reach = int(np.ceil(radius)) - 1
     elx, ely = np.meshgrid(np.arange(nelx), np.arange(nely), indexing="ij")
@@ -129,6 +148,22 @@ def optimality_criteria(theta: np.ndarray, dc: np.ndarray, dv: np.ndarray, H: sp
 
     ``θ_new = clip(θ (−dc / (ℓ dv))^½, θ ± move, [0, 1])`` with ℓ such that the filtered
     densities ``Hθ_new`` fill the volume fraction ``volume``.
+
+    Parameters
+    ----------
+    theta : ndarray (E,)
+        The current design variables.
+    dc, dv : ndarray (E,)
+        Derivatives of the compliance and of the volume ``Σ Hθ`` with respect to θ.
+    H : scipy.sparse matrix (E, E)
+        The density filter.
+    volume, move : float
+        Volume fraction and move limit.
+
+    Returns
+    -------
+    ndarray (E,)
+        The new design.
     """
     ratio = np.maximum(-dc, 0.0) / dv
     target = volume * theta.size
@@ -146,7 +181,14 @@ def optimality_criteria(theta: np.ndarray, dc: np.ndarray, dv: np.ndarray, H: sp
 
 def build(nelx: int, nely: int, case: str, radius: float, penalty: float, eps: float
           ) -> dict[str, Any]:
-    """The operator, problem and AMG options of the compliance problem."""
+    """The operator, problem and AMG options of the compliance problem.
+
+    Returns
+    -------
+    dict
+        ``operator`` (the :class:`~krylov_adjoint.adapters.ElementOperator`), ``problem``,
+        ``H`` (the filter), ``amg`` (``preconditioner_options``) and ``load``.
+    """
     conn, coords = mesh(nelx, nely)
     n_dofs = 2 * coords.shape[0]
     fixed, f = supports_and_load(case, nelx, nely)
@@ -167,6 +209,7 @@ def build(nelx: int, nely: int, case: str, radius: float, penalty: float, eps: f
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the example; return the summary printed as the last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nelx", type=int, default=450, help="elements along x")
     parser.add_argument("--nely", type=int, default=225, help="elements along y")
