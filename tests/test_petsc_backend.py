@@ -167,7 +167,7 @@ def test_defaults_follow_the_declared_structure():
         assert solver.primal_ksp.getType() == "gmres"
         assert solver.primal_ksp.getPC().getType() == "gamg"
         result = solver.gradient(model.theta)
-        assert result.extra["adjoint_pc"] == "explicit"
+        assert result.extra["adjoint_pc"] == "transpose"
         assert solver.primal_ksp.getPCSide() == petsc().PC.Side.RIGHT
 
 

@@ -108,7 +108,7 @@ def checks(diffusion: gallery.DistributedModel, convection: gallery.DistributedM
     record: dict = {"vecs_gradient_error": vec_interface_error()}
     record.update(compare("diffusion_2d", diffusion))
     record.update(compare("convection", convection))
-    record.update(compare("convection_transpose", convection, adjoint_pc="transpose"))
+    record.update(compare("convection_explicit", convection, adjoint_pc="explicit"))
     record.update(compare("diffusion_3d", gallery.diffusion_3d(6), method="gmres",
                           adjoint_pc="explicit"))
 

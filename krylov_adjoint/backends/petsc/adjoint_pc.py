@@ -18,7 +18,11 @@ Strategies (``adjoint_pc=``):
     transposed hierarchy, not bit-for-bit the transpose of the primal cycle. The coarsening,
     the interpolation and the Galerkin products are not recomputed.
 ``"auto"``
-    ``"shared"`` when allowed, else ``"explicit"`` for MG/GAMG, else ``"transpose"``.
+    ``"shared"`` when allowed, else ``"transpose"``. ``"explicit"`` is not the default: on the
+    machine of ``docs/scaling.md`` (1M unknowns, 1–2 ranks) ``PCApplyTranspose`` of GAMG costs
+    about what ``PCApply`` does, so the explicit hierarchy saved at most 5 % of an adjoint solve
+    and its set-up cost more than that; it is meant for runs where transposed products are
+    slow (many ranks: PETSc does not overlap the reverse scatter of ``MatMultTranspose``).
 """
 
 from __future__ import annotations
@@ -74,9 +78,7 @@ def choose_mode(mode: str, symmetric: bool, pc: Any) -> str:
         return "transpose"
     if mode != "auto":
         return mode
-    if shareable:
-        return "shared"
-    return "explicit" if pc.getType() in MG_TYPES else "transpose"
+    return "shared" if shareable else "transpose"
 
 
 class TransposedPC:

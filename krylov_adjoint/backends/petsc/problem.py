@@ -21,9 +21,8 @@ from ...errors import CallbackError, NonFiniteError
 from ...problem.objective import Objective
 from ...problem.rhs import RightHandSide
 from ...problem.structure import Structure
-from ._import import petsc
 from .collective import ErrorGuard
-from .layout import Layout, as_mpi_comm
+from .layout import Layout
 
 __all__ = ["Halo", "DistributedOperator", "DistributedProblem", "BoundProblem"]
 
@@ -440,13 +439,3 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     out = np.array(array, copy=True)
     out.flags.writeable = False
     return out
-
-
-def mpi_comm_of(problem: DistributedProblem) -> Any:
-    """The mpi4py communicator of a problem."""
-    return as_mpi_comm(problem.comm)
-
-
-def petsc_comm_of(problem: DistributedProblem) -> Any:
-    """The petsc4py communicator of a problem."""
-    return petsc().Comm(problem.comm)

@@ -9,7 +9,6 @@ along each axis: the faces of the box that is owned in every other axis and ghos
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -186,9 +185,3 @@ class LocalStencil:
                                                        np.concatenate(cols))),
                                shape=(n_local, grid.layout.size))
         return matrix.tocsr()
-
-
-def ghost_values(grid: StructuredGrid, values: Any) -> np.ndarray:
-    """Read-only ghosted array (``grid.ghosted_shape``) of a ghosted input, validated."""
-    out = np.asarray(values)
-    return out.reshape(grid.ghosted_shape)
