@@ -19,10 +19,11 @@ Strategies (``adjoint_pc=``):
     the interpolation and the Galerkin products are not recomputed.
 ``"auto"``
     ``"shared"`` when allowed, else ``"transpose"``. ``"explicit"`` is not the default: on the
-    machine of ``docs/scaling.md`` (1M unknowns, 1–2 ranks) ``PCApplyTranspose`` of GAMG costs
-    about what ``PCApply`` does, so the explicit hierarchy saved at most 5 % of an adjoint solve
-    and its set-up cost more than that; it is meant for runs where transposed products are
-    slow (many ranks: PETSc does not overlap the reverse scatter of ``MatMultTranspose``).
+    machine of ``docs/scaling.md`` (1M unknowns, 1–2 ranks) ``PCApplyTranspose`` of GAMG cost
+    1.0–1.1× ``PCApply``; the explicit cycle brings that back to 1.0× but its set-up costs about
+    two adjoint solves' worth of that saving, so it pays only when the preconditioner is reused
+    over several θ, or where transposed products are slow (many ranks: PETSc does not overlap
+    the reverse scatter of ``MatMultTranspose`` with computation).
 """
 
 from __future__ import annotations
