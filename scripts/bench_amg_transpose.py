@@ -122,6 +122,9 @@ def make_cases(quick: bool, grid_2d: int | None = None, grid_3d: int | None = No
         for pe in (10, 100, 1000)
         for method in ("rs", "air")
     ]
+    # pyamg's own AIR smoothing (post-smoothing only), whose transpose has pre-smoothing only.
+    cases.append(Case("cd2d-pe100-air-postonly", lambda: convection_diffusion_2d(m2, 100.0),
+                      "gmres", {"method": "air", "presmoother": "none"}, "2d"))
     cases.append(Case("poisson3d-sa", lambda: poisson_3d(m3), "cg", {"method": "sa"}, "3d"))
     return cases
 
@@ -291,6 +294,11 @@ def check_targets(results: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- output
+def _amg_label(options: dict[str, Any]) -> str:
+    extra = [f"{k}={v}" for k, v in options.items() if k != "method"]
+    return " ".join([options["method"], *extra])
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """The results as a markdown table (one row per case)."""
     head = ("| case | n | AMG | primal it | adjoint it (Mᵀ) | adjoint it (M) | set-up s | "
@@ -303,7 +311,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         with_m = (f"{c['adjoint_iters_with_M']}" if c["adjoint_with_M_converged"]
                   else f"> {cap} (cap)")
         rows.append(
-            f"| {c['name']} | {c['n']:,} | {c['amg']['method']} | {c['primal_iters']} | "
+            f"| {c['name']} | {c['n']:,} | {_amg_label(c['amg'])} | {c['primal_iters']} | "
             f"{c['adjoint_iters']} | {with_m} | {c['setup_seconds']:.2f} | "
             f"{c['primal_seconds']:.2f} | {c['adjoint_seconds']:.2f} | "
             f"{c['gradient_seconds']:.3f} | {c['gradient_over_primal']:.2f} | "

@@ -260,9 +260,10 @@ def test_unsupported_smoother_is_refused(role: str, smoother: str) -> None:
     ({"method": "gamg"}, "method"),
     ({"method": "rs", "near_nullspace": np.ones(100)}, "near_nullspace"),
     ({"near_nullspace": np.ones((10, 1))}, "near_nullspace"),
+    ({"B": np.ones((100, 1))}, "near_nullspace"),
 ], ids=["gs-omega", "bad-sweep", "negative-iterations", "list-entry", "empty-list",
         "cf-with-sa", "krylov-coarse", "callable-coarse", "amli", "unknown-cycle",
-        "unknown-method", "nullspace-with-rs", "nullspace-shape"])
+        "unknown-method", "nullspace-with-rs", "nullspace-shape", "pyamg-B"])
 def test_bad_options_are_refused(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         AMGPreconditioner(matrix("poisson", GRID), **kwargs)

@@ -39,15 +39,22 @@ AMG_METHODS: dict[str, str] = {
 
 _SYMMETRIC_GS = ("gauss_seidel", {"sweep": "symmetric"})
 
-# Default smoothers per method. pyamg's own defaults, except that smoothed aggregation uses
-# the point symmetric Gauss-Seidel sweep: identical to pyamg's 'block_gauss_seidel' on
-# scalar problems, and transposable also when a near-nullspace with several vectors gives
-# coarse levels singular diagonal blocks.
+_AIR_RELAXATION = {"omega": 1.0, "iterations": 1, "withrho": False, "f_iterations": 2,
+                   "c_iterations": 1}
+
+# Default smoothers per method: pre- and post-smoothing whose transposes have the same
+# structure, so that Mᵀ preconditions Aᵀ as well as M preconditions A.
+# - sa: the point symmetric Gauss-Seidel sweep; identical to pyamg's default
+#   'block_gauss_seidel' on scalar problems, and transposable also when a near-nullspace with
+#   several vectors gives coarse levels singular diagonal blocks.
+# - air: pyamg's F-then-C Jacobi post-smoothing, plus its reverse, C-then-F, as
+#   pre-smoothing. pyamg's default has no pre-smoothing, so its transposed cycle has no
+#   post-smoothing, and the adjoint then needed up to 30% more iterations than the primal
+#   solve (88 against 68 at Péclet 10, 10⁶ unknowns); with both, the counts agree.
 _DEFAULT_SMOOTHERS: dict[str, tuple[Any, Any]] = {
     "sa": (_SYMMETRIC_GS, _SYMMETRIC_GS),
     "rs": (_SYMMETRIC_GS, _SYMMETRIC_GS),
-    "air": ("none", ("fc_jacobi", {"omega": 1.0, "iterations": 1, "withrho": False,
-                                   "f_iterations": 2, "c_iterations": 1})),
+    "air": (("cf_jacobi", _AIR_RELAXATION), ("fc_jacobi", _AIR_RELAXATION)),
 }
 
 # Levels up to this many rows have their smoothers checked against pyamg's at set-up.
@@ -143,9 +150,11 @@ class AMGPreconditioner(PreconditionerBase):
         ``richardson``, ``chebyshev``, ``block_gauss_seidel``, ``block_jacobi``,
         ``gauss_seidel_ne``, ``gauss_seidel_nr``, ``jacobi_ne``, ``cf_jacobi`` and
         ``fc_jacobi`` (``rs`` and ``air`` only) and ``none``; any other (Krylov smoothers,
-        Schwarz) is refused with a ``ValueError``. Defaults: symmetric Gauss–Seidel for ``sa`` and
-        ``rs``; for ``air`` no pre-smoothing and F-then-C Jacobi post-smoothing
-        (``fc_jacobi`` with 2 F-sweeps and 1 C-sweep, as pyamg).
+        Schwarz) is refused with a ``ValueError``. Defaults: symmetric Gauss–Seidel for
+        ``sa`` and ``rs``; for ``air`` pyamg's F-then-C Jacobi post-smoothing (``fc_jacobi``,
+        2 F-sweeps and 1 C-sweep) and its reverse, ``cf_jacobi``, as pre-smoothing, so that
+        the transposed cycle has the same structure (pass ``presmoother="none"`` for pyamg's
+        post-smoothing only, whose transpose preconditions ``Aᵀ`` less well).
     symmetric : bool, optional
         Whether ``A`` is symmetric. For ``sa`` it selects pyamg's ``symmetry="hermitian"``
         or ``"nonsymmetric"``. If None, ``A`` is tested once (``max|A - Aᵀ| <= 1e-12
@@ -242,9 +251,8 @@ class AMGPreconditioner(PreconditionerBase):
                 f"AMGPreconditioner: cycle {cycle!r} is not supported; expected one of "
                 f"{', '.join(CYCLES)} (AMLI is not a fixed linear map)"
             )
-        for key in ("presmoother", "postsmoother", "B", "coarse_solver"):
-            if key in pyamg_options:  # pragma: no cover - named parameters catch most
-                raise ValueError(f"AMGPreconditioner: pass {key!r} as its own argument")
+        if "B" in pyamg_options:
+            raise ValueError("AMGPreconditioner: pass pyamg's B as near_nullspace=")
         matrix = _as_float_csr(A)
         n = matrix.shape[0]
 
