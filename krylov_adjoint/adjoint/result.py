@@ -51,12 +51,22 @@ class GradientResult:
     preconditioner_note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def gradient_norm(self) -> float:
+        """‖dJ/dθ‖₂."""
+        return float(np.linalg.norm(self.gradient))
+
+    @property
+    def n_params(self) -> int:
+        """P, the length of θ."""
+        return int(self.gradient.size)
+
     def summary(self) -> str:
         """A few lines: J, ‖dJ/dθ‖, both solves, phase times."""
         t = self.times
         return "\n".join([
-            f"J = {self.objective:.10e}, |dJ/dtheta| = {np.linalg.norm(self.gradient):.6e} "
-            f"(P = {self.gradient.size})",
+            f"J = {self.objective:.10e}, |dJ/dtheta| = {self.gradient_norm:.6e} "
+            f"(P = {self.n_params})",
             f"primal : {self.primal.summary()}",
             f"adjoint: {self.adjoint_solve.summary()}",
             "times  : " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()),
@@ -67,7 +77,7 @@ class GradientResult:
         """A JSON-friendly record (no arrays), for logs and benchmarks."""
         return {
             "objective": self.objective,
-            "gradient_norm": float(np.linalg.norm(self.gradient)),
+            "gradient_norm": self.gradient_norm,
             "primal_iterations": self.primal.iterations,
             "primal_reason": self.primal.reason.name,
             "adjoint_iterations": self.adjoint_solve.iterations,

@@ -54,23 +54,10 @@ class PetscGradientResult(GradientResult):
         """‖dJ/dθ‖₂ over all ranks (collective)."""
         return float(self.gradient_vec.norm())
 
-    def summary(self) -> str:
-        """A few lines: J, ‖dJ/dθ‖ (global), both solves, phase times (collective)."""
-        t = self.times
-        return "\n".join([
-            f"J = {self.objective:.10e}, |dJ/dtheta| = {self.gradient_norm:.6e} "
-            f"(P = {self.gradient_vec.getSize()})",
-            f"primal : {self.primal.summary()}",
-            f"adjoint: {self.adjoint_solve.summary()}",
-            "times  : " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()),
-            f"preconditioner: {self.preconditioner_note}",
-        ])
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-friendly record (no arrays); the gradient norm is global (collective)."""
-        record = super().as_dict()
-        record["gradient_norm"] = self.gradient_norm
-        return record
+    @property
+    def n_params(self) -> int:
+        """P over all ranks."""
+        return int(self.gradient_vec.getSize())
 
     def destroy(self) -> None:
         """Free the PETSc vectors held by this result (the arrays become invalid)."""
