@@ -12,10 +12,16 @@ from .result import ConvergenceReason, SolveResult
 
 Apply = Callable[[np.ndarray], np.ndarray]
 
+# A second Gram-Schmidt pass is made when the first one removed more than this share of
+# ``w``'s norm (Daniel, Gragg, Kaufman and Stewart's criterion with η = 1/√2, as PETSc's
+# "refinement if needed").
+_REORTHOGONALISE = 1.0 / np.sqrt(2.0)
+
 
 def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRun, *,
           precond: Apply, maxiter: int, restart: int) -> SolveResult:
-    """Restarted right-preconditioned GMRES(m), orthogonalised by classical Gram–Schmidt twice.
+    """Restarted right-preconditioned GMRES(m), orthogonalised by classical Gram–Schmidt with
+    a second pass where the first one cancelled (so the basis stays orthogonal to rounding).
 
     ``x`` is the initial guess (modified in place), ``r = b − A x`` its residual. The
     preconditioned directions are kept (as in flexible GMRES), so M is applied once per
@@ -45,10 +51,13 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             basis = V[: j + 1]
             h = basis @ w
             w -= h @ basis
-            h2 = basis @ w
-            w -= h2 @ basis
-            h += h2
             h_next = float(np.linalg.norm(w))
+            if h_next < _REORTHOGONALISE * w_norm0:
+                # Cancellation in the first pass: orthogonalise once more (twice is enough).
+                h2 = basis @ w
+                w -= h2 @ basis
+                h += h2
+                h_next = float(np.linalg.norm(w))
             col = H[:, j]
             col[: j + 1] = h
             col[j + 1] = h_next
