@@ -250,14 +250,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # 2. Optimality criteria, one adjoint gradient per iteration.
     solver = ka.AdjointSolver(problem, method="cg", preconditioner="amg",
-                              preconditioner_options=setup["amg"], rtol=args.rtol)
+                              preconditioner_options=setup["amg"], rtol=args.rtol,
+                              reuse_preconditioner=args.reuse)
     dv = np.asarray(H.T @ np.ones(E)).ravel()
     history: list[float] = []
     primal_its: list[int] = []
     change = 1.0
     for iteration in range(1, args.iterations + 1):
-        if not args.reuse:
-            solver.rebuild_preconditioner()
         result = solver.gradient(theta)
         history.append(result.objective)
         primal_its.append(result.primal.iterations)
@@ -270,8 +269,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     result.preconditioner_note)
         if change < 0.01:
             break
-    if not args.reuse:
-        solver.rebuild_preconditioner()
     final = solver.gradient(theta)
     history.append(final.objective)
     clock.lap("optimisation")

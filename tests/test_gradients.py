@@ -561,6 +561,29 @@ def test_preconditioner_is_set_up_once_and_rebuilt_on_request():
     assert not solver.gradient(m.theta).preconditioner_rebuilt
 
 
+def test_without_reuse_the_preconditioner_is_set_up_once_per_new_theta():
+    m = model("nonsym")
+    setups = []
+
+    def ilu(A):
+        setups.append(A)
+        return ILUPreconditioner(A)
+
+    solver = ka.AdjointSolver(m.problem(coupled(m)[0]), preconditioner=ilu, rtol=RTOL,
+                              reuse_preconditioner=False)
+    assert solver.gradient(m.theta).preconditioner_rebuilt and len(setups) == 1
+    solver.directional_derivative(m.theta, np.ones(m.p))  # same θ: shared
+    again = solver.gradient(m.theta)
+    assert not again.preconditioner_rebuilt and len(setups) == 1
+    moved = solver.gradient(m.theta + 0.01)
+    assert moved.preconditioner_rebuilt and len(setups) == 2
+    assert "new theta" in moved.preconditioner_note
+    np.testing.assert_allclose(setups[1].toarray(), m.A(m.theta + 0.01).toarray())
+    reference = ka.AdjointSolver(m.problem(coupled(m)[0]), preconditioner="ilu", rtol=RTOL)
+    np.testing.assert_allclose(moved.gradient, reference.gradient(m.theta + 0.01).gradient,
+                               rtol=1e-6)
+
+
 def test_a_protocol_only_preconditioner_object_is_accepted():
     class GaussSeidel:  # shape, apply, apply_transpose: the documented protocol, no .T
         def __init__(self, A):

@@ -57,6 +57,10 @@ class AdjointSolver:
     rebuild_factor : float or None
         Rebuild the preconditioner at the next call when the primal iterations exceed this
         factor times those right after set-up (plus one); None never rebuilds automatically.
+    reuse_preconditioner : bool
+        Keep the preconditioner across θ (rebuilt per ``rebuild_factor``). False sets it up
+        again for every new θ, e.g. in topology optimisation where A changes a lot per step:
+        once per θ, shared by the primal and adjoint solves either way.
     monitor : callable ``(phase, iteration, residual_norm)``, optional
         Called at every Krylov iteration of every solve; ``phase`` is ``"primal"``,
         ``"adjoint"`` or ``"tangent"``.
@@ -83,7 +87,8 @@ class AdjointSolver:
                  rtol: float = 1e-8, atol: float = 0.0, adjoint_rtol: float | None = None,
                  adjoint_atol: float | None = None, maxiter: int | None = None,
                  restart: int = 30, warm_start: bool = True, raise_on_failure: bool = True,
-                 rebuild_factor: float | None = 1.5, monitor: Monitor | None = None) -> None:
+                 rebuild_factor: float | None = 1.5, reuse_preconditioner: bool = True,
+                 monitor: Monitor | None = None) -> None:
         if not isinstance(problem, AdjointProblem):
             raise TypeError(f"problem must be an AdjointProblem, got {type(problem).__name__}")
         if method == "auto":
@@ -107,7 +112,8 @@ class AdjointSolver:
         self.raise_on_failure = raise_on_failure
         self.monitor = monitor
         self.preconditioner = PreconditionerCache(problem, preconditioner,
-                                                  preconditioner_options, rebuild_factor)
+                                                  preconditioner_options, rebuild_factor,
+                                                  reuse=reuse_preconditioner)
         self._last_x: np.ndarray | None = None
         self._last_adjoint: np.ndarray | None = None
 

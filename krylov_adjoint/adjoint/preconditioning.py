@@ -19,7 +19,8 @@ class PreconditionerCache:
 
     The preconditioner is set up from ``problem.assemble(θ)`` on first use and kept while θ
     changes. It is rebuilt at the next call when a primal solve needs more than
-    ``rebuild_factor ×`` the iterations measured right after set-up (plus one), or on request.
+    ``rebuild_factor ×`` the iterations measured right after set-up (plus one), or on request;
+    with ``reuse=False`` it is set up again for every new θ.
     The baseline counts as at least 3 iterations, so that a warm-started solve that happens
     to converge at once does not make every later solve look like a degradation.
 
@@ -34,10 +35,13 @@ class PreconditionerCache:
         Keyword arguments for the preconditioner's constructor.
     rebuild_factor : float or None
         None disables automatic rebuilds.
+    reuse : bool
+        Keep the preconditioner across θ (the default). False sets it up once per new θ
+        (shared by every solve at that θ), e.g. when θ changes a lot between calls.
     """
 
     def __init__(self, problem: AdjointProblem, spec: Any, options: dict[str, Any] | None,
-                 rebuild_factor: float | None) -> None:
+                 rebuild_factor: float | None, reuse: bool = True) -> None:
         if spec is None:
             spec = "none"
         if isinstance(spec, str) and spec == "auto":
@@ -62,6 +66,8 @@ class PreconditionerCache:
         self.spec = spec
         self.options = dict(options or {})
         self.rebuild_factor = rebuild_factor
+        self.reuse = bool(reuse)
+        self._setup_theta: np.ndarray | None = None
         self.current: Preconditioner | None = self.fixed
         self.baseline_iterations: int | None = None
         self.stale_reason = "" if self.fixed is not None else "first set-up"
@@ -80,11 +86,15 @@ class PreconditionerCache:
 
     def get(self, theta: np.ndarray) -> tuple[Preconditioner, bool, float, str]:
         """Return ``(M, rebuilt, setup_seconds, note)`` for a solve at θ."""
+        if (not self.reuse and self.fixed is None and self._setup_theta is not None
+                and not self.stale_reason and not np.array_equal(theta, self._setup_theta)):
+            self.stale_reason = "new theta (reuse_preconditioner=False)"
         if self.current is not None and not self.stale_reason:
             return self.current, False, 0.0, f"{self.name} reused"
         start = time.perf_counter()
         A = self.problem.assemble(theta)
         self.current = make_preconditioner(self.spec, A, **self.options)
+        self._setup_theta = np.array(theta, copy=True)
         seconds = time.perf_counter() - start
         note = f"{self.name} set up ({self.stale_reason})"
         self.stale_reason = ""
