@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from _common import comm, emit
 
 from krylov_adjoint.backends.petsc import (
@@ -31,14 +32,15 @@ def failing_rank(world: Any) -> int:
 
 
 def sabotaged(model: gallery.DistributedModel, world: Any, *, matvec: Any = None,
-              vjp: Any = None) -> DistributedProblem:
+              vjp: Any = None, assemble: Any = None) -> DistributedProblem:
     """The model's problem with some callbacks replaced on the failing rank only."""
     op = model.problem.operator
     bad = world.Get_rank() == failing_rank(world)
     new = DistributedOperator(
         matvec if (bad and matvec) else op._matvec, layout=op.layout,
         vjp=vjp if (bad and vjp) else op._vjp, jvp=op._jvp, structure=op.structure,
-        assemble=op._assemble, prepare=op._prepare, halo=op.halo, theta_halo=op.theta_halo)
+        assemble=assemble if (bad and assemble) else op._assemble, prepare=op._prepare,
+        halo=op.halo, theta_halo=op.theta_halo)
     return DistributedProblem(new, model.problem.rhs, model.problem.objective,
                               theta_layout=model.problem.theta_layout)
 
@@ -93,6 +95,18 @@ def case_wrong_size_theta(model: Any, world: Any) -> tuple[Any, Any]:
     return model.problem, theta
 
 
+def case_zero_pivot(model: Any, world: Any) -> tuple[Any, Any]:
+    """The preconditioning matrix of one rank has a zero pivot (the operator is fine)."""
+    op = model.problem.operator
+
+    def singular(theta: np.ndarray) -> Any:
+        rows = sp.lil_matrix(op._assemble(theta))
+        rows[0, op.layout.start] = 0.0
+        return rows.tocsr()
+
+    return sabotaged(model, world, assemble=singular), model.theta
+
+
 def case_not_converged(model: Any, world: Any) -> tuple[Any, Any]:
     return model.problem, model.theta
 
@@ -104,6 +118,14 @@ CASES = {
     "wrong_size_output": case_wrong_size_output,
     "wrong_size_theta": case_wrong_size_theta,
     "not_converged": case_not_converged,
+    "zero_pivot": case_zero_pivot,
+}
+
+# Solver options per case (default: the solver's own).
+OPTIONS: dict[str, dict[str, Any]] = {
+    "not_converged": {"maxiter": 2},
+    # block Jacobi with ILU(0) per rank: the zero pivot fails the set-up of one rank only
+    "zero_pivot": {"preconditioner": "bjacobi"},
 }
 
 
@@ -111,8 +133,7 @@ def main(case: str) -> None:
     world = comm()
     model = gallery.diffusion_2d(24, 20)
     problem, theta = CASES[case](model, world)
-    options = {"maxiter": 2} if case == "not_converged" else {}
-    solver = PetscAdjointSolver(problem, rtol=1e-10, **options)
+    solver = PetscAdjointSolver(problem, rtol=1e-10, **OPTIONS.get(case, {}))
     start = time.perf_counter()
     record: dict[str, Any] = {"case": case, "raised": None}
     try:
@@ -124,6 +145,9 @@ def main(case: str) -> None:
                       bases=[c.__name__ for c in type(exc).__mro__])
     # the solver stays usable after an error agreed on by every rank
     record["recovered"] = None
+    if case == "zero_pivot":  # the same solver, with the rows fixed, sets up again
+        solver.problem.operator._assemble = model.problem.operator._assemble
+        record["recovered"] = solver.gradient(theta).primal.converged
     if case in ("not_converged", "wrong_size_theta"):
         good = PetscAdjointSolver(model.problem, rtol=1e-10) if case == "not_converged" \
             else solver

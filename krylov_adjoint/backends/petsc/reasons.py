@@ -8,7 +8,23 @@ from typing import Any
 from ...krylov.result import ConvergenceReason
 from ._import import petsc
 
-__all__ = ["from_petsc", "petsc_reason_name"]
+__all__ = ["from_petsc", "petsc_reason_name", "describe_petsc_error"]
+
+# PETSc's error codes (petscsystypes.h) most likely from a preconditioner's set-up.
+_ERROR_CODES = {
+    55: "out of memory",
+    56: "operation not supported",
+    60: "nonconforming object sizes",
+    62: "wrong argument",
+    63: "argument out of range",
+    71: "zero pivot in LU factorization",
+    72: "floating point exception",
+    73: "object in wrong state (e.g. a matrix missing diagonal entries)",
+    76: "error in a library called by PETSc",
+    77: "PETSc library generated inconsistent data",
+    81: "zero pivot in Cholesky factorization",
+    91: "solver did not converge",
+}
 
 # PETSc's names (without the KSP_ prefix) -> the library's reason.
 _BY_NAME = {
@@ -81,3 +97,17 @@ def describe(ksp: Any) -> str:
     if petsc_reason_name(code) in ("DIVERGED_PCSETUP_FAILED", "DIVERGED_PC_FAILED"):
         text += f" (PC failure: {ksp.getPC().getFailedReason()})"
     return text
+
+
+def describe_petsc_error(exc: BaseException) -> str:
+    """``PETSc error 73 (object in wrong state ...)`` for a ``petsc4py.PETSc.Error``.
+
+    Examples
+    --------
+    >>> from petsc4py import PETSc
+    >>> describe_petsc_error(PETSc.Error(71))
+    'PETSc error 71 (zero pivot in LU factorization)'
+    """
+    code = int(getattr(exc, "ierr", 0))
+    meaning = _ERROR_CODES.get(code)
+    return f"PETSc error {code}" + (f" ({meaning})" if meaning else "")

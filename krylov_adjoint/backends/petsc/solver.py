@@ -24,6 +24,7 @@ from .collective import ErrorGuard
 from .ksp import KrylovSolve, set_default_options
 from .matrices import AssembledMatrix, as_local_rows
 from .problem import BoundProblem, DistributedProblem
+from .reasons import describe_petsc_error
 from .result import PetscGradientResult, PetscTangentResult
 from .shell import ShellOperator
 
@@ -395,7 +396,7 @@ class PetscAdjointSolver:
             times["setup"] = 0.0
             return False, f"{self.pc_type} reused"
         tick = time.perf_counter()
-        reason, self._stale = self._stale, ""
+        reason = self._stale  # stays stale until the set-up succeeded on every rank
         ksp = self.primal.ksp
         if self.pc_type in ("none", "shell", "python"):
             ksp.setOperators(self.shell.A, self.shell.A)
@@ -409,11 +410,35 @@ class PetscAdjointSolver:
             P = self.pmat.update(rows, self.guard, self.problem.structure)
             ksp.setOperators(self.shell.A, P)
         ksp.setUp()
+        self._set_up_local_blocks(ksp)
+        self._stale = ""
         self.setups += 1
         self._adjoint_pc_ready = False
         self.baseline_iterations = None
         times["setup"] = time.perf_counter() - tick
         return True, f"{self.pc_type} set up ({reason})"
+
+    def _set_up_local_blocks(self, ksp: Any) -> None:
+        """Set up the rank-local parts of the preconditioner (block Jacobi's or ASM's
+        sub-solvers) now, each rank on its own, and agree on failures.
+
+        Inside ``KSPSolve`` a sub-solver failing on one rank (a zero pivot, a missing
+        diagonal entry) raises on that rank only while the others wait in a reduction: the
+        job aborts. Done here, the failure becomes the same error on every rank, naming the
+        rank; PETSc's own message is printed on that rank's stderr.
+        """
+        PETSc = petsc()
+        PETSc.Sys.pushErrorHandler("traceback")
+        try:
+            ksp.setUpOnBlocks()
+        except PETSc.Error as exc:
+            self.guard.record("the preconditioner set-up", RuntimeError(
+                f"{describe_petsc_error(exc)} in the preconditioner's local set-up from the "
+                "assembled rows of this rank (operator.assemble); PETSc's message is on "
+                "this rank's stderr"))
+        finally:
+            PETSc.Sys.popErrorHandler()
+        self.guard.checkpoint("the preconditioner set-up")
 
     def _ensure_adjoint_pc(self, times: dict[str, float]) -> None:
         """Collective: prepare the adjoint KSP's preconditioner after a primal set-up."""
