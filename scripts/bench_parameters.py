@@ -1,7 +1,8 @@
 """Cost of one adjoint gradient against the number of parameters P.
 
 On the 2D per-cell log-conductivity problem (``krylov_adjoint.gallery.diffusion_2d``), θ is
-grouped in blocks of cells so that P runs from 10 to N. For each P the script times one
+grouped in blocks of cells so that P runs from 10 to N, every θ describing the same
+conductivity field (so A(θ) is the same matrix for every P). For each P the script times one
 complete adjoint gradient (preconditioner set-up, primal solve, adjoint solve, VJPs) and
 compares it, in the same run, with the routes a user would otherwise take:
 
@@ -10,9 +11,9 @@ compares it, in the same run, with the routes a user would otherwise take:
 - forward sensitivities: one primal and P tangent solves; a few tangent solves are measured
   and the rest extrapolated (said in the output).
 
-Times are medians of ``--repeats`` runs; each gradient is timed interleaved with a primal solve
-(with its set-up) of the same model, and ``gradient_over_primal`` is the largest ratio of the
-two medians over P. ``--json PATH`` writes a flat record, ``--plot PATH``
+Times are medians of ``--repeats`` rounds over every P; each gradient is timed right after a
+primal solve (with its set-up) of the same model, and ``gradient_over_primal`` is the largest
+ratio of the two medians over P. ``--json PATH`` writes a flat record, ``--plot PATH``
 a log-log figure of time against P.
 
 Usage::
@@ -66,62 +67,89 @@ def make_solver(model: object, rtol: float) -> ka.AdjointSolver:
                             warm_start=False)
 
 
+def same_field_thetas(n: int, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """θ for every blocking, all describing one conductivity field.
+
+    The field is the reference θ of the coarsest blocking, constant on its blocks; every
+    finer blocking nests in it, so its block means represent the field exactly and A(θ) is
+    the same matrix for every P. The gradient's cost is then compared at a fixed A.
+    """
+    bx0, by0 = shapes[0]
+    coarse = diffusion_2d(n, block=(bx0, by0)).theta.reshape(n // bx0, n // by0)
+    field = np.repeat(np.repeat(coarse, bx0, axis=0), by0, axis=1)
+    return [field.reshape(n // bx, bx, n // by, by).mean(axis=(1, 3)).ravel()
+            for bx, by in shapes]
+
+
 def run(n: int, repeats: int, rtol: float, tangent_samples: int) -> dict:
     """Measure everything; return the flat JSON record."""
     shapes = block_shapes(n)
-    base = diffusion_2d(n, block=shapes[-1])
+    models = [diffusion_2d(n, block=shape) for shape in shapes]
+    thetas = same_field_thetas(n, shapes)
+    probe = np.random.default_rng(0).standard_normal(n * n)
+    reference = models[0].problem.operator.matvec(thetas[0], probe)
+    for model, theta in zip(models, thetas, strict=True):
+        product = model.problem.operator.matvec(theta, probe)
+        if np.linalg.norm(product - reference) > 1e-12 * np.linalg.norm(reference):
+            raise AssertionError(f"A(θ) differs for P = {model.n_params}")
+    base, base_theta = models[-1], thetas[-1]
 
     def primal_with_setup() -> ka.SolveResult:
-        return make_solver(base, rtol).solve(base.theta)
+        return make_solver(base, rtol).solve(base_theta)
 
     primal_s, primal = median_time(primal_with_setup, repeats)
     warm = make_solver(base, rtol)
-    warm.solve(base.theta)  # set-up done once, as finite differences would share it
-    solve_only_s, _ = median_time(lambda: warm.solve(base.theta), repeats)
+    warm.solve(base_theta)  # set-up done once, as finite differences would share it
+    solve_only_s, _ = median_time(lambda: warm.solve(base_theta), repeats)
     setup_s = primal_s - solve_only_s
+
+    # Every P once per round, each gradient right after a primal solve (with its set-up) of
+    # the same model: drifts of the machine's load hit every P alike, and the ratio is
+    # taken between neighbouring timings.
+    primal_times: list[list[float]] = [[] for _ in models]
+    gradient_times: list[list[float]] = [[] for _ in models]
+    results: list[object] = [None] * len(models)
+    for _ in range(repeats):
+        for k, (model, theta) in enumerate(zip(models, thetas, strict=True)):
+            tick = time.perf_counter()
+            make_solver(model, rtol).solve(theta)
+            primal_times[k].append(time.perf_counter() - tick)
+            tick = time.perf_counter()
+            results[k] = make_solver(model, rtol).gradient(theta)
+            gradient_times[k].append(time.perf_counter() - tick)
 
     p_values, gradient_s, fd_s, fd_measured, forward_s, records = [], [], [], [], [], []
     ratios = []
-    for bx, by in shapes:
-        model = diffusion_2d(n, block=(bx, by))
+    for k, (model, theta) in enumerate(zip(models, thetas, strict=True)):
         p = model.n_params
-        # interleaved with a primal solve (with its set-up) of the same model, so that the
-        # ratio is immune to the machine's load drifting between P values
-        primal_times, times, result = [], [], None
-        for _ in range(repeats):
-            tick = time.perf_counter()
-            make_solver(model, rtol).solve(model.theta)
-            primal_times.append(time.perf_counter() - tick)
-            tick = time.perf_counter()
-            result = make_solver(model, rtol).gradient(model.theta)
-            times.append(time.perf_counter() - tick)
-        seconds = statistics.median(times)
-        ratios.append(seconds / statistics.median(primal_times))
+        result = results[k]
+        seconds = statistics.median(gradient_times[k])
+        ratios.append(seconds / statistics.median(primal_times[k]))
         p_values.append(p)
         gradient_s.append(seconds)
         if p <= 10:  # finite differences measured: P + 1 primal solves on one set-up
             solver = make_solver(model, rtol)
             tick = time.perf_counter()
-            solver.objective(model.theta)
-            for k in range(p):
+            solver.objective(theta)
+            for j in range(p):
                 step = np.zeros(p)
-                step[k] = 1e-6
-                solver.objective(model.theta + step)
+                step[j] = 1e-6
+                solver.objective(theta + step)
             fd_s.append(time.perf_counter() - tick)
             fd_measured.append(True)
         else:
             fd_s.append(setup_s + (p + 1) * solve_only_s)
             fd_measured.append(False)
         tangent_solver = make_solver(model, rtol)
-        tangent_solver.solve(model.theta)
+        tangent_solver.solve(theta)
         rng = np.random.default_rng(0)
         samples = min(tangent_samples, p)
         tick = time.perf_counter()
         for _ in range(samples):
-            tangent_solver.directional_derivative(model.theta, rng.standard_normal(p))
+            tangent_solver.directional_derivative(theta, rng.standard_normal(p))
         per_tangent = (time.perf_counter() - tick) / samples - solve_only_s
         forward_s.append(primal_s + p * max(per_tangent, solve_only_s))
-        records.append({"p": p, "block": [bx, by], "gradient_s": seconds,
+        records.append({"p": p, "block": list(shapes[k]), "gradient_s": seconds,
                         "gradient_over_primal": ratios[-1],
                         "primal_iterations": result.primal.iterations,
                         "adjoint_iterations": result.adjoint_solve.iterations,
