@@ -344,14 +344,14 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def _tick_label(name: str) -> str:
-    """``cd2d-pe100-air-postonly`` -> ``Pe 100`` over ``air postonly``."""
+    """``cd2d-pe100-air-postonly`` -> ``Pe 100``, ``air`` and ``postonly`` on three lines."""
     problem, _, rest = name.partition("-")
     if problem == "cd2d":
         peclet, _, rest = rest.partition("-")
         problem = f"Pe {peclet[2:]}"
     elif problem == "poisson3d":
         problem = "Poisson 3D"
-    return f"{problem}\n{rest.replace('-', ' ')}"
+    return "\n".join([problem, *rest.split("-")])
 
 
 def plot(results: dict[str, Any], path: str) -> None:
@@ -379,7 +379,7 @@ def plot(results: dict[str, Any], path: str) -> None:
                          ha="center", va="bottom", fontsize=7)
     ax1.set_yscale("log")
     ax1.set_ylim(top=cap * 8)
-    ax1.set_xticks(x, names, fontsize=8)
+    ax1.set_xticks(x, names, fontsize=7)
     ax1.set_ylabel(f"Krylov iterations to rtol {RTOL:g}")
     ax1.set_title("Adjoint preconditioned with Mᵀ vs M")
     ax1.legend(fontsize=7, loc="upper left", ncol=2)
@@ -393,7 +393,7 @@ def plot(results: dict[str, Any], path: str) -> None:
     ax2.axhline(1.0, color="k", lw=0.8)
     top = max(max(c["gradient_over_primal"], c["rebuild_gradient_over_primal"]) for c in cases)
     ax2.set_ylim(0, top * 1.3)
-    ax2.set_xticks(x, names, fontsize=8)
+    ax2.set_xticks(x, names, fontsize=7)
     ax2.set_ylabel("cost / (set-up + primal solve)")
     ax2.set_title(f"Gradient cost (median of {results['repeats']} runs)")
     ax2.legend(fontsize=7, loc="upper left", ncol=2)

@@ -18,6 +18,7 @@ import pytest
 import scipy.sparse as sp
 from pyamg.gallery import linear_elasticity, poisson
 
+from krylov_adjoint.gallery import convection_diffusion_2d
 from krylov_adjoint.precond.amg import AMGPreconditioner
 from krylov_adjoint.precond.base import TransposedPreconditioner
 
@@ -25,17 +26,10 @@ DOT_RTOL = 1e-12
 
 
 def convection_diffusion(m: int, peclet: float) -> sp.csr_array:
-    """Upwind finite differences of -Δu + Pe (1, 1/2)·∇u on an m x m grid, Dirichlet."""
-    h = 1.0 / (m + 1)
-    eye = sp.eye_array(m)
-    second = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(m, m)) / h**2
-    upwind = sp.diags_array([-1.0, 1.0], offsets=[-1, 0], shape=(m, m)) / h
-    kron = sp.kron
-    A = kron(eye, second, format="csr") + kron(second, eye, format="csr")
-    A = A + peclet * (kron(eye, upwind, format="csr") + 0.5 * kron(upwind, eye, format="csr"))
-    A = sp.csr_array(A)
-    A.eliminate_zeros()
-    return A
+    """The gallery's upwind convection-diffusion matrix on an m x m grid (uniform wind)."""
+    model = convection_diffusion_2d(m, peclet=peclet, velocity="constant",
+                                    parameters="diffusivity")
+    return sp.csr_array(model.problem.operator.assemble(model.theta))
 
 
 @functools.cache
