@@ -31,8 +31,9 @@ class AdjointSolver:
     ----------
     problem : AdjointProblem
     method : {"auto", "gmres", "cg", "bicgstab"}
-        ``"auto"`` is CG for a problem declared SPD, GMRES otherwise. CG is refused unless
-        the problem is declared ``"spd"``.
+        ``"auto"`` is CG for a problem declared SPD, GMRES otherwise (and GMRES also when
+        the preconditioner is known not to be symmetric, e.g. an AMG F-cycle). CG is refused
+        unless the problem is declared ``"spd"``, or with a non-symmetric preconditioner.
     preconditioner : str, Preconditioner, callable or None
         ``"auto"`` (AMG when the operator has an ``assemble`` callback, else none), ``"amg"``,
         ``"ilu"``, ``"jacobi"``, ``"none"``/None, a ready preconditioner object with
@@ -91,6 +92,7 @@ class AdjointSolver:
                  monitor: Monitor | None = None) -> None:
         if not isinstance(problem, AdjointProblem):
             raise TypeError(f"problem must be an AdjointProblem, got {type(problem).__name__}")
+        self._auto_method = method == "auto"
         if method == "auto":
             method = "cg" if problem.structure is Structure.SPD else "gmres"
         if method not in METHODS:
@@ -141,7 +143,7 @@ class AdjointSolver:
 
         tick = time.perf_counter()
         adjoint_solve = solve(
-            self.problem.linear_operator(theta).T, dj_dx, method=self.method,
+            self.problem.linear_operator(theta).T, dj_dx, method=self._method_for(M),
             M=TransposedPreconditioner(M),
             x0=self._last_adjoint if self.warm_start else None, rtol=self.adjoint_rtol,
             atol=self.adjoint_atol, maxiter=self.maxiter, restart=self.restart,
@@ -194,8 +196,8 @@ class AdjointSolver:
                            (problem.operator_jvp(theta, x, dtheta), -1.0)):
             if term is not None:
                 rhs += sign * term
-        tangent_solve = solve(problem.linear_operator(theta), rhs, method=self.method, M=M,
-                              rtol=self.rtol, atol=self.atol, maxiter=self.maxiter,
+        tangent_solve = solve(problem.linear_operator(theta), rhs, method=self._method_for(M),
+                              M=M, rtol=self.rtol, atol=self.atol, maxiter=self.maxiter,
                               restart=self.restart, monitor=self.monitor,
                               labels=("operator.matvec", "preconditioner.apply"),
                               phase="tangent")
@@ -221,7 +223,7 @@ class AdjointSolver:
                 ) -> tuple[np.ndarray, SolveResult]:
         tick = time.perf_counter()
         b = self.problem.b(theta)
-        result = solve(self.problem.linear_operator(theta), b, method=self.method, M=M,
+        result = solve(self.problem.linear_operator(theta), b, method=self._method_for(M), M=M,
                        x0=self._last_x if self.warm_start else None, rtol=self.rtol,
                        atol=self.atol, maxiter=self.maxiter, restart=self.restart,
                        monitor=self.monitor, labels=("operator.matvec", "preconditioner.apply"),
@@ -232,6 +234,14 @@ class AdjointSolver:
             self.preconditioner.record_primal_iterations(result.iterations)
         self._last_x = result.x
         return result.x, result
+
+    def _method_for(self, M: Any) -> str:
+        """The Krylov method for a solve preconditioned by ``M``: with ``method="auto"``,
+        GMRES instead of CG when M is known not to be symmetric (e.g. an AMG F-cycle)."""
+        if (self._auto_method and self.method == "cg"
+                and getattr(M, "is_symmetric", None) is False):
+            return "gmres"
+        return self.method
 
     def _check(self, result: SolveResult, phase: str) -> None:
         if self.raise_on_failure and not result.converged:

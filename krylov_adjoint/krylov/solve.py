@@ -34,7 +34,8 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
         The operator; only ``A @ v`` is used. Pass ``A.T`` (and ``M.T``) for a transposed solve.
     b : array of shape (N,)
     method : {"gmres", "cg", "bicgstab"}
-        ``"cg"`` requires A and M symmetric positive definite.
+        ``"cg"`` requires A and M symmetric positive definite; a preconditioner whose
+        ``is_symmetric`` is False (e.g. an AMG F-cycle) is refused.
     M : Preconditioner or LinearOperator, optional
         Right preconditioner M ≈ A⁻¹, applied through ``M.apply`` (or ``M.matvec``).
     x0 : array of shape (N,), optional
@@ -79,6 +80,12 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     if int(restart) < 1:
         raise ValueError(f"restart must be a positive integer, got {restart!r}")
     precond = _as_precond(M, n)
+    if method == "cg" and getattr(M, "is_symmetric", None) is False:
+        why = getattr(M, "asymmetry", "") or "it is not a symmetric map"
+        raise InputError(labels[1], f"conjugate gradients need a symmetric preconditioner, "
+                                    f"and this one is not ({why}): use method='gmres', or a "
+                                    "symmetric configuration (for AMG a V- or W-cycle with "
+                                    "symmetric smoothing)")
     rhs_norm = float(np.linalg.norm(b))
     run = KrylovRun(method, rhs_norm, stopping_target(rhs_norm, rtol, atol), rtol, atol,
                     monitor, labels, phase)

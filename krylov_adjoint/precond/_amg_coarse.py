@@ -26,7 +26,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
-from ._amg_smoothers import SUPPORTED_SMOOTHERS, build_smoother, parse_smoother
+from ._amg_smoothers import SUPPORTED_SMOOTHERS, build_smoother, parse_smoother, same_steps
 
 __all__ = ["CoarseSolver", "SUPPORTED_COARSE_SOLVERS", "parse_coarse_solver"]
 
@@ -107,6 +107,16 @@ class CoarseSolver:
                 parse_smoother((name, options), "coarse_solver"), _RelaxationLevel(A), -1
             )
             self._smoother_T = self._smoother.transposed()
+
+    def is_symmetric(self) -> bool | None:
+        """Whether ``B_c = B_cᵀ`` when the coarse matrix is symmetric (None: cannot tell).
+
+        The direct solves invert (or pseudo-invert) the matrix: symmetric. A relaxation
+        is symmetric when its transpose runs the same steps (e.g. symmetric Gauss–Seidel).
+        """
+        if self._zero or self._kind in ("pinv", "lu", "cholesky", "splu"):
+            return True
+        return same_steps(self._smoother_T, self._smoother)
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """Return the coarse solution ``x = B_c b``."""

@@ -19,6 +19,7 @@ normal-equation sweeps) are refused by :func:`parse_smoother`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "parse_smoother",
     "parse_smoother_list",
     "build_smoother",
+    "same_steps",
 ]
 
 #: Smoother names with an implemented transpose, and the options each accepts.
@@ -379,6 +381,49 @@ class Smoother:
         """The transposed smoother: each step transposed, in reverse order."""
         steps = tuple(step.transposed() for step in reversed(self.steps))
         return Smoother(f"transpose of {self.label}", steps)
+
+
+def _same_value(a: Any, b: Any) -> bool | None:
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape):
+            return False
+        if np.issubdtype(a.dtype, np.floating):
+            # coarse matrices are symmetric to rounding: so are weights computed from them
+            return bool(np.allclose(a, b, rtol=1e-12, atol=0.0))
+        return bool(np.array_equal(a, b))
+    if hasattr(a, "nnz") or hasattr(b, "nnz"):  # a matrix and its transpose: not compared
+        return None
+    return bool(a == b)
+
+
+def same_steps(first: Smoother, second: Smoother) -> bool | None:
+    """Whether two smoothers run the same steps with the same parameters (None: cannot tell).
+
+    ``same_steps(post, pre.transposed())`` tells that a level's post-smoother is the
+    transpose of its pre-smoother, the condition for a symmetric cycle on symmetric A.
+    Steps holding a matrix (the normal-equation sweeps) are not compared: None.
+
+    Examples
+    --------
+    >>> fwd = Smoother("fwd", (_GaussSeidelSweep("forward", 1.0, 1),))
+    >>> bwd = Smoother("bwd", (_GaussSeidelSweep("backward", 1.0, 1),))
+    >>> same_steps(bwd, fwd.transposed()), same_steps(fwd, fwd.transposed())
+    (True, False)
+    """
+    if len(first.steps) != len(second.steps):
+        return False
+    unknown = False
+    for a, b in zip(first.steps, second.steps, strict=True):
+        if type(a) is not type(b):
+            return False
+        for f in dataclasses.fields(a):
+            same = _same_value(getattr(a, f.name), getattr(b, f.name))
+            if same is False:
+                return False
+            unknown = unknown or same is None
+    return None if unknown else True
 
 
 def _blocksize_of(A: Any) -> int:

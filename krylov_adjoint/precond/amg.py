@@ -24,6 +24,7 @@ from ._amg_cycle import CYCLES, Cycle, CycleLevel
 from ._amg_smoothers import (
     build_smoother,
     parse_smoother_list,
+    same_steps,
     spec_for_level,
 )
 from .base import PreconditionerBase
@@ -110,6 +111,17 @@ def _same_matrix(X: Any, Y: Any) -> bool:
             and np.array_equal(X.data, Y.data))
 
 
+def _is_transpose(R: Any, P: Any) -> bool:
+    """Whether ``R = Pᵀ`` to rounding (any sparse formats, BSR included)."""
+    if R.shape != (P.shape[1], P.shape[0]):
+        return False
+    difference = sp.csr_array(R) - sp.csr_array(P.T)
+    if difference.nnz == 0:
+        return True
+    scale = np.abs(sp.csr_array(R).data).max() if R.nnz else 0.0
+    return bool(np.abs(difference.data).max() <= 1e-14 * scale)
+
+
 def _fast_format(M: Any) -> Any:
     """CSR for products, unless ``M`` is BSR with real blocks (block smoothers need those)."""
     if M.format == "bsr" and M.blocksize != (1, 1):
@@ -185,6 +197,9 @@ class AMGPreconditioner(PreconditionerBase):
         :meth:`apply_transpose`; None before.
     symmetric : bool
         Whether ``A`` is taken as symmetric (tested on first use unless given).
+    is_symmetric : bool or None
+        Whether the cycle itself is a symmetric map (``M = Mᵀ``), as conjugate gradients
+        need; :attr:`asymmetry` says why not.
 
     Raises
     ------
@@ -317,6 +332,7 @@ class AMGPreconditioner(PreconditionerBase):
         self._coarse_name = coarse_name
         self._forward = self._build_forward(coarse_options)
         self._transposed: Cycle | None = None
+        self._map_symmetry: tuple[bool | None, str] | None = None
         self.transpose_setup_seconds: float | None = None
         self.setup_seconds = time.perf_counter() - start
 
@@ -404,6 +420,43 @@ class AMGPreconditioner(PreconditionerBase):
         """Form the transposed levels now rather than on the first :meth:`apply_transpose`."""
         if self._transposed is None:
             self._transposed = self._build_transposed()
+
+    def _symmetry_of_map(self) -> tuple[bool | None, str]:
+        """``(M = Mᵀ?, why not)``: True, False or None (cannot tell), with the reason."""
+        if not self.symmetric:
+            return False, "A is not symmetric"
+        if self.cycle == "F":
+            return False, "an F-cycle is not symmetric (its coarse visits are 'F then V')"
+        unknown = False
+        for i, level in enumerate(self._forward.levels[:-1]):
+            if not _is_transpose(level.restrict, level.interpolate):
+                return False, f"restriction is not Pᵀ on level {i}"
+            if level.pre is None or level.post is None:
+                return None, ""
+            same = same_steps(level.post, level.pre.transposed())
+            if same is False:
+                return False, (f"on level {i} the post-smoother {level.post.label} is not the "
+                               f"transpose of the pre-smoother {level.pre.label}")
+            unknown = unknown or same is None
+        coarse = self._coarse.is_symmetric()
+        if coarse is False:
+            return False, f"the coarse solver {self._coarse_name!r} is not symmetric"
+        return (None if unknown or coarse is None else True), ""
+
+    @property
+    def is_symmetric(self) -> bool | None:  # type: ignore[override]
+        """Whether the cycle is a symmetric map, ``M = Mᵀ``: symmetric A, a V- or W-cycle,
+        ``R = Pᵀ``, each post-smoother the transpose of its pre-smoother and a symmetric
+        coarse solve. None when it cannot be told from the set-up."""
+        if self._map_symmetry is None:
+            self._map_symmetry = self._symmetry_of_map()
+        return self._map_symmetry[0]
+
+    @property
+    def asymmetry(self) -> str:
+        """Why :attr:`is_symmetric` is False (empty otherwise)."""
+        self.is_symmetric  # noqa: B018 - computes and caches the reason
+        return self._map_symmetry[1] if self._map_symmetry else ""
 
     # ------------------------------------------------------------------ public interface
     @property

@@ -36,9 +36,15 @@ class Preconditioner(Protocol):
 
 
 class PreconditionerBase:
-    """Mixin giving ``.T`` and :meth:`aslinearoperator` to concrete preconditioners."""
+    """Mixin giving ``.T`` and :meth:`aslinearoperator` to concrete preconditioners.
+
+    ``is_symmetric`` tells whether ``M = Mᵀ`` by construction: True, False, or None when
+    unknown. Conjugate gradients need a symmetric M; :func:`krylov_adjoint.krylov.solve`
+    refuses ``method="cg"`` with one that is known not to be.
+    """
 
     shape: tuple[int, int]
+    is_symmetric: bool | None = None
 
     def apply(self, r: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -67,6 +73,8 @@ class IdentityPreconditioner(PreconditionerBase):
     array([1., 1., 1.])
     """
 
+    is_symmetric = True
+
     def __init__(self, n: int) -> None:
         self.shape = (n, n)
 
@@ -82,6 +90,11 @@ class TransposedPreconditioner(PreconditionerBase):
     def __init__(self, inner: Preconditioner) -> None:
         self.inner = inner
         self.shape = (inner.shape[1], inner.shape[0])
+
+    @property
+    def is_symmetric(self) -> bool | None:  # type: ignore[override]
+        """As the wrapped preconditioner's (Mᵀ is symmetric exactly when M is)."""
+        return getattr(self.inner, "is_symmetric", None)
 
     def apply(self, r: np.ndarray) -> np.ndarray:
         return self.inner.apply_transpose(r)

@@ -23,6 +23,8 @@ class JacobiPreconditioner(PreconditionerBase):
     array([0.5 , 0.25])
     """
 
+    is_symmetric = True
+
     def __init__(self, A: Any) -> None:
         matrix = sp.csr_matrix(A, dtype=np.float64)
         if matrix.shape[0] != matrix.shape[1]:
