@@ -538,14 +538,20 @@ def test_warm_start_at_a_nearby_theta_takes_no_more_iterations(method):
     np.testing.assert_allclose(second.gradient, cold.gradient, rtol=1e-7)
 
 
-def test_preconditioner_is_set_up_once_and_rebuilt_on_request():
-    m = model("nonsym")
+def counting_ilu():
+    """An ILU factory recording the matrix of every set-up, and that record."""
     setups = []
 
     def ilu(A):
         setups.append(A)
         return ILUPreconditioner(A)
 
+    return ilu, setups
+
+
+def test_preconditioner_is_set_up_once_and_rebuilt_on_request():
+    m = model("nonsym")
+    ilu, setups = counting_ilu()
     solver = ka.AdjointSolver(m.problem(coupled(m)[0]), preconditioner=ilu, rtol=RTOL,
                               rebuild_factor=None)
     first = solver.gradient(m.theta)
@@ -563,12 +569,7 @@ def test_preconditioner_is_set_up_once_and_rebuilt_on_request():
 
 def test_without_reuse_the_preconditioner_is_set_up_once_per_new_theta():
     m = model("nonsym")
-    setups = []
-
-    def ilu(A):
-        setups.append(A)
-        return ILUPreconditioner(A)
-
+    ilu, setups = counting_ilu()
     solver = ka.AdjointSolver(m.problem(coupled(m)[0]), preconditioner=ilu, rtol=RTOL,
                               reuse_preconditioner=False)
     assert solver.gradient(m.theta).preconditioner_rebuilt and len(setups) == 1
