@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
-__all__ = ["cell_centres", "smooth_state", "log_conductivity_field", "point_observations"]
+from ..problem import LeastSquaresMisfit
+
+__all__ = ["cell_centres", "smooth_state", "log_conductivity_field", "point_observations",
+           "synthetic_misfit"]
 
 
 def cell_centres(shape: tuple[int, ...]) -> list[np.ndarray]:
@@ -49,3 +55,16 @@ def point_observations(shape: tuple[int, ...], every: int) -> sp.csr_matrix:
     picked = cells[tuple(slice(min(every // 2, n - 1), None, every) for n in shape)].reshape(-1)
     m = picked.size
     return sp.csr_matrix((np.ones(m), (np.arange(m), picked)), shape=(m, cells.size))
+
+
+def synthetic_misfit(shape: tuple[int, ...], every: int, truth: Any, b: np.ndarray,
+                     state: np.ndarray | None) -> LeastSquaresMisfit:
+    """The default objective: point observations of the true state, ``½‖O u − O u★‖²``.
+
+    ``u★`` is ``state`` when known (manufactured), else the sparse direct solution of
+    ``truth.assemble() u★ = b``.
+    """
+    if state is None:
+        state = spla.spsolve(truth.assemble().tocsc(), b)
+    O = point_observations(shape, int(every))
+    return LeastSquaresMisfit(O, O @ state)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from numpy.typing import ArrayLike
 
 from ..errors import InputError
 from ..problem import (
     AdjointProblem,
-    LeastSquaresMisfit,
     Objective,
     ParametricOperator,
     RightHandSide,
@@ -19,7 +17,7 @@ from ._cache import LastTheta
 from ._harmonic import HarmonicDiffusion
 from ._reference import check_reference_size, matrices_from_entries
 from ._stencil import FluxStencil
-from ._synthetic import log_conductivity_field, point_observations, smooth_state
+from ._synthetic import log_conductivity_field, smooth_state, synthetic_misfit
 from ._upwind import VELOCITY_FIELDS, upwind_stencil
 from ._validate import check_cell_values, check_choice, check_grid, check_positive
 from .model import ModelProblem
@@ -175,10 +173,7 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
         return np.hstack([np.zeros((n, n_params - n)), np.eye(n)])
 
     if objective is None:
-        if state is None:
-            state = spla.spsolve(truth.assemble().tocsc(), f_true)
-        O = point_observations(shape, int(observe_every))
-        objective = LeastSquaresMisfit(O, O @ state)
+        objective = synthetic_misfit(shape, observe_every, truth, f_true, state)
     else:
         theta_true = None
     problem = AdjointProblem(operator, rhs, objective, n_params=n_params)

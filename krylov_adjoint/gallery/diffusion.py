@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from numpy.typing import ArrayLike
 
 from ..errors import InputError
-from ..problem import AdjointProblem, LeastSquaresMisfit, Objective, ParametricOperator
+from ..problem import AdjointProblem, Objective, ParametricOperator
 from ._blocks import BlockMap
 from ._cache import LastTheta
 from ._harmonic import HarmonicDiffusion
 from ._reference import check_reference_size, matrices_from_entries
-from ._synthetic import log_conductivity_field, point_observations, smooth_state
+from ._synthetic import log_conductivity_field, smooth_state, synthetic_misfit
 from ._validate import check_cell_values, check_grid
 from .model import ModelProblem
 
@@ -151,10 +150,7 @@ def _diffusion(shape: tuple[int, ...], family: str, block: int | tuple[int, ...]
         b = check_cell_values(source, "source", n)
         state = None
     if objective is None:
-        if state is None:
-            state = spla.spsolve(truth.assemble().tocsc(), b)
-        O = point_observations(shape, int(observe_every))
-        objective = LeastSquaresMisfit(O, O @ state)
+        objective = synthetic_misfit(shape, observe_every, truth, b, state)
     else:
         theta_true = None
     problem = AdjointProblem(operator, b, objective, n_params=n_params)
