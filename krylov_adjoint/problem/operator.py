@@ -20,6 +20,33 @@ OperatorJVP = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 Assemble = Callable[[np.ndarray], Any]
 
 
+def check_operator_callbacks(structure: Structure, matvec: Any, rmatvec: Any, vjp: Any,
+                             depends_on_theta: bool, optional: dict[str, Any], *,
+                             constant_hint: str) -> Any:
+    """Validate an operator's callbacks at construction; return the ``rmatvec`` to use.
+
+    A missing ``rmatvec`` is allowed (and ``matvec`` used) only for a symmetric structure;
+    a missing ``vjp`` only when the operator does not depend on θ (``constant_hint`` says
+    how to declare that). Every callback given must be callable.
+    """
+    if not callable(matvec):
+        raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
+    if rmatvec is None:
+        if not structure.is_symmetric:
+            raise ValueError(
+                "rmatvec is required for a general (nonsymmetric) operator: the adjoint solve "
+                "applies A(θ)ᵀ. Pass rmatvec=..., or declare structure='symmetric' or 'spd'."
+            )
+        rmatvec = matvec
+    if depends_on_theta and vjp is None:
+        raise ValueError("vjp is required: the gradient needs λᵀ(∂A/∂θ)x. For an operator "
+                         f"that does not depend on θ {constant_hint}.")
+    for label, fn in {"rmatvec": rmatvec, "vjp": vjp, **optional}.items():
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
+    return rmatvec
+
+
 class ParametricOperator:
     """A square operator A(θ) known through callbacks.
 
@@ -56,24 +83,10 @@ class ParametricOperator:
                  structure: str | Structure = "general", assemble: Assemble | None = None,
                  depends_on_theta: bool = True) -> None:
         self.structure = Structure.coerce(structure)
-        if not callable(matvec):
-            raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
-        if rmatvec is None:
-            if not self.structure.is_symmetric:
-                raise ValueError(
-                    "rmatvec is required for a general (nonsymmetric) operator: the adjoint solve "
-                    "applies A(θ)ᵀ. Pass rmatvec=..., or declare structure='symmetric' or 'spd'."
-                )
-            rmatvec = matvec
-        if depends_on_theta and vjp is None:
-            raise ValueError(
-                "vjp is required: the gradient needs λᵀ(∂A/∂θ)x. For an operator that does not "
-                "depend on θ use ParametricOperator.constant(A)."
-            )
-        for label, fn in (("rmatvec", rmatvec), ("vjp", vjp), ("jvp", jvp),
-                          ("assemble", assemble)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
+        rmatvec = check_operator_callbacks(
+            self.structure, matvec, rmatvec, vjp, depends_on_theta,
+            {"jvp": jvp, "assemble": assemble},
+            constant_hint="use ParametricOperator.constant(A)")
         self.n = int(n)
         if self.n <= 0:
             raise ValueError(f"n must be positive, got {n}")

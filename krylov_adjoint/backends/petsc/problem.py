@@ -19,6 +19,7 @@ import numpy as np
 from ..._checks import as_real_scalar, as_real_vector
 from ...errors import CallbackError, NonFiniteError
 from ...problem.objective import Objective
+from ...problem.operator import check_operator_callbacks
 from ...problem.rhs import RightHandSide
 from ...problem.structure import Structure
 from .collective import ErrorGuard
@@ -104,22 +105,10 @@ class DistributedOperator:
         self.structure = Structure.coerce(structure)
         if interface not in (ARRAYS, VECS):
             raise ValueError(f"interface must be 'arrays' or 'vecs', got {interface!r}")
-        if not callable(matvec):
-            raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
-        if rmatvec is None:
-            if not self.structure.is_symmetric:
-                raise ValueError(
-                    "rmatvec is required for a general (nonsymmetric) operator: the adjoint "
-                    "solve applies A(θ)ᵀ. Pass rmatvec=..., or declare structure='symmetric' "
-                    "or 'spd'.")
-            rmatvec = matvec
-        if depends_on_theta and vjp is None:
-            raise ValueError("vjp is required: the gradient needs λᵀ(∂A/∂θ)x. For an operator "
-                             "that does not depend on θ pass depends_on_theta=False.")
-        for label, fn in (("rmatvec", rmatvec), ("vjp", vjp), ("jvp", jvp),
-                          ("assemble", assemble), ("prepare", prepare)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
+        rmatvec = check_operator_callbacks(
+            self.structure, matvec, rmatvec, vjp, depends_on_theta,
+            {"jvp": jvp, "assemble": assemble, "prepare": prepare},
+            constant_hint="pass depends_on_theta=False")
         self.layout = layout if layout is not None else Layout.create(n, n_local, comm=comm,
                                                                       name="x")
         self._matvec, self._rmatvec, self._vjp, self._jvp = matvec, rmatvec, vjp, jvp
