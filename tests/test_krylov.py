@@ -177,3 +177,14 @@ def test_a_tolerance_below_attainable_accuracy_stops_on_stagnation_not_maxiter(m
     assert result.iterations < 500
     assert "attainable" in result.message
     assert np.linalg.norm(b - A @ result.x) <= 1e-10 * np.linalg.norm(b)
+
+
+def test_gmres_basis_grows_on_demand_and_keeps_its_rows():
+    from krylov_adjoint.krylov.gmres import _Rows
+
+    rows = _Rows(21, 3)
+    assert rows.rows.shape == (8, 3)  # not restart + 1 vectors up front
+    for i in range(21):
+        rows.set(i, np.full(3, float(i)))
+    assert rows.rows.shape == (21, 3)
+    np.testing.assert_array_equal(rows.rows[:, 0], np.arange(21.0))
