@@ -65,6 +65,14 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     return out
 
 
+def plot_history(ax: Any, history: Any, ylabel: str) -> None:
+    """The objective per optimiser iteration, on a log scale."""
+    ax.semilogy(np.arange(len(history)), history, "-", lw=1.5)
+    ax.set_xlabel("L-BFGS-B iteration")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 class Stopwatch:
     """Wall-clock seconds since construction, with named laps.
 

@@ -201,10 +201,7 @@ def plot(grid: tuple[int, ...], truth: np.ndarray, recovered: np.ndarray,
         axes[0].plot((sensors[0] + 0.5) / grid[0], (sensors[1] + 0.5) / grid[1], ",",
                      color="k", alpha=0.35)
     fig.colorbar(image, ax=axes[:2], shrink=0.85)
-    axes[2].semilogy(np.arange(len(history)), history, "-", lw=1.5)
-    axes[2].set_xlabel("L-BFGS-B iteration")
-    axes[2].set_ylabel("J = misfit + regulariser")
-    axes[2].grid(True, which="both", alpha=0.3)
+    _common.plot_history(axes[2], history, "J = misfit + regulariser")
     _common.save_figure(fig, out)
 
 

@@ -224,10 +224,7 @@ def plot(grid: tuple[int, int], truth: np.ndarray, recovered: np.ndarray, O: sp.
     X, Y = np.meshgrid(s, s)
     axes[1].quiver(X, Y, -(Y - 0.5), X - 0.5, color="tab:blue", alpha=0.5, width=0.004)
     fig.colorbar(image, ax=axes[:2], shrink=0.85)
-    axes[2].semilogy(np.arange(len(history)), history, "-", lw=1.5)
-    axes[2].set_xlabel("L-BFGS-B iteration")
-    axes[2].set_ylabel("J = misfit + regularisation")
-    axes[2].grid(True, which="both", alpha=0.3)
+    _common.plot_history(axes[2], history, "J = misfit + regularisation")
     _common.save_figure(fig, out)
 
 
