@@ -12,9 +12,8 @@ from .result import ConvergenceReason, SolveResult
 
 Apply = Callable[[np.ndarray], np.ndarray]
 
-# A second Gram-Schmidt pass is made when the first one removed more than this share of
-# ``w``'s norm (Daniel, Gragg, Kaufman and Stewart's criterion with η = 1/√2, as PETSc's
-# "refinement if needed").
+# A second Gram-Schmidt pass is made when the first one left less than this share of
+# ``w``'s norm (the criterion of Daniel, Gragg, Kaufman and Stewart, with η = 1/√2).
 _REORTHOGONALISE = 1.0 / np.sqrt(2.0)
 
 
