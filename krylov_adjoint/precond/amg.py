@@ -448,15 +448,17 @@ class AMGPreconditioner(PreconditionerBase):
         """Whether the cycle is a symmetric map, ``M = Mᵀ``: symmetric A, a V- or W-cycle,
         ``R = Pᵀ``, each post-smoother the transpose of its pre-smoother and a symmetric
         coarse solve. None when it cannot be told from the set-up."""
-        if self._map_symmetry is None:
-            self._map_symmetry = self._symmetry_of_map()
-        return self._map_symmetry[0]
+        return self._map_symmetry_once()[0]
 
     @property
     def asymmetry(self) -> str:
         """Why :attr:`is_symmetric` is False (empty otherwise)."""
-        self.is_symmetric  # noqa: B018 - computes and caches the reason
-        return self._map_symmetry[1] if self._map_symmetry else ""
+        return self._map_symmetry_once()[1]
+
+    def _map_symmetry_once(self) -> tuple[bool | None, str]:
+        if self._map_symmetry is None:
+            self._map_symmetry = self._symmetry_of_map()
+        return self._map_symmetry
 
     # ------------------------------------------------------------------ public interface
     @property
