@@ -95,13 +95,13 @@ def case_wrong_size_theta(model: Any, world: Any) -> tuple[Any, Any]:
     return model.problem, theta
 
 
-def case_zero_pivot(model: Any, world: Any) -> tuple[Any, Any]:
-    """The preconditioning matrix of one rank has a zero pivot (the operator is fine)."""
+def case_missing_diagonal(model: Any, world: Any) -> tuple[Any, Any]:
+    """One rank's rows of the preconditioning matrix lack a diagonal entry (A is fine)."""
     op = model.problem.operator
 
     def singular(theta: np.ndarray) -> Any:
         rows = sp.lil_matrix(op._assemble(theta))
-        rows[0, op.layout.start] = 0.0
+        rows[0, op.layout.start] = 0.0  # removes the stored entry
         return rows.tocsr()
 
     return sabotaged(model, world, assemble=singular), model.theta
@@ -118,14 +118,14 @@ CASES = {
     "wrong_size_output": case_wrong_size_output,
     "wrong_size_theta": case_wrong_size_theta,
     "not_converged": case_not_converged,
-    "zero_pivot": case_zero_pivot,
+    "missing_diagonal": case_missing_diagonal,
 }
 
 # Solver options per case (default: the solver's own).
 OPTIONS: dict[str, dict[str, Any]] = {
     "not_converged": {"maxiter": 2},
-    # block Jacobi with ILU(0) per rank: the zero pivot fails the set-up of one rank only
-    "zero_pivot": {"preconditioner": "bjacobi"},
+    # block Jacobi with an incomplete factorisation per rank: it fails on one rank only
+    "missing_diagonal": {"preconditioner": "bjacobi"},
 }
 
 
@@ -145,7 +145,7 @@ def main(case: str) -> None:
                       bases=[c.__name__ for c in type(exc).__mro__])
     # the solver stays usable after an error agreed on by every rank
     record["recovered"] = None
-    if case == "zero_pivot":  # the same solver, with the rows fixed, sets up again
+    if case == "missing_diagonal":  # the same solver, with the rows fixed, sets up again
         solver.problem.operator._assemble = model.problem.operator._assemble
         record["recovered"] = solver.gradient(theta).primal.converged
     if case in ("not_converged", "wrong_size_theta"):
