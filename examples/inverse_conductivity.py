@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "gradient_evaluations": int(fit.n_solves) + 1,
         "primal_iterations": last.primal.iterations,
         "adjoint_iterations": last.adjoint_solve.iterations,
-        "preconditioner_setups": solver.preconditioner.setups,
+        "preconditioner_setups": solver.setups,
         "message": str(fit.message),
         "seconds": clock.elapsed,
         "seconds_taylor": clock.laps["taylor"],

@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "primal_iterations": final.primal.iterations,
         "adjoint_iterations": final.adjoint_solve.iterations,
         "primal_iterations_range": [min(primal_its), max(primal_its)],
-        "preconditioner_setups": solver.preconditioner.setups,
+        "preconditioner_setups": solver.setups,
         "adjoint_minus_state": adjoint_vs_state,
         "seconds": clock.elapsed,
         "seconds_taylor": clock.laps["taylor"],

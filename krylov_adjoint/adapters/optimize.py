@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import scipy.optimize as sopt
 
-from ..adjoint.engine import AdjointSolver
 from ..adjoint.result import GradientResult
+from ..adjoint.solver import AdjointSolver
 
 __all__ = ["ScipyObjective", "minimize"]
 

@@ -1,125 +1,113 @@
-"""The gradient engine: primal solve, adjoint solve, dJ/dθ assembly, reuse across θ."""
+"""The gradient engine: primal solve, adjoint solve, dJ/dθ assembly, reuse across θ.
+
+Written once for every backend. It reads as the formula of docs/method.md:
+
+1. bind θ (the operator's ``prepare`` runs once per new θ) and check the declared transpose;
+2. set the preconditioner up, or keep it (:class:`~.reuse.PreconditionerReuse`);
+3. solve ``A x = b`` (warm-started from the last *converged* x);
+4. evaluate J and ∂J/∂x;
+5. solve ``Aᵀ λ = ∂J/∂x`` with the same method and the transposed preconditioner;
+6. assemble ``dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ)`` from the VJPs.
+
+The backend (:mod:`.backend`) supplies vectors, products and Krylov solves.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConvergenceError, MissingCallbackError
+from .._transpose import transpose_mismatch
+from ..errors import CallbackError, ConvergenceError, MissingCallbackError, NonFiniteError
 from ..krylov.result import SolveResult
-from ..krylov.solve import METHODS, solve
+from ..krylov.solve import METHODS
 from ..krylov.stopping import Monitor, validate_tolerances
-from ..precond.base import TransposedPreconditioner
-from ..problem.problem import AdjointProblem
+from ..problem.bound import BoundProblem
 from ..problem.structure import Structure
-from .preconditioning import PreconditionerCache
+from .backend import Backend
 from .result import GradientResult, TangentResult
+from .reuse import PreconditionerReuse
 
-__all__ = ["AdjointSolver"]
+__all__ = ["GradientEngine", "Settings", "choose_method", "TRANSPOSE_PROBE_RTOL"]
+
+#: A declared transpose (or symmetry) is refused when the randomised probe
+#: ``|uᵀ(A v) − vᵀ(Aᵀ u)| / (‖u‖‖A v‖ + ‖v‖‖Aᵀ u‖)`` exceeds this (round-off is ~1e-16·√N).
+TRANSPOSE_PROBE_RTOL = 1e-10
 
 
-class AdjointSolver:
-    """Objective, gradient and directional derivatives of an :class:`AdjointProblem`.
+@dataclass(frozen=True)
+class Settings:
+    """The Krylov settings of one phase (see :class:`~.backend.SolveSettings`)."""
 
-    One call of :meth:`gradient` solves ``A(θ) x = b(θ)``, then ``A(θ)ᵀ λ = ∂J/∂x`` with the
-    same Krylov method and the *transpose* of the same preconditioner (no second set-up), and
-    returns ``dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ)`` through the user's VJPs.
+    method: str
+    rtol: float
+    atol: float
+    maxiter: int
+    restart: int
+    monitor: Monitor | None
 
-    Parameters
-    ----------
-    problem : AdjointProblem
-    method : {"auto", "gmres", "cg", "bicgstab"}
-        ``"auto"`` is CG for a problem declared SPD, GMRES otherwise (and GMRES also when
-        the preconditioner is known not to be symmetric, e.g. an AMG F-cycle). CG is refused
-        unless the problem is declared ``"spd"``, or with a non-symmetric preconditioner.
-    preconditioner : str, Preconditioner, callable or None
-        ``"auto"`` (AMG when the operator has an ``assemble`` callback, else none), ``"amg"``,
-        ``"ilu"``, ``"jacobi"``, ``"none"``/None, a ready preconditioner object with
-        ``apply``/``apply_transpose``, or a callable ``A -> Preconditioner``.
-    preconditioner_options : dict, optional
-        Keyword arguments of the preconditioner (e.g. ``{"method": "air"}`` for AMG).
-    rtol, atol : float
-        Primal stopping rule ``‖b − A x‖ ≤ max(rtol‖b‖, atol)`` on the true residual, as in
-        scipy.
-    adjoint_rtol, adjoint_atol : float, optional
-        The same for ``‖∂J/∂x − Aᵀλ‖``; default to ``rtol`` and ``atol``.
-    maxiter : int, optional
-        Per solve; default ``min(10 N, 10000)``, at least 100.
-    restart : int
-        GMRES restart length.
-    warm_start : bool
-        Start each solve from the previous call's x and λ (useful in optimisation loops).
-    raise_on_failure : bool
-        Raise :class:`~krylov_adjoint.ConvergenceError` (carrying the :class:`SolveResult`)
-        when a solve does not converge. With False the result is returned and its solves'
-        ``reason`` tells; its gradient must then not be trusted.
-    rebuild_factor : float or None
-        Rebuild the preconditioner at the next call when the primal iterations exceed this
-        factor times those right after set-up (plus one); None never rebuilds automatically.
-    reuse_preconditioner : bool
-        Keep the preconditioner across θ (rebuilt per ``rebuild_factor``). False sets it up
-        again for every new θ, e.g. in topology optimisation where A changes a lot per step:
-        once per θ, shared by the primal and adjoint solves either way.
-    monitor : callable ``(phase, iteration, residual_norm)``, optional
-        Called at every Krylov iteration of every solve; ``phase`` is ``"primal"``,
-        ``"adjoint"`` or ``"tangent"``.
+
+def choose_method(method: str, structure: Structure, known_methods: Any = METHODS) -> str:
+    """The Krylov method for ``method`` on an operator of this structure.
+
+    ``"auto"`` is CG for a problem declared SPD, GMRES otherwise. CG is refused unless the
+    problem is declared SPD.
 
     Examples
     --------
-    ``A(θ) = diag(θ)``, ``b = 1``, ``J = sum(x)``, so ``dJ/dθ = −1/θ²``:
+    >>> choose_method("auto", Structure.SPD), choose_method("auto", Structure.SYMMETRIC)
+    ('cg', 'gmres')
+    """
+    if method == "auto":
+        return "cg" if structure is Structure.SPD else "gmres"
+    if known_methods is not None and method not in known_methods:
+        raise ValueError(f"method must be 'auto' or one of {sorted(known_methods)}, "
+                         f"got {method!r}")
+    if method == "cg" and structure is not Structure.SPD:
+        raise ValueError(
+            f"method='cg' needs a symmetric positive definite operator, but the problem is "
+            f"declared {structure.value!r}: declare structure='spd' on the operator if it "
+            "is, or use 'gmres' or 'bicgstab'")
+    return method
 
-    >>> import numpy as np
-    >>> import krylov_adjoint as ka
-    >>> op = ka.ParametricOperator(lambda th, x: th * x, n=3, structure="spd",
-    ...                            vjp=lambda th, x, lam: lam * x)
-    >>> problem = ka.AdjointProblem(op, np.ones(3), ka.LinearFunctional(np.ones(3)),
-    ...                             n_params=3)
-    >>> result = ka.AdjointSolver(problem, rtol=1e-12).gradient(np.array([1.0, 2.0, 4.0]))
-    >>> np.round(result.gradient, 6)
-    array([-1.    , -0.25  , -0.0625])
-    >>> result.primal.reason.name, result.adjoint_solve.reason.name
-    ('CONVERGED_RTOL', 'CONVERGED_RTOL')
+
+class GradientEngine:
+    """Objective, gradient and directional derivatives, on any backend.
+
+    The public classes :class:`~krylov_adjoint.AdjointSolver` (serial) and
+    :class:`~krylov_adjoint.backends.petsc.PetscAdjointSolver` are this engine on their
+    backend; their docstrings list the parameters.
     """
 
-    def __init__(self, problem: AdjointProblem, *, method: str = "auto",
-                 preconditioner: Any = "auto", preconditioner_options: dict | None = None,
-                 rtol: float = 1e-8, atol: float = 0.0, adjoint_rtol: float | None = None,
+    def __init__(self, backend: Backend, *, method: str = "auto", rtol: float = 1e-8,
+                 atol: float = 0.0, adjoint_rtol: float | None = None,
                  adjoint_atol: float | None = None, maxiter: int | None = None,
                  restart: int = 30, warm_start: bool = True, raise_on_failure: bool = True,
                  rebuild_factor: float | None = 1.5, reuse_preconditioner: bool = True,
-                 monitor: Monitor | None = None) -> None:
-        if not isinstance(problem, AdjointProblem):
-            raise TypeError(f"problem must be an AdjointProblem, got {type(problem).__name__}")
+                 monitor: Monitor | None = None, check_transpose: bool = True,
+                 known_methods: Any = METHODS) -> None:
+        self.backend = backend
         self._auto_method = method == "auto"
-        if method == "auto":
-            method = "cg" if problem.structure is Structure.SPD else "gmres"
-        if method not in METHODS:
-            raise ValueError(f"method must be 'auto' or one of {sorted(METHODS)}, got {method!r}")
-        if method == "cg" and problem.structure is not Structure.SPD:
-            raise ValueError(
-                f"method='cg' needs a symmetric positive definite operator, but the problem is "
-                f"declared {problem.structure.value!r}: declare structure='spd' on the "
-                "operator if it is, or use 'gmres' or 'bicgstab'"
-            )
+        self.method = choose_method(method, backend.structure, known_methods)
         self.adjoint_rtol = rtol if adjoint_rtol is None else adjoint_rtol
         self.adjoint_atol = atol if adjoint_atol is None else adjoint_atol
-        validate_tolerances(rtol, atol, maxiter, problem.n)
-        validate_tolerances(self.adjoint_rtol, self.adjoint_atol, maxiter, problem.n)
-        self.problem = problem
-        self.method = method
-        self.rtol, self.atol, self.maxiter, self.restart = rtol, atol, maxiter, restart
-        self.warm_start = warm_start
-        self.raise_on_failure = raise_on_failure
+        self.maxiter = validate_tolerances(rtol, atol, maxiter, backend.n)
+        validate_tolerances(self.adjoint_rtol, self.adjoint_atol, maxiter, backend.n)
+        if isinstance(restart, bool) or int(restart) != restart or restart < 1:
+            raise ValueError(f"restart must be a positive integer, got {restart!r}")
+        self.rtol, self.atol, self.restart = rtol, atol, int(restart)
+        self.warm_start, self.raise_on_failure = bool(warm_start), bool(raise_on_failure)
         self.monitor = monitor
-        self.preconditioner = PreconditionerCache(problem, preconditioner,
-                                                  preconditioner_options, rebuild_factor,
-                                                  reuse=reuse_preconditioner)
-        self._last_x: np.ndarray | None = None
-        self._last_adjoint: np.ndarray | None = None
+        self.check_transpose = bool(check_transpose)
+        self.reuse = PreconditionerReuse(rebuild_factor, reuse=reuse_preconditioner,
+                                         fixed=backend.preconditioner_fixed)
+        self._warm: dict[str, Any] = {}
+        self._probe_rng = np.random.default_rng(0)
 
-    # -- public API ---------------------------------------------------------------
+    # -- public API ---------------------------------------------------------------------
     def gradient(self, theta: Any) -> GradientResult:
         """J(θ) and dJ/dθ by one primal and one adjoint solve.
 
@@ -131,118 +119,207 @@ class AdjointSolver:
             On a bad θ or a bad callback output (the message names the culprit).
         """
         start = time.perf_counter()
-        theta = self.problem.check_theta(theta)
         times: dict[str, float] = {}
-        M, rebuilt, times["setup"], note = self.preconditioner.get(theta)
-        x, primal = self._primal(theta, M, times)
+        bound = self._bind(theta, times)
+        x, primal, rebuilt, note, abandoned = self._primal(bound, times)
 
         tick = time.perf_counter()
-        objective = self.problem.objective_value(x, theta)
-        dj_dx = self.problem.objective_grad_x(x, theta)
+        objective = self.backend.objective_value(bound, x)
+        dj_dx = self.backend.objective_grad_x(bound, x)
         times["objective"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        adjoint_solve = solve(
-            self.problem.linear_operator(theta).T, dj_dx, method=self._method_for(M),
-            M=TransposedPreconditioner(M),
-            x0=self._last_adjoint if self.warm_start else None, rtol=self.adjoint_rtol,
-            atol=self.adjoint_atol, maxiter=self.maxiter, restart=self.restart,
-            monitor=self.monitor,
-            labels=(self.problem.operator.rmatvec_name, "preconditioner.apply_transpose"),
-            phase="adjoint")
+        lam, adjoint_solve = self._solve("adjoint", bound, dj_dx, self._adjoint_settings())
         times["adjoint"] = time.perf_counter() - tick
-        self._check(adjoint_solve, "adjoint")
-        lam = adjoint_solve.x
-        self._last_adjoint = lam
 
         tick = time.perf_counter()
-        grad = self.problem.parameter_gradient(theta, x, lam)
+        gradient = self.backend.parameter_gradient(bound, x, lam)
         times["gradient"] = time.perf_counter() - tick
         times["total"] = time.perf_counter() - start
-        return GradientResult(objective=objective, gradient=grad, x=x, adjoint=lam,
-                              primal=primal, adjoint_solve=adjoint_solve, times=times,
-                              preconditioner_rebuilt=rebuilt, preconditioner_note=note)
+        return self.backend.gradient_result(
+            objective=objective, gradient=gradient, x=x, adjoint=lam, primal=primal,
+            adjoint_solve=adjoint_solve, times=times, preconditioner_rebuilt=rebuilt,
+            preconditioner_note=note, extra=self._extra(abandoned))
 
     def objective(self, theta: Any) -> float:
         """J(θ) by one primal solve (no adjoint)."""
-        theta = self.problem.check_theta(theta)
-        M, _, _, _ = self.preconditioner.get(theta)
-        x, _ = self._primal(theta, M, {})
-        return self.problem.objective_value(x, theta)
+        bound = self._bind(theta, {})
+        x = self._primal(bound, {})[0]
+        return self.backend.objective_value(bound, x)
 
     def solve(self, theta: Any) -> SolveResult:
         """The primal solve ``A(θ) x = b(θ)`` alone."""
-        theta = self.problem.check_theta(theta)
-        M, _, _, _ = self.preconditioner.get(theta)
-        return self._primal(theta, M, {})[1]
+        bound = self._bind(theta, {})
+        return self._primal(bound, {})[1]
 
     def directional_derivative(self, theta: Any, dtheta: Any) -> TangentResult:
         """dJ/dθ·dθ by one tangent (forward-mode) solve; needs the JVP callbacks.
 
-        Solves ``A ẋ = (∂b/∂θ)dθ − (∂A/∂θ·dθ)x`` and returns
-        ``∂J/∂x·ẋ + ∂J/∂θ·dθ``. Cheaper than the adjoint for a handful of directions, and an
-        independent cross-check of the gradient.
+        Solves ``A ẋ = (∂b/∂θ)dθ − (∂A/∂θ·dθ)x`` and returns ``∂J/∂x·ẋ + ∂J/∂θ·dθ``.
+        Cheaper than the adjoint for a handful of directions, and an independent
+        cross-check of the gradient.
         """
-        problem = self.problem
+        problem = self.backend.problem  # type: ignore[attr-defined]
         if not (problem.operator.has_jvp and problem.rhs.has_jvp):
             missing = "operator jvp" if not problem.operator.has_jvp else "rhs jvp"
             raise MissingCallbackError(f"directional_derivative needs the {missing} callback")
-        theta = problem.check_theta(theta)
-        dtheta = problem.check_theta(dtheta, "dtheta")
-        M, _, _, _ = self.preconditioner.get(theta)
-        x, primal = self._primal(theta, M, {})
-        rhs = np.zeros(problem.n)
-        for term, sign in ((problem.rhs_jvp(theta, dtheta), 1.0),
-                           (problem.operator_jvp(theta, x, dtheta), -1.0)):
-            if term is not None:
-                rhs += sign * term
-        tangent_solve = solve(problem.linear_operator(theta), rhs, method=self._method_for(M),
-                              M=M, rtol=self.rtol, atol=self.atol, maxiter=self.maxiter,
-                              restart=self.restart, monitor=self.monitor,
-                              labels=("operator.matvec", "preconditioner.apply"),
-                              phase="tangent")
-        self._check(tangent_solve, "tangent")
-        derivative = float(problem.objective_grad_x(x, theta) @ tangent_solve.x)
-        direct = problem.objective_grad_theta(x, theta)
-        if direct is not None:
-            derivative += float(direct @ dtheta)
-        return TangentResult(objective=problem.objective_value(x, theta), derivative=derivative,
-                             x=x, tangent=tangent_solve.x, primal=primal,
-                             tangent_solve=tangent_solve)
+        bound = self._bind(theta, {})
+        direction = self.backend.check_direction(dtheta)
+        x, primal, _, _, _ = self._primal(bound, {})
+        rhs = self.backend.tangent_rhs(bound, x, direction)
+        tangent, tangent_solve = self._solve("tangent", bound, rhs, self._primal_settings(),
+                                             x0=None)
+        derivative = (self.backend.dot(self.backend.objective_grad_x(bound, x), tangent)
+                      + self.backend.direct_derivative(bound, x, direction))
+        return self.backend.tangent_result(
+            objective=self.backend.objective_value(bound, x), derivative=derivative, x=x,
+            tangent=tangent, primal=primal, tangent_solve=tangent_solve)
+
+    @property
+    def setups(self) -> int:
+        """How many times the preconditioner was set up."""
+        return self.reuse.setups
 
     def rebuild_preconditioner(self) -> None:
         """Set up the preconditioner again at the next call."""
-        self.preconditioner.request_rebuild()
+        self.reuse.request()
 
     def reset_warm_start(self) -> None:
         """Forget the previous x and λ: the next solves start from zero."""
-        self._last_x = self._last_adjoint = None
+        self._warm.clear()
 
-    # -- internals ----------------------------------------------------------------
-    def _primal(self, theta: np.ndarray, M: Any, times: dict[str, float]
-                ) -> tuple[np.ndarray, SolveResult]:
+    # -- the steps --------------------------------------------------------------------------
+    def _bind(self, theta: Any, times: dict[str, float]) -> BoundProblem:
         tick = time.perf_counter()
-        b = self.problem.b(theta)
-        result = solve(self.problem.linear_operator(theta), b, method=self._method_for(M), M=M,
-                       x0=self._last_x if self.warm_start else None, rtol=self.rtol,
-                       atol=self.atol, maxiter=self.maxiter, restart=self.restart,
-                       monitor=self.monitor, labels=("operator.matvec", "preconditioner.apply"),
-                       phase="primal")
-        times["primal"] = time.perf_counter() - tick
-        self._check(result, "primal")
-        if result.converged:
-            self.preconditioner.record_primal_iterations(result.iterations)
-        self._last_x = result.x
-        return result.x, result
+        bound, new = self.backend.bind(theta)
+        if new:
+            self.reuse.new_theta()
+            if self.check_transpose:
+                self._probe_transpose(bound)
+        times["bind"] = time.perf_counter() - tick
+        return bound
 
-    def _method_for(self, M: Any) -> str:
-        """The Krylov method for a solve preconditioned by ``M``: with ``method="auto"``,
-        GMRES instead of CG when M is known not to be symmetric (e.g. an AMG F-cycle)."""
+    def _probe_transpose(self, bound: BoundProblem) -> None:
+        """Refuse a declared transpose that is not one: ``uᵀ(A v)`` against ``vᵀ(Aᵀ u)``.
+
+        Two operator products and two inner products per new θ. A symmetric declaration
+        (``matvec`` standing in for ``rmatvec``) is checked the same way.
+        """
+        backend = self.backend
+        u, v = backend.random_vector(self._probe_rng), backend.random_vector(self._probe_rng)
+        Av, ATu = backend.apply(bound, v, transpose=False), backend.apply(bound, u, transpose=True)
+        for name, product in (("operator.matvec", Av), (bound.operator.rmatvec_name, ATu)):
+            if not backend.is_finite(product):
+                raise NonFiniteError(name, "returned NaN or Inf from a finite random vector")
+        error = transpose_mismatch(backend.dot(Av, u), backend.dot(v, ATu),
+                                   *(backend.dot(w, w) ** 0.5 for w in (Av, u, v, ATu)))
+        if error > TRANSPOSE_PROBE_RTOL:
+            op = bound.operator
+            if op.symmetric_rmatvec:
+                why = (f"A(θ) is not symmetric at this θ although structure="
+                       f"{op.structure.value!r} was declared (randomised test uᵀAv against "
+                       f"vᵀAu: relative mismatch {error:.2e}): declare structure='general' "
+                       "and pass rmatvec=...")
+            else:
+                why = (f"is not the transpose of operator.matvec at this θ (randomised test "
+                       f"uᵀAv against vᵀAᵀu: relative mismatch {error:.2e})")
+            raise CallbackError(op.rmatvec_name, why)
+
+    def _primal(self, bound: BoundProblem, times: dict[str, float]
+                ) -> tuple[Any, SolveResult, bool, str, list[SolveResult]]:
+        """Set-up (when due) and primal solve, with the reuse rule's second chance.
+
+        Returns x, the solve's record, whether the preconditioner was set up in this call,
+        why (or why not), and the records of solves abandoned for a new set-up.
+        """
+        rebuilt, note = self._ensure_preconditioner(bound, times)
+        settings = self._primal_settings()
+        tick = time.perf_counter()
+        b = self.backend.rhs(bound)
+        abandoned: list[SolveResult] = []
+        kept = not rebuilt and self.reuse.automatic
+        first = replace(settings, maxiter=self.reuse.iteration_cap(settings.maxiter)) \
+            if kept else settings
+        x, result = self._solve("primal", bound, b, first, check=not kept)
+        if kept and not result.converged:
+            abandoned.append(result)
+            why = (f"the primal solve with the kept preconditioner stopped: {result.reason.name}"
+                   f" after {result.iterations} iterations")
+            seconds = self._set_up(bound, why)
+            times["setup"] = times.get("setup", 0.0) + seconds
+            tick += seconds  # the primal time excludes the set-up
+            rebuilt, note = True, f"{self.backend.preconditioner_name} set up again ({why})"
+            x0 = x if self.backend.is_finite(x) else None
+            x, result = self._solve("primal", bound, b, settings, x0=x0)
+        times["primal"] = time.perf_counter() - tick
+        if result.converged:
+            self.reuse.record_primal(result.iterations)
+        return x, result, rebuilt, note, abandoned
+
+    def _ensure_preconditioner(self, bound: BoundProblem, times: dict[str, float]
+                               ) -> tuple[bool, str]:
+        if not self.reuse.stale_reason:
+            times["setup"] = 0.0
+            return False, f"{self.backend.preconditioner_name} reused"
+        reason = self.reuse.stale_reason
+        times["setup"] = self._set_up(bound, reason)
+        return True, f"{self.backend.preconditioner_name} set up ({reason})"
+
+    def _set_up(self, bound: BoundProblem, reason: str) -> float:
+        tick = time.perf_counter()
+        self.reuse.request(reason)
+        self.backend.set_up_preconditioner(bound)
+        self.reuse.set_up()
+        if self.check_transpose and self.backend.structure.is_symmetric:
+            gap = self.backend.assembled_symmetry_gap()
+            if gap > TRANSPOSE_PROBE_RTOL:
+                raise CallbackError(
+                    "operator.assemble",
+                    f"the assembled matrix is not symmetric (randomised test: relative "
+                    f"mismatch {gap:.2e}) although structure="
+                    f"{self.backend.structure.value!r} was declared")
+        return time.perf_counter() - tick
+
+    def _solve(self, phase: str, bound: BoundProblem, rhs: Any, settings: Settings, *,
+               x0: Any = "warm", check: bool = True) -> tuple[Any, SolveResult]:
+        """One solve; warm-started from the last converged solution of this phase."""
+        if isinstance(x0, str):
+            x0 = self._warm.get(phase) if self.warm_start else None
+        result, x = self.backend.solve(phase, bound, rhs, x0, settings)
+        if result.converged and phase != "tangent":
+            self._warm[phase] = self.backend.copy(x)
+        if check and self.raise_on_failure and not result.converged:
+            raise ConvergenceError(result, phase)
+        return x, result
+
+    # -- settings -----------------------------------------------------------------------------
+    def _primal_settings(self) -> Settings:
+        return Settings(self._method_now(), self.rtol, self.atol, self.maxiter, self.restart,
+                        self.monitor)
+
+    def _adjoint_settings(self) -> Settings:
+        return Settings(self._method_now(), self.adjoint_rtol, self.adjoint_atol, self.maxiter,
+                        self.restart, self.monitor)
+
+    def _method_now(self) -> str:
+        """With ``method="auto"``, GMRES instead of CG when the preconditioner is known not
+        to be symmetric (e.g. an AMG F-cycle, ILU)."""
         if (self._auto_method and self.method == "cg"
-                and getattr(M, "is_symmetric", None) is False):
+                and self.backend.preconditioner_is_symmetric() is False):
             return "gmres"
         return self.method
 
-    def _check(self, result: SolveResult, phase: str) -> None:
-        if self.raise_on_failure and not result.converged:
-            raise ConvergenceError(result, phase)
+    def _extra(self, abandoned: list[SolveResult]) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if abandoned:
+            extra["abandoned_primal"] = tuple(abandoned)
+        return extra
+
+
+def __getattr__(name: str) -> Any:
+    """``AdjointSolver`` stays importable from here, where it used to live."""
+    if name == "AdjointSolver":
+        from .solver import AdjointSolver
+
+        return AdjointSolver
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,7 +47,81 @@ def check_operator_callbacks(structure: Structure, matvec: Any, rmatvec: Any, vj
     return rmatvec
 
 
-class ParametricOperator:
+class OperatorCallbacks:
+    """The raw callbacks of an operator A(θ), as the bound problem calls them.
+
+    Shared by :class:`ParametricOperator` and the distributed operator; validation of the
+    outputs happens in :class:`~krylov_adjoint.problem.bound.BoundProblem`.
+    """
+
+    structure: Structure
+    depends_on_theta: bool
+    _matvec: Matvec
+    _rmatvec: Matvec
+    _vjp: OperatorVJP | None
+    _jvp: OperatorJVP | None
+    _assemble: Assemble | None
+    _prepare: Callable[[np.ndarray], Any] | None
+    #: The bound problem whose θ was prepared last (``prepare`` runs again on a change).
+    bound_to: Any = None
+
+    def matvec(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``A(theta) @ x`` from the user's callback."""
+        return self._matvec(theta, x)
+
+    def rmatvec(self, theta: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``A(theta).T @ y`` from the user's callback (``matvec`` when symmetric)."""
+        return self._rmatvec(theta, y)
+
+    def vjp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
+        """``lamᵀ (∂A/∂θ) x``; None for an operator that does not depend on θ."""
+        return None if self._vjp is None else self._vjp(theta, x, lam)
+
+    def jvp(self, theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
+        """``(∂A/∂θ · dtheta) x``; None for a constant operator."""
+        if not self.depends_on_theta:
+            return None
+        if self._jvp is None:
+            raise MissingCallbackError(
+                "operator.jvp was not supplied: forward mode needs (∂A/∂θ·dθ)x")
+        return self._jvp(theta, x, dtheta)
+
+    def prepare(self, theta: np.ndarray) -> None:
+        """The user's ``prepare(theta)`` hook (nothing without one)."""
+        if self._prepare is not None:
+            self._prepare(theta)
+
+    def assemble(self, theta: np.ndarray) -> Any:
+        """The user's assembled A(θ) (or its approximation), unchecked."""
+        if self._assemble is None:
+            raise ValueError("this operator has no assemble callback: pass assemble=... to build "
+                             "a matrix-based preconditioner")
+        return self._assemble(theta)
+
+    @property
+    def symmetric_rmatvec(self) -> bool:
+        """True when ``matvec`` stands in for ``rmatvec`` (declared symmetric)."""
+        return self._rmatvec is self._matvec
+
+    @property
+    def rmatvec_name(self) -> str:
+        """How errors name the transposed product: ``matvec`` stands in when declared symmetric."""
+        if self.symmetric_rmatvec:
+            return "operator.matvec (as rmatvec: declared symmetric)"
+        return "operator.rmatvec"
+
+    @property
+    def has_jvp(self) -> bool:
+        """True when forward mode is available for this operator."""
+        return self._jvp is not None or not self.depends_on_theta
+
+    @property
+    def has_assembled(self) -> bool:
+        """True when an assembled matrix is available to build preconditioners from."""
+        return self._assemble is not None
+
+
+class ParametricOperator(OperatorCallbacks):
     """A square operator A(θ) known through callbacks.
 
     Parameters
@@ -65,6 +139,9 @@ class ParametricOperator:
         Declared for every θ. ``"spd"`` allows CG.
     assemble : callable ``theta -> scipy.sparse matrix``, optional
         An assembled A(θ), or an approximation of it, to build preconditioners from.
+    prepare : callable ``theta -> None``, optional
+        Called once per new θ, before the other callbacks at that θ: compute θ-dependent
+        coefficients there once instead of in every ``matvec``.
 
     Examples
     --------
@@ -81,11 +158,12 @@ class ParametricOperator:
     def __init__(self, matvec: Matvec, *, n: int, rmatvec: Matvec | None = None,
                  vjp: OperatorVJP | None = None, jvp: OperatorJVP | None = None,
                  structure: str | Structure = "general", assemble: Assemble | None = None,
+                 prepare: Callable[[np.ndarray], Any] | None = None,
                  depends_on_theta: bool = True) -> None:
         self.structure = Structure.coerce(structure)
         rmatvec = check_operator_callbacks(
             self.structure, matvec, rmatvec, vjp, depends_on_theta,
-            {"jvp": jvp, "assemble": assemble},
+            {"jvp": jvp, "assemble": assemble, "prepare": prepare},
             constant_hint="use ParametricOperator.constant(A)")
         self.n = int(n)
         if self.n <= 0:
@@ -95,6 +173,7 @@ class ParametricOperator:
         self._vjp = vjp
         self._jvp = jvp
         self._assemble = assemble
+        self._prepare = prepare
         self.depends_on_theta = depends_on_theta
 
     @classmethod
@@ -132,49 +211,3 @@ class ParametricOperator:
             raise ValueError(f"the operator must be square, got shape {A.shape}")
         return cls(mv, n=A.shape[0], rmatvec=rmv, structure=structure, assemble=assemble,
                    vjp=None, jvp=None, depends_on_theta=False)
-
-    # -- raw callbacks (validation happens in AdjointProblem, which knows P) --
-    def matvec(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """``A(theta) @ x`` from the user's callback."""
-        return self._matvec(theta, x)
-
-    def rmatvec(self, theta: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """``A(theta).T @ y`` from the user's callback (``matvec`` when symmetric)."""
-        return self._rmatvec(theta, y)
-
-    def vjp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
-        """``lamᵀ (∂A/∂θ) x``; None for an operator that does not depend on θ."""
-        return None if self._vjp is None else self._vjp(theta, x, lam)
-
-    def jvp(self, theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
-        """``(∂A/∂θ · dtheta) x``; None for a constant operator."""
-        if not self.depends_on_theta:
-            return None
-        if self._jvp is None:
-            raise MissingCallbackError(
-                "operator.jvp was not supplied: forward mode needs (∂A/∂θ·dθ)x")
-        return self._jvp(theta, x, dtheta)
-
-    @property
-    def rmatvec_name(self) -> str:
-        """How errors name the transposed product: ``matvec`` stands in when declared symmetric."""
-        if self._rmatvec is self._matvec:
-            return "operator.matvec (as rmatvec: declared symmetric)"
-        return "operator.rmatvec"
-
-    @property
-    def has_jvp(self) -> bool:
-        """True when forward mode is available for this operator."""
-        return self._jvp is not None or not self.depends_on_theta
-
-    @property
-    def has_assembled(self) -> bool:
-        """True when an assembled matrix is available to build preconditioners from."""
-        return self._assemble is not None
-
-    def assemble(self, theta: np.ndarray) -> sp.csr_matrix:
-        """The assembled A(θ) (or its approximation) as CSR float64."""
-        if self._assemble is None:
-            raise ValueError("this operator has no assemble callback: pass assemble=... to build "
-                             "a matrix-based preconditioner")
-        return self._assemble(theta)

@@ -8,8 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._checks import as_real_scalar, as_real_vector, checked_call, readonly
-from ..errors import CallbackError, KrylovAdjointError
+from .._checks import as_real_vector
+from ..errors import CallbackError
+from .bound import BoundProblem, RaiseNow
 from .objective import Objective
 from .operator import ParametricOperator
 from .rhs import RightHandSide
@@ -21,8 +22,9 @@ __all__ = ["AdjointProblem"]
 class AdjointProblem:
     """``A(θ) x = b(θ)`` and an objective ``J(x, θ)``, θ ∈ Rᴾ.
 
-    Every callback output passes through this class, which checks its shape, dtype and
-    finiteness and names the callback in any error. Callbacks receive read-only arrays.
+    Every callback output passes through the problem bound at θ (:meth:`bind`), which checks
+    its shape, dtype and finiteness and names the callback in any error. Callbacks receive
+    read-only arrays.
 
     Parameters
     ----------
@@ -70,6 +72,7 @@ class AdjointProblem:
         self.n_params = int(n_params)
         if not rhs.depends_on_theta:
             as_real_vector(rhs.value(None), "rhs", self.n, callback=False)
+        self._bound: BoundProblem | None = None
 
     @property
     def structure(self) -> Structure:
@@ -88,130 +91,110 @@ class AdjointProblem:
         """A vector of length N (x, λ, an initial guess), or a clear error."""
         return as_real_vector(x, name, self.n, callback=False)
 
-    # -- validated callbacks ----------------------------------------------------
+    @property
+    def n_local(self) -> int:
+        """N: the serial problem holds all of x."""
+        return self.n
+
+    @property
+    def params_local(self) -> int:
+        """P: the serial problem holds all of θ."""
+        return self.n_params
+
+    def bind(self, theta: Any) -> BoundProblem:
+        """The problem at θ: checked callbacks (see :class:`~.bound.BoundProblem`).
+
+        The operator's ``prepare(θ)`` runs when θ differs from the last bound one; binding
+        the same values again returns the same object.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from krylov_adjoint import ParametricOperator, LinearFunctional
+        >>> op = ParametricOperator(lambda th, x: th * x, n=2, structure="spd",
+        ...                         vjp=lambda th, x, lam: lam * x)
+        >>> problem = AdjointProblem(op, np.ones(2), LinearFunctional(np.ones(2)), n_params=2)
+        >>> problem.bind(np.array([2.0, 4.0])).matvec(np.ones(2))
+        array([2., 4.])
+        """
+        theta = self.check_theta(theta)
+        last = self._bound
+        if last is not None and np.array_equal(last.theta, theta):
+            return last
+        self._bound = BoundProblem(self, theta, RaiseNow())
+        return self._bound
+
+    # -- validated callbacks at one θ (shortcuts for the bound problem) ----------------
     def matvec(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """A(θ) x, checked (shape, dtype, finiteness)."""
-        return checked_call(self.operator.matvec, "operator.matvec", self.n, theta, readonly(x))
+        """A(θ) x, checked."""
+        return self.bind(theta).matvec(x, check_finite=True)
 
     def rmatvec(self, theta: np.ndarray, y: np.ndarray) -> np.ndarray:
         """A(θ)ᵀ y, checked."""
-        return checked_call(self.operator.rmatvec, self.operator.rmatvec_name, self.n, theta,
-                            readonly(y))
+        return self.bind(theta).rmatvec(y, check_finite=True)
 
     def linear_operator(self, theta: np.ndarray) -> spla.LinearOperator:
-        """A(θ) as a scipy ``LinearOperator`` whose ``.T`` applies A(θ)ᵀ.
-
-        Shapes and dtypes are checked on every call; finiteness is checked by the Krylov
-        methods on each new residual, at no extra cost.
-        """
-        n = self.n
-        op = self.operator
-
-        def mv(x: np.ndarray) -> np.ndarray:
-            return _fast_check(_guarded(op.matvec, "operator.matvec", theta, readonly(x)),
-                               "operator.matvec", n)
-
-        rmatvec_name = op.rmatvec_name
-
-        def rmv(y: np.ndarray) -> np.ndarray:
-            return _fast_check(_guarded(op.rmatvec, rmatvec_name, theta, readonly(y)),
-                               rmatvec_name, n)
-
-        return spla.LinearOperator((n, n), matvec=mv, rmatvec=rmv, dtype=np.float64)
+        """A(θ) as a scipy ``LinearOperator`` whose ``.T`` applies A(θ)ᵀ (checked products)."""
+        bound = self.bind(theta)
+        return spla.LinearOperator((self.n, self.n), matvec=bound.matvec,
+                                   rmatvec=bound.rmatvec, dtype=np.float64)
 
     def b(self, theta: np.ndarray) -> np.ndarray:
         """b(θ), checked."""
-        if not self.rhs.depends_on_theta:
-            return self.rhs.value(theta)
-        return checked_call(self.rhs.value, "rhs", self.n, theta)
+        return self.bind(theta).b()
 
     def assemble(self, theta: np.ndarray) -> sp.csr_matrix:
         """The assembled A(θ) (or its approximation) as CSR float64, checked."""
-        A = _guarded(self.operator.assemble, "operator.assemble", theta)
-        if isinstance(A, np.ndarray):
-            A = sp.csr_matrix(A)
-        if not sp.issparse(A):
-            raise CallbackError("operator.assemble",
-                                f"expected a scipy.sparse matrix, got {type(A).__name__}")
-        if A.shape != (self.n, self.n):
-            raise CallbackError("operator.assemble",
-                                f"expected shape ({self.n}, {self.n}), got {A.shape}")
-        A = sp.csr_matrix(A, dtype=np.float64)
-        if not np.isfinite(A.data).all():
-            raise CallbackError("operator.assemble", "the matrix has non-finite entries")
-        return A
+        return as_assembled_matrix(self.bind(theta).assemble(), self.n)
 
     def objective_value(self, x: np.ndarray, theta: np.ndarray) -> float:
         """J(x, θ), checked."""
-        value = _guarded(self.objective.value, "objective.value", readonly(x), theta)
-        return as_real_scalar(value, "objective.value")
+        return self.bind(theta).objective_value(x)
 
     def objective_grad_x(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """∂J/∂x, checked."""
-        return checked_call(self.objective.grad_x, "objective.grad_x", self.n, readonly(x), theta)
+        return self.bind(theta).objective_grad_x(x)
 
     def objective_grad_theta(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray | None:
         """∂J/∂θ, checked; None when J does not depend on θ."""
-        out = _guarded(self.objective.grad_theta, "objective.grad_theta", readonly(x), theta)
-        return None if out is None else as_real_vector(out, "objective.grad_theta",
-                                                       self.n_params)
+        return self.bind(theta).objective_grad_theta(x)
 
     def operator_vjp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
         """λᵀ(∂A/∂θ)x, checked; None for an operator independent of θ."""
-        if not self.operator.depends_on_theta:
-            return None
-        out = _guarded(self.operator.vjp, "operator.vjp", theta, readonly(x), readonly(lam))
-        return as_real_vector(out, "operator.vjp", self.n_params)
+        return self.bind(theta).operator_vjp(x, lam)
 
     def rhs_vjp(self, theta: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
         """λᵀ∂b/∂θ, checked; None for a fixed b."""
-        if not self.rhs.depends_on_theta:
-            return None
-        out = _guarded(self.rhs.vjp, "rhs.vjp", theta, readonly(lam))
-        return as_real_vector(out, "rhs.vjp", self.n_params)
+        return self.bind(theta).rhs_vjp(lam)
 
     def operator_jvp(self, theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray
                      ) -> np.ndarray | None:
         """(∂A/∂θ·dθ)x, checked; None for a constant operator."""
-        if not self.operator.depends_on_theta:
-            return None
-        out = _guarded(self.operator.jvp, "operator.jvp", theta, readonly(x), readonly(dtheta))
-        return as_real_vector(out, "operator.jvp", self.n)
+        return self.bind(theta).operator_jvp(x, self.check_theta(dtheta, "dtheta"))
 
     def rhs_jvp(self, theta: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
         """(∂b/∂θ)dθ, checked; None for a fixed b."""
-        if not self.rhs.depends_on_theta:
-            return None
-        out = _guarded(self.rhs.jvp, "rhs.jvp", theta, readonly(dtheta))
-        return as_real_vector(out, "rhs.jvp", self.n)
+        return self.bind(theta).rhs_jvp(self.check_theta(dtheta, "dtheta"))
 
     def parameter_gradient(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray
                            ) -> np.ndarray:
         """dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ), given the primal x and the adjoint λ."""
-        grad = np.zeros(self.n_params)
-        direct = self.objective_grad_theta(x, theta)
-        if direct is not None:
-            grad += direct
-        op_term = self.operator_vjp(theta, x, lam)
-        if op_term is not None:
-            grad -= op_term
-        rhs_term = self.rhs_vjp(theta, lam)
-        if rhs_term is not None:
-            grad += rhs_term
-        return grad
+        return self.bind(theta).parameter_gradient(x, lam)
 
 
-def _guarded(callback: Any, name: str, *args: Any) -> Any:
-    try:
-        return callback(*args)
-    except KrylovAdjointError:
-        raise
-    except Exception as exc:
-        raise CallbackError(name, f"raised {type(exc).__name__}: {exc}") from exc
-
-
-def _fast_check(y: Any, name: str, n: int) -> np.ndarray:
-    """Shape and dtype check of a matvec output, without a pass over the data."""
-    if type(y) is not np.ndarray or y.shape != (n,) or y.dtype != np.float64:
-        return as_real_vector(y, name, n, check_finite=False)
-    return y
+def as_assembled_matrix(A: Any, n: int) -> sp.csr_matrix:
+    """The output of ``operator.assemble`` as CSR float64 of shape (n, n), or a clear error."""
+    if isinstance(A, np.ndarray):
+        A = sp.csr_matrix(A)
+    if not sp.issparse(A):
+        raise CallbackError("operator.assemble",
+                            f"expected a scipy.sparse matrix, got {type(A).__name__}")
+    if A.shape != (n, n):
+        raise CallbackError("operator.assemble", f"expected shape ({n}, {n}), got {A.shape}")
+    if A.dtype.kind == "c":
+        raise CallbackError("operator.assemble", "expected a real matrix, got dtype "
+                            f"{A.dtype}: complex systems are not supported yet")
+    A = sp.csr_matrix(A, dtype=np.float64)
+    if not np.isfinite(A.data).all():
+        raise CallbackError("operator.assemble", "the matrix has non-finite entries")
+    return A

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from ..adjoint.engine import AdjointSolver
+from ..adjoint.solver import AdjointSolver
 from ..errors import CallbackError, ConvergenceError, KrylovAdjointError, NonFiniteError
 from ..precond.base import IdentityPreconditioner
 from ..precond.factory import make_preconditioner
@@ -170,11 +170,11 @@ def _preconditioner(problem: AdjointProblem, theta: Any, solver: AdjointSolver |
                     spec: Any) -> Any:
     """The preconditioner to dot-test: the one given, else the solver's, else None."""
     if spec is None and solver is not None:
-        cache = solver.preconditioner
-        if cache.current is not None:
-            return cache.current
-        spec = cache.spec
-        options = cache.options
+        backend = solver.backend
+        if backend.M is not None:
+            return backend.M
+        spec = backend.spec
+        options = backend.options
     else:
         options = {}
     if spec is None or (isinstance(spec, str) and spec == "none"):

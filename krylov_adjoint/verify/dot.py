@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import checked_call, readonly
+from .._transpose import transpose_mismatch
 from ..problem.problem import AdjointProblem
 from ._random import RandomLike, as_generator
 from .report import CheckResult, format_number
@@ -124,10 +125,8 @@ def dot_test(matvec: Apply, rmatvec: Apply, shape: tuple[int, int], *, rng: Rand
         v = generator.standard_normal(m)
         Au = checked_call(matvec, forward, m, readonly(u))
         ATv = checked_call(rmatvec, transpose, n, readonly(v))
-        gap = abs(float(Au @ v) - float(u @ ATv))
-        scale = float(np.linalg.norm(Au) * np.linalg.norm(v)
-                      + np.linalg.norm(u) * np.linalg.norm(ATv))
-        errors.append(0.0 if gap == 0.0 else (gap / scale if scale > 0 else np.inf))
+        errors.append(transpose_mismatch(float(Au @ v), float(u @ ATv),
+                                         *(float(np.linalg.norm(w)) for w in (Au, v, u, ATv))))
     return DotTestReport(transpose, (m, n), np.array(errors), float(rtol))
 
 

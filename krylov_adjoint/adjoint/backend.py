@@ -1,0 +1,109 @@
+"""What the gradient engine needs from a backend: the mechanics, none of the policy.
+
+The engine (:mod:`.engine`) decides what to solve, when to set the preconditioner up, where
+to start from, what to check and what to raise. A backend supplies vectors and the
+operations on them: the serial backend on numpy arrays with the library's Krylov methods
+(:mod:`krylov_adjoint.backends.serial`), the PETSc backend on distributed Vecs with KSP
+(:mod:`krylov_adjoint.backends.petsc`). Vectors are opaque to the engine; it only hands them
+back to the backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..krylov.result import SolveResult
+from ..krylov.stopping import Monitor
+from ..problem.bound import BoundProblem
+from ..problem.structure import Structure
+from .result import GradientResult, TangentResult
+
+__all__ = ["Backend", "SolveSettings"]
+
+
+class SolveSettings(Protocol):
+    """The stopping rule and Krylov settings of one solve, as the engine passes them."""
+
+    method: str
+    rtol: float
+    atol: float
+    maxiter: int
+    restart: int
+    monitor: Monitor | None
+
+
+class Backend(Protocol):
+    """The mechanics of one backend (see the module docstring).
+
+    Phases are ``"primal"`` (A x = b with M), ``"adjoint"`` (Aᵀ λ = ∂J/∂x with Mᵀ, from the
+    same set-up) and ``"tangent"`` (A ẋ = r with M).
+    """
+
+    #: Global number of unknowns N.
+    n: int
+    #: The declared structure of A(θ).
+    structure: Structure
+    #: True when the preconditioner is given ready-made (or none): never set up again.
+    preconditioner_fixed: bool
+    #: The kind of preconditioner, for reports.
+    preconditioner_name: str
+
+    def bind(self, theta: Any) -> tuple[BoundProblem, bool]:
+        """The problem at θ (checked; collective) and whether θ differs from the last one."""
+
+    def check_direction(self, dtheta: Any) -> Any:
+        """A θ-like direction, checked; returned as the backend's parameter vector."""
+
+    def set_up_preconditioner(self, bound: BoundProblem) -> None:
+        """Set the preconditioner up from the assembled A(θ) (not called when fixed)."""
+
+    def preconditioner_is_symmetric(self) -> bool | None:
+        """Whether the current preconditioner is a symmetric map (None: unknown)."""
+
+    def assembled_symmetry_gap(self) -> float:
+        """Relative asymmetry of the matrix of the last set-up: a randomised probe."""
+
+    def solve(self, phase: str, bound: BoundProblem, rhs: Any, x0: Any,
+              settings: SolveSettings) -> tuple[SolveResult, Any]:
+        """One Krylov solve; returns its record and the solution vector."""
+
+    def rhs(self, bound: BoundProblem) -> Any:
+        """b(θ)."""
+
+    def objective_value(self, bound: BoundProblem, x: Any) -> float:
+        """J(x, θ) (global)."""
+
+    def objective_grad_x(self, bound: BoundProblem, x: Any) -> Any:
+        """∂J/∂x."""
+
+    def parameter_gradient(self, bound: BoundProblem, x: Any, lam: Any) -> Any:
+        """dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ)."""
+
+    def tangent_rhs(self, bound: BoundProblem, x: Any, dtheta: Any) -> Any:
+        """(∂b/∂θ)dθ − (∂A/∂θ·dθ)x."""
+
+    def direct_derivative(self, bound: BoundProblem, x: Any, dtheta: Any) -> float:
+        """∂J/∂θ·dθ (global; 0 when J does not depend on θ explicitly)."""
+
+    def apply(self, bound: BoundProblem, v: Any, *, transpose: bool) -> Any:
+        """A(θ) v or A(θ)ᵀ v."""
+
+    def random_vector(self, rng: np.random.Generator) -> Any:
+        """A standard normal vector on x's layout."""
+
+    def dot(self, a: Any, b: Any) -> float:
+        """The global inner product."""
+
+    def copy(self, v: Any) -> Any:
+        """An independent copy."""
+
+    def is_finite(self, v: Any) -> bool:
+        """True when every entry (on every rank) is finite."""
+
+    def gradient_result(self, **fields: Any) -> GradientResult:
+        """The result record of a gradient evaluation."""
+
+    def tangent_result(self, **fields: Any) -> TangentResult:
+        """The result record of a directional derivative."""
