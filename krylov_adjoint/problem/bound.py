@@ -91,8 +91,8 @@ class BoundProblem:
         self.policy = policy
         self.n_local, self.params_local = int(problem.n_local), int(problem.params_local)
         self.theta = frozen(theta)
-        self.theta_operator = (self.theta if theta_operator is None
-                               else frozen(theta_operator))
+        # the backend passes it private and read-only (a ghosted copy, or a Vec)
+        self.theta_operator = self.theta if theta_operator is None else theta_operator
         self.check_products = check_products
         self._prepare()
 
@@ -112,14 +112,14 @@ class BoundProblem:
 
     def assemble(self) -> Any:
         """The user's assembled A(θ) (or its rows), unchecked: its form is the backend's."""
-        return self._operator_call("operator.assemble", self.operator.assemble,
+        return self.call_operator("operator.assemble", self.operator.assemble,
                                    self.theta_operator)
 
     def operator_vjp(self, x: np.ndarray, lam: np.ndarray) -> np.ndarray | None:
         """λᵀ(∂A/∂θ)x (owned θ entries); None for an operator independent of θ."""
         if not self.operator.depends_on_theta:
             return None
-        out = self._operator_call("operator.vjp", self.operator.vjp, self.theta_operator,
+        out = self.call_operator("operator.vjp", self.operator.vjp, self.theta_operator,
                                   readonly(x), readonly(lam))
         return self._vector("operator.vjp", out, self.params_local)
 
@@ -127,7 +127,7 @@ class BoundProblem:
         """(∂A/∂θ·dθ)x; None for an operator independent of θ."""
         if not self.operator.depends_on_theta:
             return None
-        out = self._operator_call("operator.jvp", self.operator.jvp, self.theta_operator,
+        out = self.call_operator("operator.jvp", self.operator.jvp, self.theta_operator,
                                   readonly(x), readonly(dtheta))
         return self._vector("operator.jvp", out, self.n_local)
 
@@ -183,17 +183,19 @@ class BoundProblem:
     # -- the gradient ------------------------------------------------------------------------
     def parameter_gradient(self, x: np.ndarray, lam: np.ndarray, *,
                            x_operator: np.ndarray | None = None,
-                           lam_operator: np.ndarray | None = None) -> np.ndarray:
+                           lam_operator: np.ndarray | None = None,
+                           operator_term: np.ndarray | None = None) -> np.ndarray:
         """dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x) + λᵀ∂b/∂θ (owned entries).
 
         ``x_operator`` and ``lam_operator`` are x and λ as the operator's VJP sees them
-        (ghosted on PETSc with a halo); x and λ by default.
+        (ghosted on PETSc with a halo); x and λ by default. ``operator_term`` is λᵀ(∂A/∂θ)x
+        when the backend computed it itself (callbacks on PETSc Vecs).
         """
+        if operator_term is None:
+            operator_term = self.operator_vjp(x if x_operator is None else x_operator,
+                                              lam if lam_operator is None else lam_operator)
         grad = np.zeros(self.params_local)
-        for term, sign in ((self.objective_grad_theta(x), 1.0),
-                           (self.operator_vjp(x if x_operator is None else x_operator,
-                                              lam if lam_operator is None else lam_operator),
-                            -1.0),
+        for term, sign in ((self.objective_grad_theta(x), 1.0), (operator_term, -1.0),
                            (self.rhs_vjp(lam), 1.0)):
             if term is not None:
                 grad += sign * term
@@ -201,13 +203,18 @@ class BoundProblem:
 
     def tangent_rhs(self, x: np.ndarray, dtheta: np.ndarray, *,
                     x_operator: np.ndarray | None = None,
-                    dtheta_operator: np.ndarray | None = None) -> np.ndarray:
-        """(∂b/∂θ)dθ − (∂A/∂θ·dθ)x: the right-hand side of the tangent solve."""
-        out = np.zeros(self.n_local)
-        for term, sign in ((self.rhs_jvp(dtheta), 1.0),
-                           (self.operator_jvp(x if x_operator is None else x_operator,
+                    dtheta_operator: np.ndarray | None = None,
+                    operator_term: np.ndarray | None = None) -> np.ndarray:
+        """(∂b/∂θ)dθ − (∂A/∂θ·dθ)x: the right-hand side of the tangent solve.
+
+        The keywords are those of :meth:`parameter_gradient`, for the JVP.
+        """
+        if operator_term is None:
+            operator_term = self.operator_jvp(x if x_operator is None else x_operator,
                                               dtheta if dtheta_operator is None
-                                              else dtheta_operator), -1.0)):
+                                              else dtheta_operator)
+        out = np.zeros(self.n_local)
+        for term, sign in ((self.rhs_jvp(dtheta), 1.0), (operator_term, -1.0)):
             if term is not None:
                 out += sign * term
         return out
@@ -215,9 +222,11 @@ class BoundProblem:
     # -- plumbing ------------------------------------------------------------------------------
     def _prepare(self) -> None:
         self.operator.bound_to = self
-        self._operator_call("operator.prepare", self.operator.prepare, self.theta_operator)
+        self.call_operator("operator.prepare", self.operator.prepare, self.theta_operator)
 
-    def _operator_call(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def call_operator(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call an operator callback ``fn(*args)`` at this θ (``prepare`` first if another θ
+        was prepared since); a failure is reported by the policy (then None is returned)."""
         if self.operator.bound_to is not self:
             self._prepare()
         return self._call(name, fn, *args)
@@ -233,7 +242,7 @@ class BoundProblem:
                  check_finite: bool) -> np.ndarray:
         """An operator product: shape and dtype checked without a pass over the data."""
         x = readonly(x)
-        y = self._operator_call(name, fn, self.theta_operator, x)
+        y = self.call_operator(name, fn, self.theta_operator, x)
         if check_finite:
             return self._vector(name, y, self.n_local)
         if type(y) is not np.ndarray or y.shape != (self.n_local,) or y.dtype != np.float64:

@@ -136,16 +136,24 @@ class KrylovSolve:
         return reasons.CONVERGED_ITERATING
 
     def solve(self, b: Any, x: Any, *, nonzero_guess: bool, transpose: bool = False,
-              operator: Any = None, check_residual: bool = True) -> SolveResult:
+              operator: Any = None, check_residual: bool = True,
+              maxiter: int | None = None) -> SolveResult:
         """Solve (or, with ``transpose``, KSPSolveTranspose) into ``x``; return the record.
 
         ``operator`` is the matrix whose (transposed) product gives the true residual; by
-        default the KSP's Amat. The solution stays in ``x``; ``result.x`` is a copy of this
-        rank's part.
+        default the KSP's Amat. ``maxiter`` lowers the KSP's iteration limit for this solve
+        only. The solution stays in ``x``; ``result.x`` is a copy of this rank's part.
         """
         ksp = self.ksp
+        rtol, atol, dtol, max_it = ksp.getTolerances()
+        if maxiter is not None and maxiter < max_it:
+            ksp.setTolerances(max_it=int(maxiter))
+            try:
+                return self.solve(b, x, nonzero_guess=nonzero_guess, transpose=transpose,
+                                  operator=operator, check_residual=check_residual)
+            finally:
+                ksp.setTolerances(max_it=int(max_it))
         start = time.perf_counter()
-        rtol, atol, _, _ = ksp.getTolerances()
         self.bnorm = float(b.norm())
         target = max(rtol * self.bnorm, atol)
         method = ksp.getType()

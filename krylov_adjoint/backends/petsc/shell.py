@@ -6,7 +6,7 @@ from typing import Any
 
 from ._import import petsc
 from .layout import Layout
-from .problem import BoundProblem
+from .vecs import VecProblem
 
 __all__ = ["ShellOperator"]
 
@@ -50,7 +50,7 @@ class ShellOperator:
     def __init__(self, layout: Layout) -> None:
         PETSc = petsc()
         sizes = ((layout.local_size, layout.size), (layout.local_size, layout.size))
-        self.bound: BoundProblem | None = None
+        self.bound: VecProblem | None = None
         self.products = {"matvec": 0, "rmatvec": 0}
         self.A = PETSc.Mat().createPython(sizes, context=_Context(self, False),
                                           comm=layout.comm)
@@ -59,7 +59,7 @@ class ShellOperator:
                                            comm=layout.comm)
         self.AT.setUp()
 
-    def bind(self, bound: BoundProblem) -> None:
+    def bind(self, bound: VecProblem) -> None:
         """Apply the problem at a new θ from now on."""
         self.bound = bound
         # a new operator: PETSc objects caching anything about A must see a new state

@@ -18,7 +18,8 @@ from ...verify._random import scaled_direction
 from ...verify.taylor import FIRST_STEP, HALVINGS, SOLVER_NOISE_FACTOR
 from ._import import mpi
 from .collective import ErrorGuard
-from .problem import BoundProblem, DistributedProblem
+from .problem import DistributedProblem
+from .vecs import VecProblem
 
 __all__ = ["operator_dot_test", "operator_vjp_test", "rhs_vjp_test",
            "preconditioner_dot_test", "adjoint_preconditioner_test", "taylor_test_solver"]
@@ -67,12 +68,12 @@ def collective_dot_test(comm: Any, forward: Apply, transpose: Apply, make_u: Cal
     return DotTestReport(name, shape, np.array(errors), float(rtol))
 
 
-def _bound(problem: DistributedProblem, theta: Any, guard: ErrorGuard) -> BoundProblem:
+def _bound(problem: DistributedProblem, theta: Any, guard: ErrorGuard) -> VecProblem:
     vec = problem.theta_layout.create_vec()
     with guard.local("theta", is_input=True):
         vec.setArray(np.asarray(theta, dtype=np.float64).reshape(-1))
     guard.checkpoint("the check of theta")
-    bound = problem.bind(vec, guard)
+    bound = VecProblem(problem, vec, guard)
     guard.checkpoint("operator.prepare")
     return bound
 
@@ -107,7 +108,7 @@ def operator_vjp_test(problem: DistributedProblem, theta: Any, *, rng: Any = Non
         bound.operator_jvp(x, dtheta, out)
 
     def transpose(lam: Any, out: Any) -> None:
-        out.setArray(bound._operator_vjp(x, lam))
+        bound.operator_vjp(x, lam, out)
 
     report = collective_dot_test(problem.comm, forward, transpose,
                                  problem.theta_layout.create_vec, problem.x_layout.create_vec,
@@ -123,15 +124,7 @@ def rhs_vjp_test(problem: DistributedProblem, theta: Any, *, rng: Any = None,
     """Is ``rhs.vjp`` the transpose of ``rhs.jvp``? (collective)"""
     guard = ErrorGuard(problem.comm)
     bound = _bound(problem, theta, guard)
-    rhs = problem.rhs
-
-    def transpose(lam: Any, out: Any) -> None:
-        with guard.local("rhs.vjp"):
-            out.setArray(bound._checked("rhs.vjp", rhs.vjp(bound.theta,
-                                                           lam.getArray(readonly=True)),
-                                        problem.params_local))
-
-    report = collective_dot_test(problem.comm, bound.rhs_jvp, transpose,
+    report = collective_dot_test(problem.comm, bound.rhs_jvp, bound.rhs_vjp,
                                  problem.theta_layout.create_vec, problem.x_layout.create_vec,
                                  rng=rng, trials=trials, rtol=rtol, name="rhs.vjp",
                                  shape=(problem.n, problem.n_params))

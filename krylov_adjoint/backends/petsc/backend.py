@@ -1,0 +1,375 @@
+"""The PETSc backend: distributed Vecs, a shell operator, KSP and PC, the collective guard.
+
+Mechanics only (see :mod:`krylov_adjoint.adjoint.backend`): the gradient policy is the
+engine's. Every method is collective and ends with a checkpoint of the error guard, so that
+a failure on one rank is raised on every rank.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..._checks import as_real_vector
+from ..._transpose import transpose_mismatch
+from ...adjoint.backend import SolveSettings
+from ...krylov.result import SolveResult
+from ._import import mpi, petsc
+from .adjoint_pc import ADJOINT_PC_MODES, MG_TYPES, TransposedHierarchy, TransposedPC, choose_mode
+from .collective import ErrorGuard
+from .ksp import KrylovSolve, set_default_options
+from .matrices import AssembledMatrix, as_local_rows
+from .problem import DistributedProblem
+from .reasons import describe_petsc_error
+from .result import PetscGradientResult, PetscTangentResult
+from .shell import ShellOperator
+from .vecs import VecProblem
+
+__all__ = ["PetscBackend", "PC_ALIASES"]
+
+#: Library names of preconditioners and their PETSc PC types.
+PC_ALIASES = {"amg": "gamg", "none": "none", None: "none"}
+
+#: PC types that need no assembled matrix.
+_MATRIX_FREE_PCS = ("none", "shell", "python")
+
+
+class PetscBackend:
+    """The mechanics of a :class:`DistributedProblem` on PETSc (see ``PetscAdjointSolver``).
+
+    Parameters
+    ----------
+    problem : DistributedProblem
+    method : str
+        The Krylov method as chosen by the engine (any PETSc KSP type).
+    preconditioner, options, adjoint_pc, options_prefix, check_residual
+        As in :class:`~krylov_adjoint.backends.petsc.PetscAdjointSolver`.
+    rtol, atol, adjoint_rtol, adjoint_atol, maxiter, restart, monitor
+        Defaults of the KSPs (the command line may override them).
+    """
+
+    def __init__(self, problem: DistributedProblem, *, method: str, preconditioner: Any,
+                 options: dict[str, Any] | None, rtol: float, atol: float, adjoint_rtol: float,
+                 adjoint_atol: float, maxiter: int, restart: int, monitor: Any,
+                 adjoint_pc: str, options_prefix: str, check_residual: bool) -> None:
+        if not isinstance(problem, DistributedProblem):
+            raise TypeError(f"problem must be a DistributedProblem, got {type(problem).__name__}")
+        if adjoint_pc not in ADJOINT_PC_MODES:
+            raise ValueError(f"adjoint_pc must be one of {ADJOINT_PC_MODES}, got {adjoint_pc!r}")
+        PETSc = petsc()
+        self.problem = problem
+        self.n, self.structure = problem.n, problem.structure
+        self.comm = problem.comm
+        self.method, self.maxiter = method, maxiter
+        self.check_residual = check_residual
+        self.prefix = options_prefix
+        self.guard = ErrorGuard(self.comm)
+        self.pc_type = self._pc_type(preconditioner)
+        self.shell = ShellOperator(problem.x_layout)
+        self.pmat = AssembledMatrix(problem.x_layout)
+        x_layout, theta_layout = problem.x_layout, problem.theta_layout
+        self._theta = theta_layout.create_vec()
+        self._b, self._x = x_layout.create_vec(), x_layout.create_vec()
+        self._dj_dx, self._lam = x_layout.create_vec(), x_layout.create_vec()
+        common = dict(maxiter=maxiter, restart=restart, monitor=monitor)
+        self.primal = KrylovSolve(self.comm, options_prefix + "primal_", "primal",
+                                  method=method, rtol=rtol, atol=atol, **common)
+        self.adjoint = KrylovSolve(self.comm, options_prefix + "adjoint_", "adjoint",
+                                   method=method, rtol=adjoint_rtol, atol=adjoint_atol, **common)
+        self._tangent_options = dict(method=method, rtol=rtol, atol=atol, **common)
+        self._tangent: KrylovSolve | None = None
+        self._configure_primal_pc(options or {})
+        self.primal.set_from_options()
+        self.pc_type = self.primal.ksp.getPC().getType()
+        self.preconditioner_fixed = self.pc_type in _MATRIX_FREE_PCS
+        self.preconditioner_name = self.pc_type
+        if self.preconditioner_fixed:
+            self.primal.ksp.setOperators(self.shell.A, self.shell.A)
+        adjoint_options = PETSc.Options(options_prefix + "adjoint_")
+        self.adjoint_pc_requested = "own" if adjoint_options.hasName("pc_type") else adjoint_pc
+        self.adjoint_pc_mode = ""
+        self._hierarchy: TransposedHierarchy | None = None
+        self._adjoint_pc_ready = False
+        self.adjoint.set_from_options()
+        self._bound: VecProblem | None = None
+        self._last_theta: np.ndarray | None = None
+        self.adjoint_setups = 0
+
+    # -- configuration -------------------------------------------------------------------------
+    def _pc_type(self, preconditioner: Any) -> str:
+        op = self.problem.operator
+        if preconditioner == "auto":
+            preconditioner = "gamg" if op.has_assembled else "none"
+        pc_type = PC_ALIASES.get(preconditioner, preconditioner)
+        if not isinstance(pc_type, str):
+            raise TypeError(f"preconditioner must be a PC type name, got {preconditioner!r}")
+        if pc_type == "hypre" and not petsc().Sys.hasExternalPackage("hypre"):
+            raise ValueError("preconditioner='hypre': this PETSc build has no hypre "
+                             "(configure PETSc with --download-hypre); 'gamg' is built in")
+        if pc_type not in _MATRIX_FREE_PCS and not op.has_assembled:
+            raise ValueError(
+                f"preconditioner={preconditioner!r} is built from an assembled matrix, but "
+                "the operator has no assemble callback: pass assemble=... to "
+                "DistributedOperator, or preconditioner='none'")
+        return pc_type
+
+    def _configure_primal_pc(self, options: dict[str, Any]) -> None:
+        pc = self.primal.ksp.getPC()
+        pc.setType(self.pc_type)
+        defaults: dict[str, Any] = {}
+        if self.pc_type in MG_TYPES:
+            # the preconditioner comes from the assembled matrix only (PCMG would smooth the
+            # finest level with the shell operator by default)
+            defaults["pc_use_amat"] = False
+        if self.pc_type == "gamg":
+            # smoothers with a transposed application (SOR refuses it on nonsymmetric A)
+            defaults.update({"mg_levels_ksp_type": "chebyshev", "mg_levels_pc_type": "jacobi"})
+        elif self.pc_type == "hypre":
+            defaults.update({"pc_hypre_type": "boomeramg"})
+        defaults.update(options)
+        set_default_options(self.primal.prefix, defaults)
+
+    # -- θ --------------------------------------------------------------------------------------
+    def _copy_in(self, value: Any, vec: Any, name: str) -> None:
+        """Local: copy a θ-like input (array or Vec) into ``vec``, recording bad input."""
+        PETSc = petsc()
+        n_local = vec.getLocalSize()
+        with self.guard.local(name, is_input=True):
+            if isinstance(value, PETSc.Vec):
+                if value.getLocalSize() != n_local or value.getSize() != vec.getSize():
+                    raise ValueError(f"{name}: expected a Vec with local size {n_local} and "
+                                     f"global size {vec.getSize()}, got {value.getLocalSize()}"
+                                     f" and {value.getSize()}")
+                value = value.getArray(readonly=True)
+            vec.setArray(as_real_vector(value, name, n_local, callback=False))
+
+    def bind(self, theta: Any) -> tuple[VecProblem, bool]:
+        self._copy_in(theta, self._theta, "theta")
+        self.guard.checkpoint("the check of theta")
+        local = self._theta.getArray(readonly=True)
+        same = self._last_theta is not None and np.array_equal(local, self._last_theta)
+        same = bool(self.comm.allreduce(int(same), op=mpi().MIN))
+        if same and self._bound is not None:
+            return self._bound, False
+        self._last_theta = local.copy()
+        bound = VecProblem(self.problem, self._theta.copy(), self.guard)
+        self.guard.checkpoint("operator.prepare")
+        self.shell.bind(bound)
+        self._bound = bound
+        return bound, True
+
+    def check_direction(self, dtheta: Any) -> Any:
+        direction = self.problem.theta_layout.create_vec()
+        self._copy_in(dtheta, direction, "dtheta")
+        self.guard.checkpoint("the direction dtheta")
+        return direction
+
+    # -- the preconditioner ----------------------------------------------------------------------
+    def set_up_preconditioner(self, bound: VecProblem) -> None:
+        ksp = self.primal.ksp
+        rows = None
+        with self.guard.local("operator.assemble"):
+            raw = bound.assemble()
+            if raw is not None:
+                rows = as_local_rows(raw, self.problem.x_layout)
+        self.guard.checkpoint("operator.assemble")
+        P = self.pmat.update(rows, self.guard, self.problem.structure)
+        ksp.setOperators(self.shell.A, P)
+        ksp.setUp()
+        self._set_up_local_blocks(ksp)
+        self._adjoint_pc_ready = False
+
+    def _set_up_local_blocks(self, ksp: Any) -> None:
+        """Set up the rank-local parts of the preconditioner (block Jacobi's or ASM's
+        sub-solvers) now, each rank on its own, and agree on failures.
+
+        Inside ``KSPSolve`` a sub-solver failing on one rank (a zero pivot, a missing
+        diagonal entry) raises on that rank only while the others wait in a reduction: the
+        job aborts. Done here, the failure becomes the same error on every rank, naming the
+        rank; PETSc's own message is printed on that rank's stderr.
+        """
+        PETSc = petsc()
+        PETSc.Sys.pushErrorHandler("traceback")
+        try:
+            ksp.setUpOnBlocks()
+        except PETSc.Error as exc:
+            self.guard.record("the preconditioner set-up", RuntimeError(
+                f"{describe_petsc_error(exc)} in the preconditioner's local set-up from the "
+                "assembled rows of this rank (operator.assemble); PETSc's message is on "
+                "this rank's stderr"))
+        finally:
+            PETSc.Sys.popErrorHandler()
+        self.guard.checkpoint("the preconditioner set-up")
+
+    def preconditioner_is_symmetric(self) -> bool | None:
+        return None
+
+    def assembled_symmetry_gap(self) -> float:
+        P = self.pmat.mat
+        if P is None:
+            return 0.0
+        rng = np.random.default_rng([1, self.guard.rank])
+        u, v = self.random_vector(rng), self.random_vector(rng)
+        Au, Av = u.duplicate(), v.duplicate()
+        P.mult(u, Au)
+        P.mult(v, Av)
+        gap = transpose_mismatch(Au.dot(v), u.dot(Av),
+                                 *(float(w.norm()) for w in (Au, v, u, Av)))
+        for vec in (u, v, Au, Av):
+            vec.destroy()
+        return gap
+
+    def _ensure_adjoint_pc(self) -> None:
+        """Collective: prepare the adjoint KSP's preconditioner after a primal set-up."""
+        if self._adjoint_pc_ready:
+            return
+        PETSc = petsc()
+        primal_pc = self.primal.ksp.getPC()
+        ksp = self.adjoint.ksp
+        P = self.pmat.mat
+        if self.adjoint_pc_requested == "own":
+            mode = "own"
+            PT = self.pmat.transpose() if P is not None else self.shell.AT
+            ksp.setOperators(self.shell.AT, PT)
+        else:
+            mode = choose_mode(self.adjoint_pc_requested, self.problem.structure.is_symmetric,
+                               primal_pc)
+            if mode == "shared":
+                # one PC object holds one pair of operators: the primal's (Aᵀ = A, declared)
+                ksp.setPC(primal_pc)
+            elif mode == "transpose":
+                pc = PETSc.PC().createPython(TransposedPC(primal_pc), comm=self.comm)
+                pc.setOptionsPrefix(self.adjoint.prefix)
+                ksp.setPC(pc)
+                ksp.setOperators(self.shell.AT, self.shell.AT)
+            else:
+                if self._hierarchy is None:
+                    self._hierarchy = TransposedHierarchy(self.comm, self.adjoint.prefix)
+                PT = self.pmat.transpose()
+                pc = self._hierarchy.build(primal_pc, PT)
+                ksp.setPC(pc)
+                ksp.setOperators(self.shell.AT, PT)
+        ksp.setUp()
+        self.adjoint_pc_mode = mode
+        self.adjoint_setups += 1
+        self._adjoint_pc_ready = True
+
+    def _tangent_solve(self) -> KrylovSolve:
+        if self._tangent is None:
+            solve = KrylovSolve(self.comm, self.prefix + "tangent_", "tangent",
+                                **self._tangent_options)
+            solve.set_from_options()
+            solve.ksp.setPC(self.primal.ksp.getPC())
+            self._tangent = solve
+        A, P = self.primal.ksp.getOperators()
+        self._tangent.ksp.setOperators(A, P)
+        return self._tangent
+
+    # -- solves ------------------------------------------------------------------------------------
+    def solve(self, phase: str, bound: VecProblem, rhs: Any, x0: Any,
+              settings: SolveSettings) -> tuple[SolveResult, Any]:
+        if phase == "primal":
+            solve, x, operator = self.primal, self._x, self.shell.A
+        elif phase == "adjoint":
+            self._ensure_adjoint_pc()
+            solve, x, operator = self.adjoint, self._lam, None
+        else:
+            solve, operator = self._tangent_solve(), self.shell.A
+            x = self.problem.x_layout.create_vec()
+        if x0 is not None:
+            x0.copy(x)
+        # a lower limit than configured: the reuse rule's cap (the command line may raise it)
+        cap = settings.maxiter if settings.maxiter < self.maxiter else None
+        result = solve.solve(rhs, x, nonzero_guess=x0 is not None, operator=operator,
+                             check_residual=self.check_residual, maxiter=cap)
+        self.guard.checkpoint(f"the {phase} solve")
+        return result, x
+
+    # -- vectors and callbacks --------------------------------------------------------------------
+    def rhs(self, bound: VecProblem) -> Any:
+        bound.rhs(self._b)
+        self.guard.checkpoint("the right-hand side")
+        return self._b
+
+    def objective_value(self, bound: VecProblem, x: Any) -> float:
+        local = bound.objective_value(x)
+        self.guard.checkpoint("the objective")
+        return self._sum(local)
+
+    def objective_grad_x(self, bound: VecProblem, x: Any) -> Any:
+        bound.objective_grad_x(x, self._dj_dx)
+        self.guard.checkpoint("the objective")
+        return self._dj_dx
+
+    def parameter_gradient(self, bound: VecProblem, x: Any, lam: Any) -> Any:
+        gradient = self.problem.theta_layout.create_vec()
+        bound.parameter_gradient(x, lam, gradient)
+        self.guard.checkpoint("the gradient (vjp callbacks)")
+        return gradient
+
+    def tangent_rhs(self, bound: VecProblem, x: Any, dtheta: Any) -> Any:
+        out = self.problem.x_layout.create_vec()
+        bound.tangent_rhs(x, dtheta, out)
+        self.guard.checkpoint("the tangent right-hand side (jvp callbacks)")
+        return out
+
+    def direct_derivative(self, bound: VecProblem, x: Any, dtheta: Any) -> float:
+        local = bound.direct_derivative(x, dtheta)
+        self.guard.checkpoint("the objective")
+        return self._sum(local)
+
+    def apply(self, bound: VecProblem, v: Any, *, transpose: bool) -> Any:
+        out = v.duplicate()
+        (bound.rmatvec if transpose else bound.matvec)(v, out)
+        self.guard.checkpoint("operator.rmatvec" if transpose else "operator.matvec")
+        return out
+
+    def random_vector(self, rng: np.random.Generator) -> Any:
+        vec = self.problem.x_layout.create_vec()
+        vec.setArray(rng.standard_normal(vec.getLocalSize()))
+        return vec
+
+    def dot(self, a: Any, b: Any) -> float:
+        return float(a.dot(b))
+
+    def copy(self, v: Any) -> Any:
+        return v.copy()
+
+    def is_finite(self, v: Any) -> bool:
+        local = bool(np.isfinite(v.getArray(readonly=True)).all())
+        return bool(self.comm.allreduce(int(local), op=mpi().MIN))
+
+    def _sum(self, value: float) -> float:
+        return float(self.comm.allreduce(float(value), op=mpi().SUM))
+
+    # -- results ----------------------------------------------------------------------------------
+    def gradient_result(self, **fields: Any) -> PetscGradientResult:
+        x_vec, lam_vec, gradient = fields.pop("x").copy(), fields.pop("adjoint").copy(), \
+            fields.pop("gradient")
+        extra = {**fields.pop("extra"), "adjoint_pc": self.adjoint_pc_mode,
+                 "pc_type": self.pc_type, "nranks": self.problem.x_layout.nranks}
+        return PetscGradientResult(
+            gradient=gradient.getArray(readonly=True), x=x_vec.getArray(readonly=True),
+            adjoint=lam_vec.getArray(readonly=True), extra=extra, gradient_vec=gradient,
+            x_vec=x_vec, adjoint_vec=lam_vec, theta_layout=self.problem.theta_layout,
+            x_layout=self.problem.x_layout, **fields)
+
+    def tangent_result(self, **fields: Any) -> PetscTangentResult:
+        x, tangent = fields.pop("x"), fields.pop("tangent")
+        result = PetscTangentResult(x=x.getArray(readonly=True).copy(),
+                                    tangent=tangent.getArray(readonly=True).copy(), **fields)
+        tangent.destroy()
+        return result
+
+    def destroy(self) -> None:
+        """Free the PETSc objects (collective)."""
+        for solve in (self.primal, self.adjoint, self._tangent):
+            if solve is not None:
+                solve.destroy()
+        if self._hierarchy is not None:
+            self._hierarchy.destroy()
+        self.shell.destroy()
+        self.pmat.destroy()
+        for vec in (self._theta, self._b, self._x, self._dj_dx, self._lam):
+            vec.destroy()

@@ -1,0 +1,187 @@
+"""The problem at one θ on PETSc Vecs: halo exchanges and Vec callbacks around the shared checks.
+
+The callbacks are called and checked by the library's one
+:class:`~krylov_adjoint.problem.bound.BoundProblem`, with the rank's :class:`ErrorGuard` as
+its failure policy (a failure is recorded, the output becomes NaN, and every rank raises at
+the next checkpoint). This module only moves data: owned parts of Vecs in and out, ghosted
+arrays from the declared halos, and the ``"vecs"`` interface, whose callbacks write into
+Vecs themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ...errors import CallbackError
+from ...problem.bound import BoundProblem, frozen
+from .collective import ErrorGuard
+from .problem import DistributedProblem, Halo
+
+__all__ = ["VecProblem"]
+
+
+class VecProblem:
+    """A :class:`DistributedProblem` at θ, applied to PETSc Vecs (collective methods).
+
+    Every method is called by all ranks together, never raises on one rank only, and
+    records failures in ``guard``; the caller runs ``guard.checkpoint`` after.
+
+    Parameters
+    ----------
+    problem : DistributedProblem
+    theta : petsc4py.PETSc.Vec
+        θ on the problem's θ layout (this object keeps using it: do not change it).
+    guard : ErrorGuard
+    """
+
+    def __init__(self, problem: DistributedProblem, theta: Any, guard: ErrorGuard) -> None:
+        self.problem, self.guard, self.theta_vec = problem, guard, theta
+        op = problem.operator
+        self.operator = op
+        self.vecs = op.uses_vecs
+        theta_operator = theta if self.vecs else frozen(self._ghost(op.theta_halo, theta,
+                                                                    "theta"))
+        self.bound = BoundProblem(problem, theta.getArray(readonly=True), guard,
+                                  theta_operator=theta_operator, check_products=True)
+
+    # -- the operator -------------------------------------------------------------------------
+    def matvec(self, x: Any, y: Any) -> None:
+        """``y = A(θ) x``."""
+        if self.vecs:
+            self._vec_call("operator.matvec", self.operator._matvec, x, y)
+        else:
+            y.setArray(self.bound.matvec(self._ghost(self.operator.halo, x, "x")))
+
+    def rmatvec(self, x: Any, y: Any) -> None:
+        """``y = A(θ)ᵀ x``."""
+        if self.vecs:
+            self._vec_call(self.operator.rmatvec_name, self.operator._rmatvec, x, y)
+        else:
+            y.setArray(self.bound.rmatvec(self._ghost(self.operator.halo, x, "y")))
+
+    def assemble(self) -> Any:
+        """This rank's rows of the assembled A(θ) as the user gave them (None on failure)."""
+        return self.bound.assemble()
+
+    # -- right-hand side and objective ---------------------------------------------------------
+    def rhs(self, b: Any) -> None:
+        """``b = b(θ)``."""
+        b.setArray(self.bound.b())
+
+    def objective_value(self, x: Any) -> float:
+        """This rank's contribution to J(x, θ) (NaN on failure)."""
+        return self.bound.objective_value(x.getArray(readonly=True))
+
+    def objective_grad_x(self, x: Any, out: Any) -> None:
+        """``out = ∂J/∂x`` (this rank's part)."""
+        out.setArray(self.bound.objective_grad_x(x.getArray(readonly=True)))
+
+    def direct_derivative(self, x: Any, dtheta: Any) -> float:
+        """This rank's part of ∂J/∂θ·dθ."""
+        direct = self.bound.objective_grad_theta(x.getArray(readonly=True))
+        if direct is None:
+            return 0.0
+        return float(direct @ dtheta.getArray(readonly=True))
+
+    # -- derivatives with respect to θ -----------------------------------------------------------
+    def parameter_gradient(self, x: Any, lam: Any, out: Any) -> None:
+        """``out = ∂J/∂θ − λᵀ(∂A/∂θ·x) + λᵀ∂b/∂θ`` (this rank's owned part)."""
+        xa, lama = x.getArray(readonly=True), lam.getArray(readonly=True)
+        if self.vecs:
+            term = self._vec_vjp(x, lam)
+            out.setArray(self.bound.parameter_gradient(xa, lama, operator_term=term))
+            return
+        halo = self.operator.halo
+        out.setArray(self.bound.parameter_gradient(
+            xa, lama, x_operator=self._ghost(halo, x, "x"),
+            lam_operator=self._ghost(halo, lam, "lam")))
+
+    def operator_vjp(self, x: Any, lam: Any, out: Any) -> None:
+        """``out = λᵀ(∂A/∂θ)x`` (this rank's owned part; zero for an operator without θ)."""
+        if self.vecs:
+            term = self._vec_vjp(x, lam)
+        else:
+            halo = self.operator.halo
+            term = self.bound.operator_vjp(self._ghost(halo, x, "x"), self._ghost(halo, lam,
+                                                                                  "lam"))
+        out.setArray(np.zeros(self.bound.params_local) if term is None else term)
+
+    def tangent_rhs(self, x: Any, dtheta: Any, out: Any) -> None:
+        """``out = (∂b/∂θ)dθ − (∂A/∂θ·dθ)x``."""
+        xa, da = x.getArray(readonly=True), dtheta.getArray(readonly=True)
+        if self.vecs:
+            out.setArray(self.bound.tangent_rhs(xa, da, operator_term=self._vec_jvp(x, dtheta)))
+            return
+        op = self.operator
+        out.setArray(self.bound.tangent_rhs(
+            xa, da, x_operator=self._ghost(op.halo, x, "x"),
+            dtheta_operator=self._ghost(op.theta_halo, dtheta, "dtheta")))
+
+    def rhs_jvp(self, dtheta: Any, out: Any) -> None:
+        """``out = (∂b/∂θ)dθ`` (zero for a fixed b)."""
+        term = self.bound.rhs_jvp(dtheta.getArray(readonly=True))
+        out.setArray(np.zeros(self.bound.n_local) if term is None else term)
+
+    def rhs_vjp(self, lam: Any, out: Any) -> None:
+        """``out = λᵀ∂b/∂θ`` (zero for a fixed b)."""
+        term = self.bound.rhs_vjp(lam.getArray(readonly=True))
+        out.setArray(np.zeros(self.bound.params_local) if term is None else term)
+
+    def operator_jvp(self, x: Any, dtheta: Any, out: Any) -> None:
+        """``out = (∂A/∂θ·dθ)x`` (zero for an operator independent of θ)."""
+        if self.vecs:
+            term = self._vec_jvp(x, dtheta)
+        else:
+            op = self.operator
+            term = self.bound.operator_jvp(self._ghost(op.halo, x, "x"),
+                                           self._ghost(op.theta_halo, dtheta, "dtheta"))
+        out.setArray(np.zeros(self.bound.n_local) if term is None else term)
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _ghost(self, halo: Halo | None, vec: Any, slot: str) -> np.ndarray:
+        """Collective: the ghosted array of ``vec`` (its owned part without a halo)."""
+        if halo is None:
+            return vec.getArray(readonly=True)
+        return halo.exchange(vec, slot)
+
+    def _vec_vjp(self, x: Any, lam: Any) -> np.ndarray | None:
+        if not self.operator.depends_on_theta:
+            return None
+        work = self.problem.theta_layout.create_vec()
+        self._vec_call("operator.vjp", self.operator._vjp, x, lam, work)
+        term = self.bound._vector("operator.vjp", work.getArray(readonly=True).copy(),
+                                  self.bound.params_local)
+        work.destroy()
+        return term
+
+    def _vec_jvp(self, x: Any, dtheta: Any) -> np.ndarray | None:
+        op = self.operator
+        if not op.depends_on_theta:
+            return None
+        if op._jvp is None:
+            self.guard.record("operator.jvp", CallbackError(
+                "operator.jvp", "was not supplied: forward mode needs (∂A/∂θ·dθ)x"))
+            return np.full(self.bound.n_local, math.nan)
+        work = self.problem.x_layout.create_vec()
+        self._vec_call("operator.jvp", op._jvp, x, dtheta, work)
+        term = self.bound._vector("operator.jvp", work.getArray(readonly=True).copy(),
+                                  self.bound.n_local)
+        work.destroy()
+        return term
+
+    def _vec_call(self, name: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Call a ``"vecs"`` callback ``fn(θ, *args)`` (always: it may communicate); its
+        last argument is the output Vec, NaN after a failure."""
+        out = args[-1]
+        failed_before = self.guard.failed
+        returned = self.bound.call_operator(name, fn, self.theta_vec, *args)
+        if returned is not None:
+            self.guard.record(name, CallbackError(
+                name, "a 'vecs' callback writes into its last argument and returns None, got "
+                      f"{type(returned).__name__}"))
+        if self.guard.failed and not failed_before:
+            out.set(math.nan)

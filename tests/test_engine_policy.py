@@ -1,0 +1,157 @@
+"""The engine's policy: declared transposes checked, the reuse rule's second chance, warm starts.
+
+Each test reproduces a way the engine used to return a wrong answer or stay stuck.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+import krylov_adjoint as ka
+from krylov_adjoint.adapters import from_assembly
+
+
+def test_a_declared_symmetry_that_is_false_is_refused():
+    A0 = sp.diags([-1.6, 2, -0.4], [-1, 0, 1], (50, 50)).tocsr()
+    op = ka.ParametricOperator(lambda t, x: A0 @ x + t * x, vjp=lambda t, x, l: l * x, n=50,
+                               structure="spd", assemble=lambda t: A0 + sp.diags(t))
+    problem = ka.AdjointProblem(op, np.ones(50), ka.LinearFunctional(np.ones(50)), n_params=50)
+    with pytest.raises(ka.CallbackError, match="not symmetric") as info:
+        ka.AdjointSolver(problem).gradient(np.full(50, 1.0))
+    assert info.value.callback.startswith("operator.matvec")
+
+
+def test_a_declared_symmetry_is_checked_at_every_theta_not_only_the_first():
+    # symmetric at θ = 0, not at θ = 0.8: from_assembly checks only A(θ₀)
+    n = 30
+    T = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], (n, n)).tocsr()
+    S = sp.diags([1.0], [1], (n, n)).tocsr()
+
+    def assemble(theta):
+        return (T + theta[0] * S).tocsr()
+
+    def assembly_vjp(theta, values_bar):
+        A = assemble(theta)
+        mask = sp.csr_matrix((values_bar, A.indices, A.indptr), shape=A.shape)
+        return np.array([mask.multiply(S).sum()])
+
+    op = from_assembly(assemble, assembly_vjp, np.zeros(1), structure="symmetric")
+    problem = ka.AdjointProblem(op, np.ones(n), ka.LinearFunctional(np.ones(n)), n_params=1)
+    solver = ka.AdjointSolver(problem, preconditioner="none")
+    solver.gradient(np.zeros(1))
+    with pytest.raises(ka.CallbackError, match="not symmetric"):
+        solver.gradient(np.array([0.8]))
+
+
+def test_a_wrong_rmatvec_is_refused():
+    A = sp.random(40, 40, density=0.2, random_state=1) + 4 * sp.identity(40)
+    A = A.tocsr()
+    op = ka.ParametricOperator(lambda t, x: A @ x + t * x, rmatvec=lambda t, y: A @ y + t * y,
+                               vjp=lambda t, x, l: l * x, n=40)
+    problem = ka.AdjointProblem(op, np.ones(40), ka.LinearFunctional(np.ones(40)), n_params=40)
+    with pytest.raises(ka.CallbackError, match="not the transpose") as info:
+        ka.AdjointSolver(problem, preconditioner="none").gradient(np.ones(40))
+    assert info.value.callback == "operator.rmatvec"
+
+
+def test_the_checks_can_be_turned_off():
+    A0 = sp.diags([-1.6, 2, -0.4], [-1, 0, 1], (50, 50)).tocsr()
+    op = ka.ParametricOperator(lambda t, x: A0 @ x + t * x, vjp=lambda t, x, l: l * x, n=50,
+                               structure="symmetric")
+    problem = ka.AdjointProblem(op, np.ones(50), ka.LinearFunctional(np.ones(50)), n_params=50)
+    ka.AdjointSolver(problem, preconditioner="none", check_transpose=False).gradient(
+        np.ones(50))
+
+
+def _reaction_diffusion(m: int = 60):
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], (m, m)) * (m + 1) ** 2
+    L = (sp.kron(T, sp.identity(m)) + sp.kron(sp.identity(m), T)).tocsr()
+    n = m * m
+    op = ka.ParametricOperator(lambda t, x: L @ x + t[0] * x,
+                               vjp=lambda t, x, l: np.array([l @ x]), n=n, structure="spd",
+                               assemble=lambda t: (L + t[0] * sp.identity(n)).tocsr())
+    rng = np.random.default_rng(0)
+    problem = ka.AdjointProblem(op, rng.random(n), ka.LinearFunctional(rng.random(n)),
+                                n_params=1)
+    return problem, L, n
+
+
+def _dense_gradient(L, n, rhs, c, theta):
+    """dJ/dθ = −λᵀx by a sparse direct solve (A is symmetric)."""
+    A = (L + theta * sp.identity(n)).tocsc()
+    return -spla.spsolve(A, c) @ spla.spsolve(A, rhs)
+
+
+def test_a_stale_preconditioner_is_set_up_again_when_the_solve_fails():
+    problem, L, n = _reaction_diffusion()
+    solver = ka.AdjointSolver(problem, maxiter=40, rtol=1e-10)
+    solver.gradient(np.array([1e9]))  # AMG of a nearly diagonal matrix
+    result = solver.gradient(np.array([1e-3]))  # that AMG cannot converge in 40 iterations
+    assert result.preconditioner_rebuilt
+    assert "set up again" in result.preconditioner_note
+    assert result.extra["abandoned_primal"][0].reason.name == "DIVERGED_MAXITER"
+    assert solver.setups == 2
+    reference = _dense_gradient(L, n, problem.rhs.value(None), problem.objective.c, 1e-3)
+    assert result.gradient[0] == pytest.approx(reference, rel=1e-6)
+    again = solver.gradient(np.array([2e-3]))  # and later calls are not stuck
+    assert again.primal.converged and not again.preconditioner_rebuilt
+
+
+def test_iteration_growth_sets_up_again_within_the_call():
+    problem, L, n = _reaction_diffusion()
+    solver = ka.AdjointSolver(problem, rtol=1e-10, warm_start=False)
+    first = solver.gradient(np.array([1e9]))
+    result = solver.gradient(np.array([1e-3]))
+    baseline = max(first.primal.iterations, 3)
+    abandoned = result.extra["abandoned_primal"][0]
+    assert abandoned.iterations <= 1.5 * baseline + 1
+    assert result.preconditioner_rebuilt and result.primal.converged
+    reference = _dense_gradient(L, n, problem.rhs.value(None), problem.objective.c, 1e-3)
+    assert result.gradient[0] == pytest.approx(reference, rel=1e-6)
+
+
+def test_without_rebuild_factor_a_failed_solve_raises():
+    problem, _, _ = _reaction_diffusion()
+    solver = ka.AdjointSolver(problem, maxiter=40, rtol=1e-10, rebuild_factor=None)
+    solver.gradient(np.array([1e9]))
+    with pytest.raises(ka.ConvergenceError):
+        solver.gradient(np.array([1e-3]))
+
+
+def test_results_do_not_share_memory_with_the_warm_start():
+    problem, L, n = _reaction_diffusion(20)
+    solver = ka.AdjointSolver(problem, rtol=1e-12)
+    first = solver.gradient(np.array([1.0]))
+    first.x[:] = np.nan
+    first.adjoint[:] = np.nan
+    second = solver.gradient(np.array([1.5]))
+    reference = _dense_gradient(L, n, problem.rhs.value(None), problem.objective.c, 1.5)
+    assert second.gradient[0] == pytest.approx(reference, rel=1e-8)
+
+
+def test_a_failed_solve_is_not_a_warm_start():
+    problem, L, n = _reaction_diffusion(20)
+    solver = ka.AdjointSolver(problem, rtol=1e-12, maxiter=2, preconditioner="none",
+                              raise_on_failure=False)
+    failed = solver.gradient(np.array([1.0]))
+    assert not failed.primal.converged
+    assert solver._warm == {}
+
+
+def test_prepare_runs_once_per_new_theta():
+    calls = []
+    n = 5
+    op = ka.ParametricOperator(lambda t, x: t * x, vjp=lambda t, x, l: l * x, n=n,
+                               structure="spd", prepare=lambda t: calls.append(t.copy()))
+    problem = ka.AdjointProblem(op, np.ones(n), ka.LinearFunctional(np.ones(n)), n_params=n)
+    solver = ka.AdjointSolver(problem, rtol=1e-12)
+    theta = np.arange(1.0, n + 1)
+    solver.gradient(theta)
+    solver.gradient(theta.copy())
+    solver.objective(theta)
+    assert len(calls) == 1
+    solver.gradient(theta + 1)
+    assert len(calls) == 2 and np.array_equal(calls[1], theta + 1)
