@@ -10,6 +10,7 @@ back to the backend.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,7 +24,8 @@ from .result import GradientResult, TangentResult
 __all__ = ["Backend", "SolveSettings"]
 
 
-class SolveSettings(Protocol):
+@dataclass(frozen=True)
+class SolveSettings:
     """The stopping rule and Krylov settings of one solve, as the engine passes them."""
 
     method: str

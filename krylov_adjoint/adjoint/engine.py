@@ -15,7 +15,7 @@ The backend (:mod:`.backend`) supplies vectors, products and Krylov solves.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,27 +27,15 @@ from ..krylov.solve import METHODS
 from ..krylov.stopping import Monitor, validate_tolerances
 from ..problem.bound import BoundProblem
 from ..problem.structure import Structure
-from .backend import Backend
+from .backend import Backend, SolveSettings
 from .result import GradientResult, TangentResult
 from .reuse import PreconditionerReuse
 
-__all__ = ["GradientEngine", "Settings", "choose_method", "TRANSPOSE_PROBE_RTOL"]
+__all__ = ["GradientEngine", "choose_method", "TRANSPOSE_PROBE_RTOL"]
 
 #: A declared transpose (or symmetry) is refused when the randomised probe
 #: ``|uᵀ(A v) − vᵀ(Aᵀ u)| / (‖u‖‖A v‖ + ‖v‖‖Aᵀ u‖)`` exceeds this (round-off is ~1e-16·√N).
 TRANSPOSE_PROBE_RTOL = 1e-10
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The Krylov settings of one phase (see :class:`~.backend.SolveSettings`)."""
-
-    method: str
-    rtol: float
-    atol: float
-    maxiter: int
-    restart: int
-    monitor: Monitor | None
 
 
 def choose_method(method: str, structure: Structure, known_methods: Any = METHODS) -> str:
@@ -280,7 +268,7 @@ class GradientEngine:
                     f"{self.backend.structure.value!r} was declared")
         return time.perf_counter() - tick
 
-    def _solve(self, phase: str, bound: BoundProblem, rhs: Any, settings: Settings, *,
+    def _solve(self, phase: str, bound: BoundProblem, rhs: Any, settings: SolveSettings, *,
                x0: Any = "warm", check: bool = True) -> tuple[Any, SolveResult]:
         """One solve; warm-started from the last converged solution of this phase."""
         if isinstance(x0, str):
@@ -293,12 +281,12 @@ class GradientEngine:
         return x, result
 
     # -- settings -----------------------------------------------------------------------------
-    def _primal_settings(self) -> Settings:
-        return Settings(self._method_now(), self.rtol, self.atol, self.maxiter, self.restart,
+    def _primal_settings(self) -> SolveSettings:
+        return SolveSettings(self._method_now(), self.rtol, self.atol, self.maxiter, self.restart,
                         self.monitor)
 
-    def _adjoint_settings(self) -> Settings:
-        return Settings(self._method_now(), self.adjoint_rtol, self.adjoint_atol, self.maxiter,
+    def _adjoint_settings(self) -> SolveSettings:
+        return SolveSettings(self._method_now(), self.adjoint_rtol, self.adjoint_atol, self.maxiter,
                         self.restart, self.monitor)
 
     def _method_now(self) -> str:
