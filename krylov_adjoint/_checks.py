@@ -13,6 +13,81 @@ import numpy as np
 
 from .errors import CallbackError, InputError, KrylovAdjointError, NonFiniteError
 
+#: Why complex data is refused rather than cast (numpy's cast keeps the real part only).
+COMPLEX_UNSUPPORTED = ("complex systems are not supported yet: krylov-adjoint solves real "
+                       "systems only (numpy would keep the real part silently); pass real "
+                       "float64 data")
+
+
+def complex_message(dtype: Any) -> str:
+    """The message refusing complex data of this dtype."""
+    return f"got complex values (dtype {np.dtype(dtype)}): {COMPLEX_UNSUPPORTED}"
+
+
+def _dtype_of(value: Any) -> np.dtype | None:
+    """The dtype of an array, sparse matrix, ``LinearOperator``, scalar or nested sequence.
+
+    None when there is none to read (a callable, ``None``, a ragged sequence, ...).
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        if value is None or callable(value):
+            return None
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError):
+            return None
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return None
+
+
+def refuse_complex(value: Any, name: str, *, callback: bool = False) -> None:
+    """Raise when ``value`` holds complex numbers, naming ``name``; do nothing otherwise.
+
+    Every constructor that takes data (matrices, vectors, scalars) calls this before
+    converting to float64, where numpy would drop the imaginary part with only a
+    ``ComplexWarning``.
+
+    Parameters
+    ----------
+    value : array, sparse matrix, scipy ``LinearOperator``, scalar or sequence
+    name : str
+        The argument (or callback) named in the error, e.g. ``"c"`` or ``"terms[2]"``.
+    callback : bool
+        Raise :class:`CallbackError` (a callback returned it) instead of :class:`InputError`.
+
+    Raises
+    ------
+    InputError or CallbackError
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> refuse_complex(np.ones(2), "c")
+    >>> refuse_complex(np.array([1.0 + 2.0j]), "c")
+    Traceback (most recent call last):
+    ...
+    krylov_adjoint.errors.InputError: c: got complex values (dtype complex128): complex \
+systems are not supported yet: ...
+    """
+    dtype = _dtype_of(value)
+    if dtype is not None and dtype.kind == "c":
+        raise (CallbackError if callback else InputError)(name, complex_message(dtype))
+
+
+def real_array(value: Any, name: str, *, callback: bool = False) -> np.ndarray:
+    """``value`` as a new float64 array, complex data refused naming ``name``.
+
+    Examples
+    --------
+    >>> real_array([1, 2], "d")
+    array([1., 2.])
+    """
+    refuse_complex(value, name, callback=callback)
+    return np.array(value, dtype=np.float64, copy=True)
+
 
 def as_real_vector(value: Any, name: str, length: int | None, *, check_finite: bool = True,
                    callback: bool = True) -> np.ndarray:
@@ -25,6 +100,8 @@ def as_real_vector(value: Any, name: str, length: int | None, *, check_finite: b
     if value is None:
         raise error(name, f"returned None, expected an array of shape ({length},)")
     arr = np.asarray(value)
+    if arr.dtype.kind == "c":
+        raise error(name, complex_message(arr.dtype))
     if arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and arr.dtype.itemsize < 8):
         raise error(name, f"expected dtype float64, got {arr.dtype}")
     if arr.ndim == 2 and 1 in arr.shape:

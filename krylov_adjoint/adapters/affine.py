@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .._checks import real_array, refuse_complex
 from ..problem.rhs import RightHandSide
 from ..problem.structure import Structure
 from ._matrices import as_coo, as_sparse
@@ -80,6 +81,12 @@ def affine_operator(A0: Any, terms: Any, *, structure: str | Structure = "auto"
     -------
     AffineOperator
 
+    Raises
+    ------
+    InputError
+        For a complex ``A0`` or ``A_k`` (complex systems are not supported yet), naming the
+        matrix: ``"A0"``, ``"terms[2]"`` (``"terms"`` for the stacked form).
+
     Examples
     --------
     >>> import numpy as np
@@ -115,6 +122,11 @@ def affine_rhs(b0: Any, B: Any) -> RightHandSide:
         A ``LinearOperator`` needs ``rmatvec`` (e.g. a source spread by a matrix-free
         operator).
 
+    Raises
+    ------
+    InputError
+        For a complex ``b0`` or ``B`` (complex systems are not supported yet).
+
     Examples
     --------
     A source per cell, spread by a mass matrix: ``b(θ) = M θ``.
@@ -126,6 +138,7 @@ def affine_rhs(b0: Any, B: Any) -> RightHandSide:
     (array([2., 3.]), array([2., 1.]))
     """
     if isinstance(B, spla.LinearOperator):
+        refuse_complex(B, "B")
         operator: Any = B
     else:
         matrix = as_sparse(B, "B")
@@ -133,7 +146,7 @@ def affine_rhs(b0: Any, B: Any) -> RightHandSide:
     if len(operator.shape) != 2:
         raise ValueError(f"B must be 2-D, got shape {operator.shape}")
     n = operator.shape[0]
-    offset = None if b0 is None else np.array(b0, dtype=np.float64, copy=True)
+    offset = None if b0 is None else real_array(b0, "b0")
     if offset is not None and offset.shape != (n,):
         raise ValueError(f"b0 has shape {offset.shape}, but B has {n} rows")
     transpose = operator.T
@@ -162,6 +175,7 @@ def _triplets(A0: Any, terms: Any
         n = _square(coo.shape, "A0")
         parts.append((coo.row, coo.col, coo.data, np.full(coo.nnz, -1)))
     if sp.issparse(terms):
+        refuse_complex(terms, "terms")
         stacked = sp.coo_matrix(terms)
         if n is None:
             n = int(round(np.sqrt(stacked.shape[0])))

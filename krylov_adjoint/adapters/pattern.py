@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._checks import refuse_complex
 from ._matrices import as_sparse, index_dtype
 
 __all__ = ["SparsityPattern", "pattern_cotangent", "entry_coordinates"]
@@ -160,6 +161,7 @@ class SparsityPattern:
 
     def matrix(self, values: np.ndarray) -> sp.csr_matrix:
         """The CSR matrix with these values (the index arrays are shared, not copied)."""
+        refuse_complex(values, "values")
         values = np.asarray(values, dtype=np.float64)
         if values.shape != (self.nnz,):
             raise ValueError(f"expected {self.nnz} values, got shape {values.shape}")
@@ -252,6 +254,8 @@ def pattern_cotangent(A: Any, lam: Any, x: Any) -> np.ndarray:
     array([ 5., 10., 14.])
     """
     matrix = as_sparse(A, "A", aligned=True)
+    refuse_complex(lam, "lam")
+    refuse_complex(x, "x")
     lam = np.asarray(lam, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     if lam.shape != (matrix.shape[0],) or x.shape != (matrix.shape[1],):

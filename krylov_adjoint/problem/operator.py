@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .._checks import refuse_complex
 from ..errors import MissingCallbackError
 from .structure import Structure
 
@@ -101,7 +102,9 @@ class ParametricOperator:
     def constant(cls, A: Any, *, structure: str | Structure = "general") -> ParametricOperator:
         """An operator that does not depend on θ, from a matrix or a scipy ``LinearOperator``.
 
-        Sparse and dense matrices are also used to build preconditioners.
+        Sparse and dense matrices are also used to build preconditioners. Complex matrices
+        are refused (:class:`~krylov_adjoint.InputError`): complex systems are not supported
+        yet.
 
         Examples
         --------
@@ -110,6 +113,7 @@ class ParametricOperator:
         >>> op.has_assembled
         True
         """
+        refuse_complex(A, "A")
         if isinstance(A, np.ndarray) and A.ndim == 2:
             A = sp.csr_matrix(A)
         if sp.issparse(A):

@@ -8,7 +8,13 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._checks import as_real_scalar, as_real_vector, checked_call, readonly
+from .._checks import (
+    as_real_scalar,
+    as_real_vector,
+    checked_call,
+    readonly,
+    refuse_complex,
+)
 from ..errors import CallbackError, KrylovAdjointError
 from .objective import Objective
 from .operator import ParametricOperator
@@ -53,6 +59,7 @@ class AdjointProblem:
     def __init__(self, operator: Any, rhs: Any, objective: Objective, *, n_params: int,
                  structure: str | Structure | None = None) -> None:
         if not isinstance(operator, ParametricOperator):
+            refuse_complex(operator, "operator")
             operator = ParametricOperator.constant(operator, structure=structure or "general")
         elif structure is not None and Structure.coerce(structure) is not operator.structure:
             raise ValueError("structure is declared on the ParametricOperator; do not pass "
