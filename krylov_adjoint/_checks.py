@@ -6,6 +6,7 @@ Each check names the culprit (a callback such as ``"operator.vjp"`` or an argume
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +88,35 @@ def real_array(value: Any, name: str, *, callback: bool = False) -> np.ndarray:
     """
     refuse_complex(value, name, callback=callback)
     return np.array(value, dtype=np.float64, copy=True)
+
+
+def as_size(value: Any, name: str, *, minimum: int = 0) -> int:
+    """``value`` as a Python int of at least ``minimum``, or an :class:`InputError` naming it.
+
+    Python and numpy integers are accepted; booleans and floats are refused, even integral
+    ones such as ``3.0``, rather than truncated.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_size(np.int64(4), "n", minimum=1)
+    4
+    >>> as_size(2.5, "n")
+    Traceback (most recent call last):
+    ...
+    krylov_adjoint.errors.InputError: n: must be an integer, got 2.5 (float)
+    """
+    refused = InputError(name, f"must be an integer, got {value!r} ({type(value).__name__})")
+    if isinstance(value, bool | np.bool_):
+        raise refused
+    try:
+        size = operator.index(value)
+    except TypeError:
+        raise refused from None
+    if size < minimum:
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        raise InputError(name, f"must be {bound}, got {size}")
+    return size
 
 
 def as_real_vector(value: Any, name: str, length: int | None, *, check_finite: bool = True,

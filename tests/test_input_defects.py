@@ -1,7 +1,8 @@
-"""Inputs that used to be accepted wrongly: complex data cast to real.
+"""Inputs that used to be accepted wrongly: complex data cast to real, fractional sizes.
 
 Complex matrices and vectors must be refused with an :class:`~krylov_adjoint.InputError`
-naming the argument (numpy would keep the real part with only a ``ComplexWarning``).
+naming the argument (numpy would keep the real part with only a ``ComplexWarning``), and sizes
+must be integers (``n=2.5`` used to be truncated to 2).
 """
 
 from __future__ import annotations
@@ -197,3 +198,60 @@ def test_real_data_still_builds():
         affine_operator(REAL_SPARSE, np.ones((2, N, N)))
         affine_rhs(np.ones(N), spla.aslinearoperator(REAL_SPARSE))
     assert problem.n == N
+
+
+# -- sizes -------------------------------------------------------------------------------
+def operator_of_size(n: Any) -> ka.ParametricOperator:
+    return ka.ParametricOperator(lambda th, x: x, n=n, structure="spd", depends_on_theta=False)
+
+
+def problem_with(n_params: Any) -> ka.AdjointProblem:
+    return ka.AdjointProblem(REAL_SPARSE, np.ones(N), functional(), n_params=n_params)
+
+
+def assembled_with(n_params: Any) -> AssembledOperator:
+    return AssembledOperator(SparsityPattern.from_matrix(REAL_SPARSE), lambda th: th,
+                             lambda th, vbar: vbar, structure="spd", n_params=n_params)
+
+
+SIZE_ARGUMENTS = {
+    "n": operator_of_size,
+    "n_params": problem_with,
+    "AssembledOperator.n_params": assembled_with,
+    "SparsityPattern.n": lambda n: SparsityPattern(np.arange(3), np.arange(2), n),
+    "SparsityPattern.from_coordinates.n": lambda n: SparsityPattern.from_coordinates(
+        [0, 1], [0, 1], n),
+    "n_dofs": lambda n: element_operator(BAR, CONN, n),
+}
+
+
+@pytest.mark.parametrize("bad", [2.5, 3.0, np.float64(4.0), True, np.True_, "3", None],
+                         ids=repr)
+@pytest.mark.parametrize("where", sorted(SIZE_ARGUMENTS))
+def test_non_integral_sizes_are_refused(where, bad):
+    if bad is None and where == "AssembledOperator.n_params":
+        pytest.skip("None means unknown here")
+    argument = where.rsplit(".", 1)[-1]
+    with pytest.raises(ka.InputError, match="must be an integer") as info:
+        SIZE_ARGUMENTS[where](bad)
+    assert info.value.argument == argument
+
+
+@pytest.mark.parametrize("where,good", [
+    ("n", np.int64(3)), ("n", 3), ("n_params", np.int32(0)), ("n_params", 2),
+    ("AssembledOperator.n_params", np.int16(5)), ("SparsityPattern.n", np.uint8(2)),
+    ("SparsityPattern.from_coordinates.n", np.int64(2)), ("n_dofs", np.int64(4)),
+])
+def test_integer_sizes_are_accepted_as_python_ints(where, good):
+    built = SIZE_ARGUMENTS[where](good)
+    if where == "n":
+        assert built.n == int(good) and type(built.n) is int
+    if where.endswith("n_params"):
+        assert built.n_params == int(good) and type(built.n_params) is int
+
+
+@pytest.mark.parametrize("where,bad", [("n", 0), ("n", -1), ("n_params", -1),
+                                       ("SparsityPattern.n", 0), ("n_dofs", 0)])
+def test_sizes_out_of_range_are_refused(where, bad):
+    with pytest.raises(ka.InputError, match=">= 0|positive"):
+        SIZE_ARGUMENTS[where](bad)

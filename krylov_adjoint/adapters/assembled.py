@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._checks import real_array, refuse_complex
+from .._checks import as_size, real_array, refuse_complex
 from ..errors import CallbackError, InputError, MissingCallbackError
 from ..problem.operator import ParametricOperator
 from ..problem.structure import Structure
@@ -86,7 +86,7 @@ class AssembledOperator(ParametricOperator):
                 raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
         structure = Structure.coerce(structure)
         self.pattern = pattern
-        self.n_params = None if n_params is None else int(n_params)
+        self.n_params = None if n_params is None else as_size(n_params, "n_params")
         self.assembly_count = 0
         self._values_fn = values
         self._values_vjp_fn = values_vjp

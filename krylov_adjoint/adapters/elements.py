@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._checks import refuse_complex
+from .._checks import as_size, refuse_complex
 from ..problem.rhs import RightHandSide
 from ..problem.structure import Structure
 from ._element_map import element_value_map
@@ -282,7 +282,7 @@ def element_operator(element_matrices: Any, connectivity: Any, n_dofs: int, *,
     refuse_complex(element_matrices, "element_matrices")
     K = np.asarray(element_matrices, dtype=np.float64)
     conn = np.asarray(connectivity)
-    n = int(n_dofs)
+    n = as_size(n_dofs, "n_dofs", minimum=1)
     if conn.ndim != 2 or conn.dtype.kind not in "iu":
         raise ValueError(f"connectivity must be an integer array (E, k), got dtype "
                          f"{conn.dtype} and shape {conn.shape}")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .._checks import refuse_complex
+from .._checks import as_size, refuse_complex
 from ._matrices import as_sparse, index_dtype
 
 __all__ = ["SparsityPattern", "pattern_cotangent", "entry_coordinates"]
@@ -53,7 +53,7 @@ class SparsityPattern:
     """
 
     def __init__(self, indptr: Any, indices: Any, n: int) -> None:
-        n = int(n)
+        n = as_size(n, "n", minimum=1)
         indptr = np.asarray(indptr)
         indices = np.asarray(indices)
         if n <= 0 or indptr.shape != (n + 1,) or indices.ndim != 1:
@@ -113,9 +113,10 @@ class SparsityPattern:
             given per entry are summed into the pattern by
             ``np.bincount(slots, entry_values, minlength=pattern.nnz)``.
         """
+        n = as_size(n, "n", minimum=1)
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
-        keys = rows * int(n) + cols
+        keys = rows * n + cols
         unique, slots = np.unique(keys, return_inverse=True)
         counts = np.bincount(unique // n, minlength=n)
         indptr = np.concatenate([[0], np.cumsum(counts)])

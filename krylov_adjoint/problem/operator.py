@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._checks import refuse_complex
+from .._checks import as_size, refuse_complex
 from ..errors import MissingCallbackError
 from .structure import Structure
 
@@ -55,7 +55,8 @@ class ParametricOperator:
     ----------
     matvec : callable ``(theta, x) -> A(theta) @ x``
     n : int
-        Number of unknowns N (A is N × N).
+        Number of unknowns N (A is N × N): a positive integer (Python or numpy; a float such
+        as ``2.5`` or ``3.0`` is refused, not truncated).
     rmatvec : callable ``(theta, y) -> A(theta).T @ y``, optional
         Required unless ``structure`` is ``"symmetric"`` or ``"spd"``.
     vjp : callable ``(theta, x, lam) -> lamᵀ (∂A/∂θ) x``, shape (P,)
@@ -88,9 +89,7 @@ class ParametricOperator:
             self.structure, matvec, rmatvec, vjp, depends_on_theta,
             {"jvp": jvp, "assemble": assemble},
             constant_hint="use ParametricOperator.constant(A)")
-        self.n = int(n)
-        if self.n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
+        self.n = as_size(n, "n", minimum=1)
         self._matvec = matvec
         self._rmatvec = rmatvec
         self._vjp = vjp

@@ -11,6 +11,7 @@ import scipy.sparse.linalg as spla
 from .._checks import (
     as_real_scalar,
     as_real_vector,
+    as_size,
     checked_call,
     readonly,
     refuse_complex,
@@ -68,13 +69,12 @@ class AdjointProblem:
             rhs = RightHandSide(rhs)
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an Objective, got {type(objective).__name__}")
-        if int(n_params) < 0:
-            raise ValueError(f"n_params must be >= 0, got {n_params}")
+        n_params = as_size(n_params, "n_params")
         self.operator = operator
         self.rhs = rhs
         self.objective = objective
         self.n = operator.n
-        self.n_params = int(n_params)
+        self.n_params = n_params
         if not rhs.depends_on_theta:
             as_real_vector(rhs.value(None), "rhs", self.n, callback=False)
 
