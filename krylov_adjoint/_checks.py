@@ -70,8 +70,7 @@ def refuse_complex(value: Any, name: str, *, callback: bool = False) -> None:
     >>> refuse_complex(np.array([1.0 + 2.0j]), "c")
     Traceback (most recent call last):
     ...
-    krylov_adjoint.errors.InputError: c: got complex values (dtype complex128): complex \
-systems are not supported yet: ...
+    krylov_adjoint.errors.InputError: c: got complex values (dtype complex128): ...
     """
     dtype = _dtype_of(value)
     if dtype is not None and dtype.kind == "c":
