@@ -1,5 +1,9 @@
 """Helpers shared by the application examples: timing, figures, the final JSON line.
 
+Figures go to the current directory, or to the folder given by ``--out DIR``: running an
+example never writes into the repository. The figures of the documentation are made by
+running the examples with ``--out docs/img`` from the repository's root, as each page says.
+
 Not part of the library: a few lines each example would otherwise repeat. Import it before
 numpy: it asks OpenBLAS for one thread (unless ``OPENBLAS_NUM_THREADS`` is already set). The
 Krylov loops spend their BLAS time in dot products and norms of single vectors, where a
@@ -19,13 +23,28 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402  (after the thread setting)
 
-#: The repository's documentation images, where the figures go by default.
-IMAGE_DIR = Path(__file__).resolve().parents[1] / "docs" / "img"
+
+def add_out_argument(parser: Any, what: str) -> None:
+    """Add ``--out DIR`` (the folder of the figure; default the current directory)."""
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help=f"folder of the PNG of {what} (default: the current directory; "
+                             "--out docs/img remakes the documentation's figure); a path "
+                             "ending in .png names the file itself")
 
 
-def default_figure(name: str) -> Path:
-    """The default path of an example's figure, ``docs/img/<name>``."""
-    return IMAGE_DIR / name
+def figure_path(out: str | Path | None, name: str) -> Path:
+    """Where the figure ``name`` goes: ``out/name``, ``out`` itself if it ends in ``.png``, or
+    ``name`` in the current directory when ``out`` is None.
+
+    Examples
+    --------
+    >>> [figure_path(out, "fig.png").as_posix() for out in (None, "docs/img", "mine.png")]
+    ['fig.png', 'docs/img/fig.png', 'mine.png']
+    """
+    if out is None:
+        return Path(name)
+    path = Path(out)
+    return path if path.suffix.lower() == ".png" else path / name
 
 
 def shown_path(path: str | Path) -> str:

@@ -14,7 +14,7 @@ costs one CG solve and one adjoint CG solve, both preconditioned by the same smo
 AMG, which is set up once and reused across iterations until the CG iterations grow. Before
 optimising, the gradient is checked by a Taylor test on the same problem.
 
-Run: ``python examples/inverse_conductivity.py [--n 256] [--3d] [--quick]``.
+Run: ``python examples/inverse_conductivity.py [--n 256] [--3d] [--quick] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -105,9 +105,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "nearby J values)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument("--quick", action="store_true", help="small and fast (tests)")
-    parser.add_argument("--out", default=None,
-                        help="PNG of truth, recovery and misfit history "
-                             "(default docs/img/app_inverse_conductivity[_3d].png)")
+    _common.add_out_argument(parser, "truth, recovery and misfit history "
+                                     "(app_inverse_conductivity[_3d].png)")
     parser.add_argument("--verbose", action="store_true", help="log every evaluation")
     args = parser.parse_args(argv)
     dim = 3 if args.three_d else 2
@@ -117,9 +116,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.maxiter = min(args.maxiter, 25)
     if args.alpha is None:
         args.alpha = 500.0 if dim == 3 else 300.0
-    if args.out is None:
-        suffix = "_3d" if dim == 3 else ""
-        args.out = str(_common.default_figure(f"app_inverse_conductivity{suffix}.png"))
+    suffix = "_3d" if dim == 3 else ""
+    args.out = str(_common.figure_path(args.out, f"app_inverse_conductivity{suffix}.png"))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(message)s")
     clock = _common.Stopwatch()

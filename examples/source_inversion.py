@@ -17,7 +17,7 @@ solve and as its exact transpose Mᵀ in the adjoint one. For one gradient, the 
 also run with M in place of Mᵀ, the shortcut a preconditioner without a transpose forces, to
 show what the exact transpose saves.
 
-Run: ``python examples/source_inversion.py [--n 256] [--peclet 500] [--quick]``.
+Run: ``python examples/source_inversion.py [--n 256] [--peclet 500] [--quick] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -104,10 +104,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="iteration cap of the adjoint solve preconditioned by M, not Mᵀ")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument("--quick", action="store_true", help="small and fast (tests)")
-    parser.add_argument("--out", default=str(_common.default_figure("app_source_inversion.png")),
-                        help="PNG of the true and recovered sources")
+    _common.add_out_argument(parser, "the true and recovered sources "
+                                     "(app_source_inversion.png)")
     parser.add_argument("--verbose", action="store_true", help="log every evaluation")
     args = parser.parse_args(argv)
+    args.out = str(_common.figure_path(args.out, "app_source_inversion.png"))
     if args.quick:
         args.n, args.maxiter = 48, 30
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -10,7 +10,7 @@ three rigid-body modes as near-nullspace. Compliance is self-adjoint (``λ = u``
 reports how close the adjoint computed by the library is to the state, as a check. Before
 optimising, the gradient is checked by a Taylor test on the full problem.
 
-Run: ``python examples/topology_optimization.py [--nelx 450 --nely 225] [--quick]``.
+Run: ``python examples/topology_optimization.py [--nelx 450 --nely 225] [--quick] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -225,10 +225,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "the CG iterations grow (default: a new set-up per design)")
     parser.add_argument("--eps", type=float, default=1e-9, help="SIMP stiffness floor")
     parser.add_argument("--quick", action="store_true", help="small and fast (tests)")
-    parser.add_argument("--out", default=str(_common.default_figure("app_topology.png")),
-                        help="PNG of the design and the compliance history")
+    _common.add_out_argument(parser, "the design and the compliance history (app_topology.png)")
     parser.add_argument("--verbose", action="store_true", help="one line per iteration")
     args = parser.parse_args(argv)
+    args.out = str(_common.figure_path(args.out, "app_topology.png"))
     if args.quick:
         args.nelx, args.nely, args.iterations = 60, 30, 10
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

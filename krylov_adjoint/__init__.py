@@ -3,7 +3,14 @@
 Solve ``A(θ) x = b(θ)``, then ``A(θ)ᵀ λ = ∂J/∂x``, and get
 ``dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ)`` for the price of one extra Krylov solve, whatever
 the number of parameters.
+
+:mod:`krylov_adjoint.adapters` (assembled matrices, affine and element operators,
+``scipy.optimize``) is reached as ``krylov_adjoint.adapters``; it is imported on first use,
+since it loads ``scipy.optimize``.
 """
+
+import importlib
+from typing import Any
 
 from . import gallery as gallery
 from . import krylov as krylov
@@ -34,8 +41,23 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdjointSolver", "GradientResult", "TangentResult", "precond", "gallery", "verify",
+    "adapters",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
     "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",
     "KrylovAdjointError", "InputError", "CallbackError", "MissingCallbackError",
     "NonFiniteError", "ConvergenceError", "MissingDependencyError", "krylov",
 ]
+
+#: Submodules imported on first access (they load heavier dependencies).
+_LAZY_SUBMODULES = ("adapters",)
+
+
+def __getattr__(name: str) -> Any:
+    """``krylov_adjoint.adapters``, imported on first use (it loads ``scipy.optimize``)."""
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

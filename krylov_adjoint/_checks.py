@@ -6,12 +6,116 @@ Each check names the culprit (a callback such as ``"operator.vjp"`` or an argume
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .errors import CallbackError, InputError, KrylovAdjointError, NonFiniteError
+
+#: Why complex data is refused rather than cast (numpy's cast keeps the real part only).
+COMPLEX_UNSUPPORTED = ("complex systems are not supported yet: krylov-adjoint solves real "
+                       "systems only (numpy would keep the real part silently); pass real "
+                       "float64 data")
+
+
+def complex_message(dtype: Any) -> str:
+    """The message refusing complex data of this dtype."""
+    return f"got complex values (dtype {np.dtype(dtype)}): {COMPLEX_UNSUPPORTED}"
+
+
+def _dtype_of(value: Any) -> np.dtype | None:
+    """The dtype of an array, sparse matrix, ``LinearOperator``, scalar or nested sequence.
+
+    None when there is none to read (a callable, ``None``, a ragged sequence, ...).
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        if value is None or callable(value):
+            return None
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError):
+            return None
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return None
+
+
+def refuse_complex(value: Any, name: str, *, callback: bool = False) -> None:
+    """Raise when ``value`` holds complex numbers, naming ``name``; do nothing otherwise.
+
+    Every constructor that takes data (matrices, vectors, scalars) calls this before
+    converting to float64, where numpy would drop the imaginary part with only a
+    ``ComplexWarning``.
+
+    Parameters
+    ----------
+    value : array, sparse matrix, scipy ``LinearOperator``, scalar or sequence
+    name : str
+        The argument (or callback) named in the error, e.g. ``"c"`` or ``"terms[2]"``.
+    callback : bool
+        Raise :class:`CallbackError` (a callback returned it) instead of :class:`InputError`.
+
+    Raises
+    ------
+    InputError or CallbackError
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> refuse_complex(np.ones(2), "c")
+    >>> refuse_complex(np.array([1.0 + 2.0j]), "c")
+    Traceback (most recent call last):
+    ...
+    krylov_adjoint.errors.InputError: c: got complex values (dtype complex128): ...
+    """
+    dtype = _dtype_of(value)
+    if dtype is not None and dtype.kind == "c":
+        raise (CallbackError if callback else InputError)(name, complex_message(dtype))
+
+
+def real_array(value: Any, name: str, *, callback: bool = False) -> np.ndarray:
+    """``value`` as a new float64 array, complex data refused naming ``name``.
+
+    Examples
+    --------
+    >>> real_array([1, 2], "d")
+    array([1., 2.])
+    """
+    refuse_complex(value, name, callback=callback)
+    return np.array(value, dtype=np.float64, copy=True)
+
+
+def as_size(value: Any, name: str, *, minimum: int = 0) -> int:
+    """``value`` as a Python int of at least ``minimum``, or an :class:`InputError` naming it.
+
+    Python and numpy integers are accepted; booleans and floats are refused, even integral
+    ones such as ``3.0``, rather than truncated.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_size(np.int64(4), "n", minimum=1)
+    4
+    >>> as_size(2.5, "n")
+    Traceback (most recent call last):
+    ...
+    krylov_adjoint.errors.InputError: n: must be an integer, got 2.5 (float)
+    """
+    refused = InputError(name, f"must be an integer, got {value!r} ({type(value).__name__})")
+    if isinstance(value, bool | np.bool_):
+        raise refused
+    try:
+        size = operator.index(value)
+    except TypeError:
+        raise refused from None
+    if size < minimum:
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        raise InputError(name, f"must be {bound}, got {size}")
+    return size
 
 
 def as_real_vector(value: Any, name: str, length: int | None, *, check_finite: bool = True,
@@ -25,6 +129,8 @@ def as_real_vector(value: Any, name: str, length: int | None, *, check_finite: b
     if value is None:
         raise error(name, f"returned None, expected an array of shape ({length},)")
     arr = np.asarray(value)
+    if arr.dtype.kind == "c":
+        raise error(name, complex_message(arr.dtype))
     if arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and arr.dtype.itemsize < 8):
         raise error(name, f"expected dtype float64, got {arr.dtype}")
     if arr.ndim == 2 and 1 in arr.shape:

@@ -1,6 +1,11 @@
 """Exceptions raised by krylov-adjoint.
 
 Every error names its culprit: the callback, the argument, the solve or the rank.
+
+Every exception of the library (the PETSc backend's collective errors included) survives
+``pickle``: its type, message and attributes come back, so that an error raised in a worker of
+``multiprocessing`` or ``concurrent.futures`` reaches the parent process as itself (a
+:class:`ConvergenceError` with its ``result``).
 """
 
 from __future__ import annotations
@@ -18,8 +23,40 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]
+             ) -> BaseException:
+    """Recreate a pickled exception: same type, same ``args`` (message), same attributes.
+
+    ``__init__`` is not called: the constructors take the culprit and a detail (or a result)
+    while ``args`` holds the formatted message, so calling ``cls(*args)`` would fail.
+    """
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    for name, value in state.items():
+        setattr(exc, name, value)
+    return exc
+
+
 class KrylovAdjointError(Exception):
-    """Base class of every error raised by this library."""
+    """Base class of every error raised by this library.
+
+    Instances pickle with their type, message and attributes (``argument``, ``callback``,
+    ``result``, ``phase``, notes, ...), whatever the signature of the subclass's ``__init__``.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> err = pickle.loads(pickle.dumps(InputError("theta", "expected shape (3,), got (2,)")))
+    >>> type(err).__name__, err.argument, str(err)
+    ('InputError', 'theta', 'theta: expected shape (3,), got (2,)')
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = dict(self.__dict__)
+        if isinstance(self, ImportError):  # kept by ImportError outside __dict__
+            state.update({k: getattr(self, k) for k in ("name", "path")
+                          if getattr(self, k) is not None})
+        return (_rebuild, (type(self), self.args, state))
 
 
 class InputError(KrylovAdjointError, ValueError):
@@ -29,10 +66,13 @@ class InputError(KrylovAdjointError, ValueError):
     ----------
     argument : str
         The name of the offending argument, e.g. ``"theta"``.
+    detail : str
+        What is wrong with it (the message without the argument's name).
     """
 
     def __init__(self, argument: str, message: str) -> None:
         self.argument = argument
+        self.detail = message
         super().__init__(f"{argument}: {message}")
 
 
@@ -43,10 +83,13 @@ class CallbackError(KrylovAdjointError, ValueError):
     ----------
     callback : str
         The name of the offending callback, e.g. ``"operator.vjp"``.
+    detail : str
+        What is wrong (the message without the callback's name).
     """
 
     def __init__(self, callback: str, message: str) -> None:
         self.callback = callback
+        self.detail = message
         super().__init__(f"{callback}: {message}")
 
 

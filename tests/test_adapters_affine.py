@@ -89,6 +89,33 @@ def test_structure_detection_and_checks():
                         structure="spd")
 
 
+def dense_csr(rows: list[list[float]]) -> sp.csr_matrix:
+    return sp.csr_matrix(np.array(rows))
+
+
+@pytest.mark.parametrize("A0,terms,culprit", [
+    pytest.param(sp.identity(2), [dense_csr([[0.0, 1.0], [0.0, 0.0]])],
+                 r"terms\[0\] is not symmetric: \|terms\[0\]\[0, 1\] − terms\[0\]\[1, 0\]\|",
+                 id="pattern-of-a-term"),
+    pytest.param(sp.identity(2), [sp.identity(2), dense_csr([[0.0, 1.0], [2.0, 0.0]])],
+                 r"terms\[1\] is not symmetric", id="values-of-a-term"),
+    pytest.param(dense_csr([[1.0, 1.0], [0.0, 1.0]]), [sp.identity(2)],
+                 r"A0 is not symmetric", id="A0"),
+    pytest.param(sp.identity(3), [dense_csr([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0, 0, 0]]),
+                                  sp.csr_matrix(([0.0], ([0], [2])), shape=(3, 3))],
+                 r"terms\[1\] stores the entry \(0, 2\) and no matrix stores \(2, 0\)",
+                 id="explicit-zero-of-a-term"),
+    pytest.param(None, dense_csr([[0.0], [1.0], [0.0], [0.0]]), r"terms\[0\] is not symmetric",
+                 id="stacked-column"),
+    pytest.param(sp.identity(N), random_terms(3, symmetric=True)
+                 + random_terms(2, symmetric=False, seed=11),
+                 r"terms\[3\] is not symmetric.*\(and 1 other term\(s\)\)", id="first-of-two"),
+])
+def test_declared_symmetry_error_names_the_culprit_term(A0, terms, culprit):
+    with pytest.raises(ValueError, match=r"declared symmetric \('spd'\), but " + culprit):
+        affine_operator(A0, terms, structure="spd")
+
+
 def test_input_errors():
     with pytest.raises(ValueError, match="stacked form"):
         affine_operator(sp.identity(N), sp.identity(N))

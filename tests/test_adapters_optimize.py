@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import pickle
 import types
 
 import numpy as np
@@ -168,3 +169,45 @@ def test_progress_bar_is_updated_per_iteration(theta_true, monkeypatch):
 def test_refuses_something_else_than_a_solver():
     with pytest.raises(TypeError, match="AdjointSolver"):
         ScipyObjective(lambda theta: (0.0, theta))
+
+
+def failing_after(solver: ka.AdjointSolver, successes: int) -> ka.AdjointSolver:
+    """``solver`` whose gradient raises a genuine ConvergenceError after ``successes`` solves."""
+    gradient = solver.gradient
+    count = {"solves": 0}
+
+    def gradient_or_failure(theta):
+        count["solves"] += 1
+        if count["solves"] > successes:  # a solve stopped after one iteration
+            ka.krylov.solve(sp.diags(np.arange(1.0, N + 1.0)), np.ones(N), maxiter=1,
+                            rtol=1e-14, raise_on_failure=True, phase="primal")
+        return gradient(theta)
+
+    solver.gradient = gradient_or_failure
+    return solver
+
+
+def test_minimize_keeps_the_history_when_a_solve_fails(theta_true):
+    solver = failing_after(ka.AdjointSolver(recovery_problem(theta_true), rtol=1e-12), 6)
+    with pytest.raises(ka.ConvergenceError) as info:
+        minimize(solver, np.ones(P), bounds=[(0.1, 10.0)] * P)
+    err = info.value
+    assert len(err.evaluations) == 6
+    assert [e["evaluation"] for e in err.evaluations] == list(range(1, 7))
+    assert all(np.isfinite(e["objective"]) for e in err.evaluations)
+    assert len(err.history) >= 1
+    assert err.history[-1]["solves"] <= 6
+    assert any("gradient evaluation 7" in note for note in getattr(err, "__notes__", []))
+    restored = pickle.loads(pickle.dumps(err))
+    assert restored.evaluations == err.evaluations and restored.history == err.history
+
+
+def test_scipy_objective_attaches_copies_of_its_records(theta_true):
+    solver = failing_after(ka.AdjointSolver(recovery_problem(theta_true), rtol=1e-12), 1)
+    fun = ScipyObjective(solver)
+    fun(np.ones(P))
+    with pytest.raises(ka.ConvergenceError) as info:
+        fun(2 * np.ones(P))
+    assert info.value.evaluations == fun.evaluations
+    assert info.value.evaluations is not fun.evaluations
+    assert info.value.history == fun.history == []

@@ -1,12 +1,15 @@
 """The examples run end to end in their ``--quick`` mode and report what they claim.
 
-Each example is run in a subprocess, as a user would run it, and its last output line is read
-as the JSON summary: the Taylor test of the gradient (before optimising) must show
-second-order remainders, the objective must have decreased, and the figure must be written.
+Each example is run in a subprocess, as a user would run it, from a temporary directory, and
+its last output line is read as the JSON summary: the Taylor test of the gradient (before
+optimising) must show second-order remainders, the objective must have decreased, and the
+figure must be written where it belongs (the current directory, or ``--out DIR``), never into
+the repository's ``docs/img``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -20,34 +23,54 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+IMAGES = ROOT / "docs" / "img"
 
 
 @dataclass(frozen=True)
 class Case:
-    """One example run: script, extra arguments, and whether it writes a figure."""
+    """One example run: script, extra arguments, its figure and where it is asked to go.
+
+    ``out`` is ``"cwd"`` (no ``--out``: the current directory), ``"dir"`` (``--out DIR``) or
+    ``"file"`` (``--out path.png``).
+    """
 
     name: str
     script: str
+    figure: str
     args: tuple[str, ...] = ()
-    figure: bool = True
+    out: str = "cwd"
     extra_checks: tuple[str, ...] = ()
 
 
 CASES = [
-    Case("heat_1d_diffusivity", "heat_1d_diffusivity.py", figure=False),
-    Case("topology_optimization", "topology_optimization.py",
+    Case("heat_1d_diffusivity", "heat_1d_diffusivity.py", "heat_1d_diffusivity.png"),
+    Case("topology_optimization", "topology_optimization.py", "app_topology.png", out="dir",
          extra_checks=("self_adjoint",)),
-    Case("inverse_conductivity_2d", "inverse_conductivity.py"),
-    Case("inverse_conductivity_3d", "inverse_conductivity.py", ("--3d",)),
-    Case("source_inversion", "source_inversion.py", extra_checks=("transpose_matters",)),
+    Case("inverse_conductivity_2d", "inverse_conductivity.py", "app_inverse_conductivity.png"),
+    Case("inverse_conductivity_3d", "inverse_conductivity.py",
+         "app_inverse_conductivity_3d.png", ("--3d",), out="file"),
+    Case("source_inversion", "source_inversion.py", "app_source_inversion.png", out="dir",
+         extra_checks=("transpose_matters",)),
 ]
 
 
-def run_example(case: Case, tmp_path: Path) -> tuple[dict, str, Path | None]:
-    """Run ``case`` with ``--quick``; return its JSON summary, its stdout and the figure path."""
-    figure = tmp_path / f"{case.name}.png" if case.figure else None
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Each file below ``folder``: its SHA-256 and its modification time (ns)."""
+    return {str(path.relative_to(folder)): (hashlib.sha256(path.read_bytes()).hexdigest(),
+                                            path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def run_example(case: Case, tmp_path: Path) -> tuple[dict, str, Path]:
+    """Run ``case`` with ``--quick`` from ``tmp_path``; return its JSON summary, its stdout and
+    where its figure must be."""
     command = [sys.executable, str(EXAMPLES / case.script), "--quick", *case.args]
-    if figure is not None:
+    figure = {"cwd": tmp_path / case.figure,
+              "dir": tmp_path / "figures" / case.figure,
+              "file": tmp_path / "figures" / f"{case.name}.png"}[case.out]
+    if case.out == "dir":
+        command += ["--out", "figures"]
+    elif case.out == "file":
         command += ["--out", str(figure)]
     env = {**os.environ, "MPLBACKEND": "Agg"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
@@ -70,7 +93,9 @@ def initial_objective(summary: dict, stdout: str) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_example_quick_run(case: Case, tmp_path: Path) -> None:
+    images_before = snapshot(IMAGES)
     summary, stdout, figure = run_example(case, tmp_path)
+    assert snapshot(IMAGES) == images_before, "the example wrote into the repository's docs/img"
 
     for key in ("taylor_rate", "final_objective", "iterations", "seconds"):
         assert key in summary, f"{case.name}: summary lacks {key!r}: {summary}"
@@ -80,9 +105,11 @@ def test_example_quick_run(case: Case, tmp_path: Path) -> None:
     assert math.isfinite(final)
     assert final < initial_objective(summary, stdout), summary
     assert summary["iterations"] > 0
-    if figure is not None:
-        assert figure.is_file() and figure.stat().st_size > 1000, f"no figure at {figure}"
-        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figure.is_file() and figure.stat().st_size > 1000, f"no figure at {figure}"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [str(figure.relative_to(tmp_path))], written
+    assert Path(summary["figure"]) == figure.relative_to(tmp_path), summary["figure"]
 
     if "self_adjoint" in case.extra_checks:
         # compliance: the adjoint solve retraces the primal one, λ = u

@@ -9,6 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .._checks import refuse_complex
+
 __all__ = ["as_sparse", "as_coo", "index_dtype"]
 
 _ALIGNED_FORMATS = ("csr", "csc", "coo")
@@ -26,6 +28,7 @@ def _petsc_to_csr(A: Any, name: str) -> sp.csr_matrix | None:
         raise TypeError(f"{name}: a distributed PETSc Mat cannot be gathered here; use the "
                         "PETSc backend, or pass the serial matrix")
     indptr, indices, data = A.getValuesCSR()
+    refuse_complex(data, name)  # a PETSc built with complex scalars
     rows, cols = A.getSize()
     return sp.csr_matrix((np.asarray(data, dtype=np.float64), np.asarray(indices),
                           np.asarray(indptr)), shape=(rows, cols))
@@ -48,10 +51,16 @@ def as_sparse(A: Any, name: str, *, aligned: bool = False) -> sp.spmatrix | np.n
     -------
     scipy.sparse matrix or ndarray
         Float64. Sparse arrays (``sp.csr_array``) are returned as matrices of the same format.
+
+    Raises
+    ------
+    InputError
+        For complex matrices (complex systems are not supported yet), naming ``name``.
     """
     petsc = _petsc_to_csr(A, name)
     if petsc is not None:
         return petsc
+    refuse_complex(A, name)
     if isinstance(A, np.ndarray):
         if A.ndim != 2:
             raise ValueError(f"{name}: expected a 2-D array, got shape {A.shape}")

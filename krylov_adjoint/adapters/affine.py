@@ -9,10 +9,11 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .._checks import real_array, refuse_complex
 from ..problem.rhs import RightHandSide
 from ..problem.structure import Structure
 from ._matrices import as_coo, as_sparse
-from .assembled import SYMMETRY_RTOL, AssembledOperator, check_symmetric
+from .assembled import SYMMETRY_RTOL, AssembledOperator
 from .pattern import SparsityPattern
 
 __all__ = ["AffineOperator", "affine_operator", "affine_rhs"]
@@ -74,11 +75,18 @@ def affine_operator(A0: Any, terms: Any, *, structure: str | Structure = "auto"
     structure : {"auto", "general", "symmetric", "spd"}
         ``"auto"`` declares ``"symmetric"`` when A₀ and every A_k are symmetric (checked
         exactly on the merged values), else ``"general"``. ``"spd"`` must be declared (it
-        allows CG); a declared symmetry is checked.
+        allows CG); a declared symmetry is checked, and the error names the first matrix
+        that is not symmetric (``"A0"``, ``"terms[k]"``) and its worst entry.
 
     Returns
     -------
     AffineOperator
+
+    Raises
+    ------
+    InputError
+        For a complex ``A0`` or ``A_k`` (complex systems are not supported yet), naming the
+        matrix: ``"A0"``, ``"terms[2]"`` (``"terms"`` for the stacked form).
 
     Examples
     --------
@@ -115,6 +123,11 @@ def affine_rhs(b0: Any, B: Any) -> RightHandSide:
         A ``LinearOperator`` needs ``rmatvec`` (e.g. a source spread by a matrix-free
         operator).
 
+    Raises
+    ------
+    InputError
+        For a complex ``b0`` or ``B`` (complex systems are not supported yet).
+
     Examples
     --------
     A source per cell, spread by a mass matrix: ``b(θ) = M θ``.
@@ -126,6 +139,7 @@ def affine_rhs(b0: Any, B: Any) -> RightHandSide:
     (array([2., 3.]), array([2., 1.]))
     """
     if isinstance(B, spla.LinearOperator):
+        refuse_complex(B, "B")
         operator: Any = B
     else:
         matrix = as_sparse(B, "B")
@@ -133,7 +147,7 @@ def affine_rhs(b0: Any, B: Any) -> RightHandSide:
     if len(operator.shape) != 2:
         raise ValueError(f"B must be 2-D, got shape {operator.shape}")
     n = operator.shape[0]
-    offset = None if b0 is None else np.array(b0, dtype=np.float64, copy=True)
+    offset = None if b0 is None else real_array(b0, "b0")
     if offset is not None and offset.shape != (n,):
         raise ValueError(f"b0 has shape {offset.shape}, but B has {n} rows")
     transpose = operator.T
@@ -162,6 +176,7 @@ def _triplets(A0: Any, terms: Any
         n = _square(coo.shape, "A0")
         parts.append((coo.row, coo.col, coo.data, np.full(coo.nnz, -1)))
     if sp.issparse(terms):
+        refuse_complex(terms, "terms")
         stacked = sp.coo_matrix(terms)
         if n is None:
             n = int(round(np.sqrt(stacked.shape[0])))
@@ -210,10 +225,59 @@ def _resolve_structure(structure: str | Structure, pattern: SparsityPattern,
         return Structure.SYMMETRIC if symmetric else Structure.GENERAL
     declared = Structure.coerce(structure)
     if declared.is_symmetric and not symmetric:
-        check_symmetric(pattern, offset, "A0")
-        raise ValueError("affine_operator: declared symmetric, but some A_k is not symmetric; "
-                         "declare structure='general'")
+        raise ValueError(f"affine_operator: declared symmetric ({declared.value!r}), but "
+                         f"{_symmetry_culprit(pattern, offset, G)}; declare "
+                         "structure='general'")
     return declared
+
+
+def _symmetry_culprit(pattern: SparsityPattern, offset: np.ndarray, G: sp.csr_matrix) -> str:
+    """Which of A₀, A_1, … breaks the symmetry, and how (for the error message).
+
+    The values are compared on the symmetric closure of the merged pattern (an entry missing
+    on one side counts as zero), so a term is blamed for its own values only, whatever the
+    other terms store. When every term is symmetric in value, the culprit is the term storing
+    an entry (i, j) whose (j, i) is stored by no term.
+    """
+    rows, cols, nnz = pattern.rows.astype(np.int64), pattern.indices.astype(np.int64), pattern.nnz
+    closure, slots = SparsityPattern.from_coordinates(np.concatenate([rows, cols]),
+                                                      np.concatenate([cols, rows]), pattern.n)
+    place = slots[:nnz]  # position of each merged entry in the closure
+    perm = closure.transpose_permutation
+    scale = max(float(np.max(np.abs(offset), initial=0.0)),
+                float(np.max(np.abs(G.data), initial=0.0)))
+    tolerance = SYMMETRY_RTOL * scale
+    values = np.zeros(closure.nnz)
+    values[place] = offset
+    defect = np.abs(values - values[perm])
+    if defect.max(initial=0.0) > tolerance:
+        return _asymmetric_entry("A0", defect, closure)
+    embed = sp.csr_matrix((np.ones(nnz), (place, np.arange(nnz))), shape=(closure.nnz, nnz))
+    terms = (embed @ G).tocsr()
+    column_defects = abs(terms[perm] - terms).tocsc()
+    worst = np.asarray(column_defects.max(axis=0).todense()).ravel()
+    bad = np.flatnonzero(worst > tolerance)
+    if bad.size:
+        k = int(bad[0])
+        others = f" (and {bad.size - 1} other term(s))" if bad.size > 1 else ""
+        column = column_defects[:, [k]].toarray().ravel()
+        return _asymmetric_entry(f"terms[{k}]", column, closure) + others
+    present = np.zeros(closure.nnz, dtype=bool)
+    present[place] = True
+    lonely = int(np.flatnonzero(present & ~present[perm])[0])
+    slot = int(np.flatnonzero(place == lonely)[0])
+    stored = G.indices[G.indptr[slot]:G.indptr[slot + 1]]
+    name = f"terms[{int(stored[0])}]" if stored.size else "A0"
+    i, j = int(closure.rows[lonely]), int(closure.indices[lonely])
+    return (f"{name} stores the entry ({i}, {j}) and no matrix stores ({j}, {i}): the merged "
+            "sparsity pattern is not structurally symmetric")
+
+
+def _asymmetric_entry(name: str, defect: np.ndarray, closure: SparsityPattern) -> str:
+    worst = int(np.argmax(defect))
+    i, j = int(closure.rows[worst]), int(closure.indices[worst])
+    return (f"{name} is not symmetric: |{name}[{i}, {j}] − {name}[{j}, {i}]| = "
+            f"{float(defect[worst]):.3e}")
 
 
 def _is_symmetric(pattern: SparsityPattern, offset: np.ndarray, G: sp.csr_matrix) -> bool:

@@ -9,7 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ..errors import CallbackError, MissingCallbackError
+from .._checks import as_size, real_array, refuse_complex
+from ..errors import CallbackError, InputError, MissingCallbackError
 from ..problem.operator import ParametricOperator
 from ..problem.structure import Structure
 from ._matrices import as_sparse
@@ -85,7 +86,7 @@ class AssembledOperator(ParametricOperator):
                 raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
         structure = Structure.coerce(structure)
         self.pattern = pattern
-        self.n_params = None if n_params is None else int(n_params)
+        self.n_params = None if n_params is None else as_size(n_params, "n_params")
         self.assembly_count = 0
         self._values_fn = values
         self._values_vjp_fn = values_vjp
@@ -140,7 +141,9 @@ class AssembledOperator(ParametricOperator):
     def values_vjp(self, theta: Any, values_bar: Any) -> np.ndarray:
         """``Σ_k values_bar[k] ∂values[k]/∂θ``, shape (P,)."""
         theta = np.asarray(theta, dtype=np.float64)
-        return np.asarray(self._values_vjp_fn(theta, values_bar), dtype=np.float64)
+        out = self._values_vjp_fn(theta, values_bar)
+        refuse_complex(out, "values_vjp", callback=True)
+        return np.asarray(out, dtype=np.float64)
 
     def values_jvp(self, theta: Any, dtheta: Any) -> np.ndarray:
         """``(∂values/∂θ) dθ``, shape (nnz,)."""
@@ -148,8 +151,9 @@ class AssembledOperator(ParametricOperator):
             raise MissingCallbackError("this operator has no values_jvp: forward mode is "
                                        "unavailable")
         theta = np.asarray(theta, dtype=np.float64)
-        out = np.asarray(self._values_jvp_fn(theta, np.asarray(dtheta, dtype=np.float64)),
-                         dtype=np.float64)
+        out = self._values_jvp_fn(theta, np.asarray(dtheta, dtype=np.float64))
+        refuse_complex(out, "values_jvp", callback=True)
+        out = np.asarray(out, dtype=np.float64)
         if out.shape != (self.pattern.nnz,):
             raise CallbackError("values_jvp", f"expected shape ({self.pattern.nnz},), got "
                                 f"{out.shape}")
@@ -296,7 +300,7 @@ def from_assembly(assemble: Callable[[np.ndarray], Any],
         raise TypeError("assemble and assembly_vjp must be callable")
     if assembly_jvp is not None and not callable(assembly_jvp):
         raise TypeError(f"assembly_jvp must be callable, got {type(assembly_jvp).__name__}")
-    theta0 = np.array(theta0, dtype=np.float64, copy=True)
+    theta0 = real_array(theta0, "theta0")
     if theta0.ndim != 1:
         raise ValueError(f"theta0 must be a 1-D array, got shape {theta0.shape}")
     first = _assembled(assemble, theta0)
@@ -317,8 +321,9 @@ def from_assembly(assemble: Callable[[np.ndarray], Any],
         return assembly_vjp(theta, layout.to_entries(values_bar))
 
     def values_jvp(theta: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
-        data = np.asarray(assembly_jvp(theta, dtheta), dtype=np.float64)  # type: ignore[misc]
-        return layout.to_values(data.ravel())
+        data = assembly_jvp(theta, dtheta)  # type: ignore[misc]
+        refuse_complex(data, "assembly_jvp", callback=True)
+        return layout.to_values(np.asarray(data, dtype=np.float64).ravel())
 
     op = AssembledOperator(layout.pattern, values, values_vjp,
                            values_jvp=None if assembly_jvp is None else values_jvp,
@@ -348,6 +353,8 @@ def _assembled(assemble: Callable[[np.ndarray], Any], theta: np.ndarray) -> Any:
         raise CallbackError("assemble", f"raised {type(exc).__name__}: {exc}") from exc
     try:
         return as_sparse(A, "assemble", aligned=True)
+    except InputError as exc:
+        raise CallbackError("assemble", exc.detail) from exc
     except (TypeError, ValueError) as exc:
         raise CallbackError("assemble", str(exc)) from exc
 

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .._checks import as_size, refuse_complex
 from ..problem.rhs import RightHandSide
 from ..problem.structure import Structure
 from ._element_map import element_value_map
@@ -132,6 +133,7 @@ class ElementOperator(AssembledOperator):
         >>> np.linalg.solve(op.matrix(theta).toarray(), rhs.value(theta))
         array([1., 2., 3.])
         """
+        refuse_complex(values, "values")
         mask = self.free.astype(np.float64)
         g = np.zeros(self.n)
         g[~self.free] = values
@@ -139,6 +141,7 @@ class ElementOperator(AssembledOperator):
         f = load if not fixed_load else (
             load.value(None) if isinstance(load, RightHandSide) else load)
         if fixed_load:
+            refuse_complex(f, "load")
             f = np.asarray(f, dtype=np.float64)
             if f.shape != (self.n,):
                 raise ValueError(f"load has shape {f.shape}, expected ({self.n},)")
@@ -276,9 +279,10 @@ def element_operator(element_matrices: Any, connectivity: Any, n_dofs: int, *,
     >>> op.vjp(np.ones(3), x, x)             # (x_{e+1} − x_e)², the fixed dof set to 0
     array([1., 4., 9.])
     """
+    refuse_complex(element_matrices, "element_matrices")
     K = np.asarray(element_matrices, dtype=np.float64)
     conn = np.asarray(connectivity)
-    n = int(n_dofs)
+    n = as_size(n_dofs, "n_dofs", minimum=1)
     if conn.ndim != 2 or conn.dtype.kind not in "iu":
         raise ValueError(f"connectivity must be an integer array (E, k), got dtype "
                          f"{conn.dtype} and shape {conn.shape}")
@@ -327,6 +331,7 @@ def _free_mask(dirichlet_dofs: Any, n: int) -> np.ndarray:
 def _parameter_map(H: Any, n_elements: int) -> Any:
     if H is None:
         return None
+    refuse_complex(H, "parameter_map")
     if not isinstance(H, spla.LinearOperator):
         converted = as_sparse(H, "parameter_map")
         H = sp.csr_matrix(converted) if sp.issparse(converted) else converted

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 import scipy.optimize as sopt
 
+from .._checks import refuse_complex
 from ..adjoint.result import GradientResult
 from ..adjoint.solver import AdjointSolver
+from ..errors import KrylovAdjointError
 
 __all__ = ["ScipyObjective", "minimize"]
 
@@ -64,6 +66,15 @@ class ScipyObjective:
         Gradient evaluations actually computed (calls at a remembered θ are free).
     last : GradientResult or None
         The most recent evaluation.
+
+    Notes
+    -----
+    When a solve fails (a :class:`~krylov_adjoint.ConvergenceError`, a
+    :class:`~krylov_adjoint.CallbackError`, ... any :class:`~krylov_adjoint.KrylovAdjointError`),
+    the exception propagates out of ``scipy.optimize.minimize`` with the records so far
+    attached: ``exc.history`` and ``exc.evaluations`` (copies of the lists above, as they
+    were when the solve failed), plus a note saying how far the optimisation got. They
+    survive pickling with the exception.
 
     Examples
     --------
@@ -157,7 +168,12 @@ class ScipyObjective:
             self._remembered.move_to_end(key)
             self.logger.debug("evaluation at a remembered theta: no solve")
             return cached
-        result = self.solver.gradient(np.array(theta, dtype=np.float64, copy=True))
+        refuse_complex(theta, "theta")
+        try:
+            result = self.solver.gradient(np.array(theta, dtype=np.float64, copy=True))
+        except KrylovAdjointError as exc:
+            self._attach_records(exc)
+            raise
         self.n_solves += 1
         self.last = result
         self._remembered[key] = result
@@ -171,6 +187,19 @@ class ScipyObjective:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def _attach_records(self, exc: KrylovAdjointError) -> None:
+        """Give a failed solve's exception the history so far (the optimizer loses it)."""
+        exc.history = list(self.history)  # type: ignore[attr-defined]
+        exc.evaluations = list(self.evaluations)  # type: ignore[attr-defined]
+        note = (f"raised by gradient evaluation {self.n_solves + 1}, after "
+                f"{len(self.history)} optimizer iteration(s) and {self.n_solves} successful "
+                "evaluation(s): their records are in this exception's .history and "
+                ".evaluations")
+        if hasattr(exc, "add_note"):  # Python >= 3.11
+            exc.add_note(note)
+        self.logger.warning("evaluation %d failed (%s): %s", self.n_solves + 1,
+                            type(exc).__name__, note)
 
     def _record(self, result: GradientResult) -> None:
         record = {"evaluation": self.n_solves, **result.as_dict(),
@@ -218,6 +247,13 @@ def minimize(solver: AdjointSolver, theta0: Any, *, method: str = "L-BFGS-B",
         The result of scipy, plus ``history`` (per iteration), ``evaluations`` (per solve),
         ``n_solves`` and ``objective`` (the :class:`ScipyObjective`).
 
+    Raises
+    ------
+    KrylovAdjointError
+        When a solve fails (e.g. :class:`~krylov_adjoint.ConvergenceError`); the records so
+        far are attached as ``exc.history`` and ``exc.evaluations`` (see
+        :class:`ScipyObjective`).
+
     Examples
     --------
     >>> import numpy as np
@@ -232,6 +268,7 @@ def minimize(solver: AdjointSolver, theta0: Any, *, method: str = "L-BFGS-B",
     >>> np.round(res.x, 4), res.n_solves == len(res.evaluations)
     (array([2., 4.]), True)
     """
+    refuse_complex(theta0, "theta0")
     objective = ScipyObjective(solver, progress=progress)
 
     def both(intermediate_result: Any) -> Any:

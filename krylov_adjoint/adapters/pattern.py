@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._checks import as_size, refuse_complex
 from ._matrices import as_sparse, index_dtype
 
 __all__ = ["SparsityPattern", "pattern_cotangent", "entry_coordinates"]
@@ -52,7 +53,7 @@ class SparsityPattern:
     """
 
     def __init__(self, indptr: Any, indices: Any, n: int) -> None:
-        n = int(n)
+        n = as_size(n, "n", minimum=1)
         indptr = np.asarray(indptr)
         indices = np.asarray(indices)
         if n <= 0 or indptr.shape != (n + 1,) or indices.ndim != 1:
@@ -112,9 +113,10 @@ class SparsityPattern:
             given per entry are summed into the pattern by
             ``np.bincount(slots, entry_values, minlength=pattern.nnz)``.
         """
+        n = as_size(n, "n", minimum=1)
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
-        keys = rows * int(n) + cols
+        keys = rows * n + cols
         unique, slots = np.unique(keys, return_inverse=True)
         counts = np.bincount(unique // n, minlength=n)
         indptr = np.concatenate([[0], np.cumsum(counts)])
@@ -160,6 +162,7 @@ class SparsityPattern:
 
     def matrix(self, values: np.ndarray) -> sp.csr_matrix:
         """The CSR matrix with these values (the index arrays are shared, not copied)."""
+        refuse_complex(values, "values")
         values = np.asarray(values, dtype=np.float64)
         if values.shape != (self.nnz,):
             raise ValueError(f"expected {self.nnz} values, got shape {values.shape}")
@@ -252,6 +255,8 @@ def pattern_cotangent(A: Any, lam: Any, x: Any) -> np.ndarray:
     array([ 5., 10., 14.])
     """
     matrix = as_sparse(A, "A", aligned=True)
+    refuse_complex(lam, "lam")
+    refuse_complex(x, "x")
     lam = np.asarray(lam, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     if lam.shape != (matrix.shape[0],) or x.shape != (matrix.shape[1],):

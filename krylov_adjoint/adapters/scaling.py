@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import refuse_complex
+
 __all__ = ["Scaling", "linear", "exponential", "simp", "as_scaling"]
 
 Law = Callable[[np.ndarray], np.ndarray]
@@ -52,6 +54,7 @@ class Scaling:
                 else (self.value(theta), self.derivative(theta)))
         out = []
         for label, raw in zip(("value", "derivative"), pair, strict=True):
+            refuse_complex(raw, f"scaling {self.name!r} {label}", callback=True)
             arr = np.asarray(raw, dtype=np.float64)
             if arr.shape != theta.shape:
                 raise ValueError(f"scaling {self.name!r}: {label} returned shape {arr.shape} "

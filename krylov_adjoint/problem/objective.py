@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._checks import real_array, refuse_complex
+
 __all__ = ["Objective", "LinearFunctional", "LeastSquaresMisfit", "Tikhonov"]
 
 
@@ -76,6 +78,11 @@ class Objective:
 class LinearFunctional(Objective):
     """J(x) = cᵀx.
 
+    Parameters
+    ----------
+    c : array, shape (N,)
+        Real weights (complex ones are refused: complex systems are not supported yet).
+
     Examples
     --------
     >>> import numpy as np
@@ -84,7 +91,7 @@ class LinearFunctional(Objective):
     """
 
     def __init__(self, c: np.ndarray) -> None:
-        weights = np.array(c, dtype=np.float64, copy=True)
+        weights = real_array(c, "c")
         weights.flags.writeable = False
         self.c = weights
         super().__init__(lambda x, th: float(weights @ x), lambda x, th: weights)
@@ -102,6 +109,9 @@ class LeastSquaresMisfit(Objective):
     weights : array, shape (M,), optional
         Per-observation weights w: J = ½ Σ wᵢ (O x − d)ᵢ².
 
+    All three must be real: complex data is refused with an
+    :class:`~krylov_adjoint.InputError` naming the argument.
+
     Examples
     --------
     >>> import numpy as np
@@ -111,13 +121,14 @@ class LeastSquaresMisfit(Objective):
     """
 
     def __init__(self, O: Any, d: np.ndarray, *, weights: np.ndarray | None = None) -> None:
-        data = np.array(d, dtype=np.float64, copy=True)
+        refuse_complex(O, "O")
+        data = real_array(d, "d")
         data.flags.writeable = False
         obs = None if O is None else sp.csr_matrix(O, dtype=np.float64)
         if obs is not None and obs.shape[0] != data.shape[0]:
             raise ValueError(f"LeastSquaresMisfit: O has {obs.shape[0]} rows but d has "
                              f"{data.shape[0]} entries")
-        w = None if weights is None else np.array(weights, dtype=np.float64, copy=True)
+        w = None if weights is None else real_array(weights, "weights")
         if w is not None and w.shape != data.shape:
             raise ValueError(f"LeastSquaresMisfit: weights shape {w.shape} != d shape {data.shape}")
         obsT = None if obs is None else obs.T.tocsr()
@@ -142,6 +153,17 @@ class LeastSquaresMisfit(Objective):
 class Tikhonov(Objective):
     """R(θ) = (α/2)‖L(θ − θ_ref)‖², L the identity or a sparse matrix (e.g. a gradient).
 
+    Parameters
+    ----------
+    alpha : float
+        The weight α ≥ 0.
+    L : scipy.sparse matrix or array, shape (M, P), optional
+        The regularisation operator; ``None`` means the identity.
+    theta_ref : array, shape (P,), optional
+        The reference θ_ref; ``None`` means zero.
+
+    ``alpha``, ``L`` and ``theta_ref`` must be real (complex data is refused).
+
     Examples
     --------
     >>> import numpy as np
@@ -152,11 +174,13 @@ class Tikhonov(Objective):
 
     def __init__(self, alpha: float, *, L: Any = None,
                  theta_ref: np.ndarray | None = None) -> None:
+        refuse_complex(alpha, "alpha")
+        refuse_complex(L, "L")
         if not np.isfinite(alpha) or alpha < 0:
             raise ValueError(f"Tikhonov: alpha must be finite and >= 0, got {alpha}")
         reg = None if L is None else sp.csr_matrix(L, dtype=np.float64)
         regT = None if reg is None else reg.T.tocsr()
-        ref = None if theta_ref is None else np.array(theta_ref, dtype=np.float64, copy=True)
+        ref = None if theta_ref is None else real_array(theta_ref, "theta_ref")
         self.alpha, self.L, self.theta_ref = float(alpha), reg, ref
 
         def shifted(th: np.ndarray) -> np.ndarray:

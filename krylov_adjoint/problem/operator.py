@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .._checks import as_size, refuse_complex
 from ..errors import MissingCallbackError
 from .structure import Structure
 
@@ -128,7 +129,8 @@ class ParametricOperator(OperatorCallbacks):
     ----------
     matvec : callable ``(theta, x) -> A(theta) @ x``
     n : int
-        Number of unknowns N (A is N × N).
+        Number of unknowns N (A is N × N): a positive integer (Python or numpy; a float such
+        as ``2.5`` or ``3.0`` is refused, not truncated).
     rmatvec : callable ``(theta, y) -> A(theta).T @ y``, optional
         Required unless ``structure`` is ``"symmetric"`` or ``"spd"``.
     vjp : callable ``(theta, x, lam) -> lamᵀ (∂A/∂θ) x``, shape (P,)
@@ -165,9 +167,7 @@ class ParametricOperator(OperatorCallbacks):
             self.structure, matvec, rmatvec, vjp, depends_on_theta,
             {"jvp": jvp, "assemble": assemble, "prepare": prepare},
             constant_hint="use ParametricOperator.constant(A)")
-        self.n = int(n)
-        if self.n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
+        self.n = as_size(n, "n", minimum=1)
         self._matvec = matvec
         self._rmatvec = rmatvec
         self._vjp = vjp
@@ -180,7 +180,9 @@ class ParametricOperator(OperatorCallbacks):
     def constant(cls, A: Any, *, structure: str | Structure = "general") -> ParametricOperator:
         """An operator that does not depend on θ, from a matrix or a scipy ``LinearOperator``.
 
-        Sparse and dense matrices are also used to build preconditioners.
+        Sparse and dense matrices are also used to build preconditioners. Complex matrices
+        are refused (:class:`~krylov_adjoint.InputError`): complex systems are not supported
+        yet.
 
         Examples
         --------
@@ -189,6 +191,7 @@ class ParametricOperator(OperatorCallbacks):
         >>> op.has_assembled
         True
         """
+        refuse_complex(A, "A")
         if isinstance(A, np.ndarray) and A.ndim == 2:
             A = sp.csr_matrix(A)
         if sp.issparse(A):

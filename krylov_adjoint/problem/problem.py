@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._checks import as_real_vector
+from .._checks import as_real_vector, as_size, refuse_complex
 from ..errors import CallbackError
 from .bound import BoundProblem, RaiseNow
 from .objective import Objective
@@ -55,6 +55,7 @@ class AdjointProblem:
     def __init__(self, operator: Any, rhs: Any, objective: Objective, *, n_params: int,
                  structure: str | Structure | None = None) -> None:
         if not isinstance(operator, ParametricOperator):
+            refuse_complex(operator, "operator")
             operator = ParametricOperator.constant(operator, structure=structure or "general")
         elif structure is not None and Structure.coerce(structure) is not operator.structure:
             raise ValueError("structure is declared on the ParametricOperator; do not pass "
@@ -63,13 +64,12 @@ class AdjointProblem:
             rhs = RightHandSide(rhs)
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an Objective, got {type(objective).__name__}")
-        if int(n_params) < 0:
-            raise ValueError(f"n_params must be >= 0, got {n_params}")
+        n_params = as_size(n_params, "n_params")
         self.operator = operator
         self.rhs = rhs
         self.objective = objective
         self.n = operator.n
-        self.n_params = int(n_params)
+        self.n_params = n_params
         if not rhs.depends_on_theta:
             as_real_vector(rhs.value(None), "rhs", self.n, callback=False)
         self._bound: BoundProblem | None = None

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._checks import real_array
 from ..errors import MissingCallbackError
 
 __all__ = ["RightHandSide"]
@@ -17,7 +18,7 @@ class RightHandSide:
     Parameters
     ----------
     value : array of shape (N,) or callable ``theta -> b(theta)``
-        A fixed vector, or a function of θ.
+        A fixed real vector (complex ones are refused), or a function of θ.
     vjp : callable ``(theta, lam) -> lamᵀ ∂b/∂θ``, shape (P,)
         Required when ``value`` is callable.
     jvp : callable ``(theta, dtheta) -> (∂b/∂θ) dtheta``, shape (N,), optional
@@ -48,7 +49,7 @@ class RightHandSide:
             self._fixed: np.ndarray | None = None
             self._value = value
         else:
-            fixed = np.array(value, dtype=np.float64, copy=True)
+            fixed = real_array(value, "rhs")
             if fixed.ndim != 1:
                 raise ValueError(f"rhs: expected a 1-D array, got shape {fixed.shape}")
             fixed.flags.writeable = False
