@@ -93,7 +93,7 @@ class GradientEngine:
         self.reuse = PreconditionerReuse(rebuild_factor, reuse=reuse_preconditioner,
                                          fixed=backend.preconditioner_fixed)
         self._warm: dict[str, Any] = {}
-        self._probe_rng = np.random.default_rng(0)
+        self._probe_pair: tuple[Any, Any] | None = None
 
     # -- public API ---------------------------------------------------------------------
     def gradient(self, theta: Any) -> GradientResult:
@@ -190,11 +190,15 @@ class GradientEngine:
     def _probe_transpose(self, bound: BoundProblem) -> None:
         """Refuse a declared transpose that is not one: ``uᵀ(A v)`` against ``vᵀ(Aᵀ u)``.
 
-        Two operator products and two inner products per new θ. A symmetric declaration
-        (``matvec`` standing in for ``rmatvec``) is checked the same way.
+        Two operator products and four inner products per new θ (the random pair is drawn
+        once and kept: the operator changes with θ, the test stays as strong). A symmetric
+        declaration (``matvec`` standing in for ``rmatvec``) is checked the same way.
         """
         backend = self.backend
-        u, v = backend.random_vector(self._probe_rng), backend.random_vector(self._probe_rng)
+        if self._probe_pair is None:
+            rng = np.random.default_rng(0)
+            self._probe_pair = (backend.random_vector(rng), backend.random_vector(rng))
+        u, v = self._probe_pair
         Av, ATu = backend.apply(bound, v, transpose=False), backend.apply(bound, u, transpose=True)
         for name, product in (("operator.matvec", Av), (bound.operator.rmatvec_name, ATu)):
             if not backend.is_finite(product):
