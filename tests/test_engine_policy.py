@@ -147,7 +147,8 @@ def test_prepare_runs_once_per_new_theta():
     op = ka.ParametricOperator(lambda t, x: t * x, vjp=lambda t, x, l: l * x, n=n,
                                structure="spd", prepare=lambda t: calls.append(t.copy()))
     problem = ka.AdjointProblem(op, np.ones(n), ka.LinearFunctional(np.ones(n)), n_params=n)
-    solver = ka.AdjointSolver(problem, rtol=1e-12)
+    # (the derivative check at the first gradient prepares θ ± h dθ too)
+    solver = ka.AdjointSolver(problem, rtol=1e-12, check_gradient=False)
     theta = np.arange(1.0, n + 1)
     solver.gradient(theta)
     solver.gradient(theta.copy())
@@ -155,3 +156,37 @@ def test_prepare_runs_once_per_new_theta():
     assert len(calls) == 1
     solver.gradient(theta + 1)
     assert len(calls) == 2 and np.array_equal(calls[1], theta + 1)
+
+
+def _affine_problem(*, vjp_scale=1.0, rhs_scale=1.0, direct_scale=1.0, n=30):
+    """A(θ) = T + diag(θ), b(θ) = 1 + θ², J = ½‖x‖² + ½‖θ‖²: each derivative callback scaled."""
+    T = sp.diags([-1.0, 3.0, -1.2], [-1, 0, 1], (n, n)).tocsr()
+    op = ka.ParametricOperator(lambda t, x: T @ x + t * x, rmatvec=lambda t, y: T.T @ y + t * y,
+                               vjp=lambda t, x, l: vjp_scale * l * x, n=n,
+                               assemble=lambda t: (T + sp.diags(t)).tocsr())
+    rhs = ka.RightHandSide(lambda t: 1 + t**2, vjp=lambda t, l: rhs_scale * 2 * t * l)
+    objective = ka.Objective(lambda x, t: 0.5 * float(x @ x + t @ t), lambda x, t: x,
+                             lambda x, t: direct_scale * t)
+    return ka.AdjointProblem(op, rhs, objective, n_params=n), T
+
+
+@pytest.mark.parametrize(("defect", "culprit"), [
+    ({"vjp_scale": -1.0}, "operator.vjp"), ({"vjp_scale": 2.0}, "operator.vjp"),
+    ({"rhs_scale": -1.0}, "rhs.vjp"), ({"direct_scale": 0.5}, "objective.grad_theta")])
+def test_a_wrong_derivative_callback_is_refused_naming_it(defect, culprit):
+    problem, _ = _affine_problem(**defect)
+    with pytest.raises(ka.CallbackError, match="difference quotient") as info:
+        ka.AdjointSolver(problem, preconditioner="jacobi").gradient(np.linspace(0.5, 1.5, 30))
+    assert info.value.callback == culprit
+
+
+def test_right_derivative_callbacks_pass_the_check_and_match_the_dense_gradient():
+    problem, T = _affine_problem()
+    theta = np.linspace(0.5, 1.5, 30)
+    result = ka.AdjointSolver(problem, preconditioner="jacobi", rtol=1e-12).gradient(theta)
+    A = T.toarray() + np.diag(theta)
+    x = np.linalg.solve(A, 1 + theta**2)
+    lam = np.linalg.solve(A.T, x)
+    reference = theta - lam * x + 2 * theta * lam
+    assert np.allclose(result.gradient, reference, rtol=1e-8, atol=1e-10)
+    assert "check" in result.times

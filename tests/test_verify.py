@@ -409,8 +409,12 @@ def test_taylor_test_solver(affine):
     report = taylor_test_solver(solver, affine.theta, rng=0)
     assert report.passed, report.summary()
     broken = ka.AdjointSolver(affine.problem(vjp=one_entry_off(affine.vjp)), rtol=1e-12,
-                              preconditioner="ilu")
+                              preconditioner="ilu", check_gradient=False)
     assert not taylor_test_solver(broken, affine.theta, rng=0).passed
+    # with its default check, the solver itself refuses the broken VJP
+    with pytest.raises(ka.CallbackError, match="difference quotient"):
+        ka.AdjointSolver(affine.problem(vjp=one_entry_off(affine.vjp)),
+                         preconditioner="ilu").gradient(affine.theta)
 
 
 def test_taylor_test_solver_noise_floor_follows_the_solver_tolerance(affine):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["PreconditionerReuse"]
+__all__ = ["PreconditionerReuse", "ROUTINE"]
+
+#: Why a preconditioner is set up for every new θ with ``reuse=False``.
+ROUTINE = "new theta (reuse_preconditioner=False)"
 
 #: A baseline below this many iterations is counted as this many, so that a warm-started
 #: solve that happens to converge at once does not make every later solve look degraded.
@@ -56,6 +59,8 @@ class PreconditionerReuse:
         self.baseline_iterations: int | None = None
         self.stale_reason = "" if fixed else "first set-up"
         self.setups = 0
+        #: Why the last set-up happened.
+        self.last_reason = ""
 
     @property
     def automatic(self) -> bool:
@@ -65,7 +70,7 @@ class PreconditionerReuse:
     def new_theta(self) -> None:
         """θ changed: with ``reuse=False`` the preconditioner is stale."""
         if not self.reuse and not self.fixed and self.setups and not self.stale_reason:
-            self.stale_reason = "new theta (reuse_preconditioner=False)"
+            self.stale_reason = ROUTINE
 
     def request(self, reason: str = "rebuild requested") -> None:
         """Set up again at the next solve (no effect on a fixed preconditioner)."""
@@ -76,6 +81,7 @@ class PreconditionerReuse:
         """Record a set-up; return why it happened."""
         reason = self.stale_reason or "set up"
         self.stale_reason = ""
+        self.last_reason = reason
         self.baseline_iterations = None
         self.setups += 1
         return reason

@@ -64,6 +64,13 @@ class AdjointSolver(GradientEngine):
         ``vᵀ(Aᵀ u)`` (two operator products), and, for an operator declared symmetric, the
         assembled matrix at every preconditioner set-up. A mismatch raises
         :class:`~krylov_adjoint.CallbackError` instead of returning a wrong gradient.
+    check_gradient : bool
+        At the first gradient and at every set-up the reuse rule makes (not the routine
+        ones of ``reuse_preconditioner=False``), compare each derivative callback (``operator.vjp``,
+        ``rhs.vjp``, ``objective.grad_theta``) with a central difference of its term of the
+        Lagrangian along one random dθ (two evaluations of A x, b and J, no solve); a wrong
+        sign or scale raises :class:`~krylov_adjoint.CallbackError` naming the callback.
+        Turn it off for a problem that is not differentiable at θ.
 
     Examples
     --------
@@ -88,7 +95,8 @@ class AdjointSolver(GradientEngine):
                  adjoint_atol: float | None = None, maxiter: int | None = None,
                  restart: int = 30, warm_start: bool = True, raise_on_failure: bool = True,
                  rebuild_factor: float | None = 1.5, reuse_preconditioner: bool = True,
-                 monitor: Monitor | None = None, check_transpose: bool = True) -> None:
+                 monitor: Monitor | None = None, check_transpose: bool = True,
+                 check_gradient: bool = True) -> None:
         from ..backends.serial import SerialBackend
 
         backend = SerialBackend(problem, preconditioner, preconditioner_options)
@@ -97,7 +105,8 @@ class AdjointSolver(GradientEngine):
                          restart=restart, warm_start=warm_start,
                          raise_on_failure=raise_on_failure, rebuild_factor=rebuild_factor,
                          reuse_preconditioner=reuse_preconditioner, monitor=monitor,
-                         check_transpose=check_transpose)
+                         check_transpose=check_transpose,
+                         check_gradient=check_gradient)
         self.problem = problem
 
     @property

@@ -140,6 +140,26 @@ class SerialBackend:
         direct = bound.objective_grad_theta(x)
         return 0.0 if direct is None else float(direct @ dtheta)
 
+    def theta_of(self, bound: BoundProblem) -> np.ndarray:
+        return bound.theta
+
+    def restore(self, bound: BoundProblem) -> None:
+        self.problem._bound = self._last = bound
+
+    def global_sum(self, value: float) -> float:
+        return float(value)
+
+    def derivative_terms(self, bound: BoundProblem, x: np.ndarray, lam: np.ndarray,
+                         dtheta: np.ndarray) -> tuple[float, float, float]:
+        terms = (bound.objective_grad_theta(x), bound.operator_vjp(x, lam), bound.rhs_vjp(lam))
+        return tuple(0.0 if t is None else float(t @ dtheta) for t in terms)  # type: ignore
+
+    def lagrangian_terms(self, bound: BoundProblem, x: np.ndarray, lam: np.ndarray
+                         ) -> tuple[float, float, float, float]:
+        Ax, b = bound.matvec(x, check_finite=True), bound.b()
+        return (bound.objective_value(x), float(lam @ Ax), float(lam @ b),
+                float(np.linalg.norm(lam) * (np.linalg.norm(Ax) + np.linalg.norm(b))))
+
     def apply(self, bound: BoundProblem, v: np.ndarray, *, transpose: bool) -> np.ndarray:
         return bound.rmatvec(v) if transpose else bound.matvec(v)
 

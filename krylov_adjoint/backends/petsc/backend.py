@@ -319,6 +319,40 @@ class PetscBackend:
         self.guard.checkpoint("the objective")
         return self._sum(local)
 
+    def theta_of(self, bound: VecProblem) -> np.ndarray:
+        return bound.bound.theta
+
+    def restore(self, bound: VecProblem) -> None:
+        self._bound, self._last_theta = bound, bound.bound.theta.copy()
+        self.shell.bind(bound)
+
+    def global_sum(self, value: float) -> float:
+        return self._sum(value)
+
+    def derivative_terms(self, bound: VecProblem, x: Any, lam: Any, dtheta: np.ndarray
+                         ) -> tuple[float, float, float]:
+        direction, work = (self.problem.theta_layout.create_vec() for _ in range(2))
+        direction.setArray(dtheta)
+        direct = bound.direct_derivative(x, direction)
+        bound.operator_vjp(x, lam, work)
+        operator = float(work.getArray(readonly=True) @ dtheta)
+        bound.rhs_vjp(lam, work)
+        rhs = float(work.getArray(readonly=True) @ dtheta)
+        self.guard.checkpoint("the check of the gradient (vjp callbacks)")
+        for vec in (direction, work):
+            vec.destroy()
+        return self._sum(direct), self._sum(operator), self._sum(rhs)
+
+    def lagrangian_terms(self, bound: VecProblem, x: Any, lam: Any
+                         ) -> tuple[float, float, float, float]:
+        Ax = self.apply(bound, x, transpose=False)
+        b = self.rhs(bound)
+        J = self.objective_value(bound, x)
+        terms = (J, float(lam.dot(Ax)), float(lam.dot(b)),
+                 float(lam.norm()) * (float(Ax.norm()) + float(b.norm())))
+        Ax.destroy()
+        return terms
+
     def apply(self, bound: VecProblem, v: Any, *, transpose: bool) -> Any:
         out = v.duplicate()
         (bound.rmatvec if transpose else bound.matvec)(v, out)
