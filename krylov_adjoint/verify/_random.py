@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,10 +41,12 @@ def scaled_direction(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal(scale.size) * scale
 
 
-def relative_step(base: np.ndarray, direction: np.ndarray, relative: float) -> float:
-    """``h`` with ``h‖direction‖ = relative·‖base‖`` (``= relative`` when ``base = 0``)."""
-    size = float(np.linalg.norm(base))
-    length = float(np.linalg.norm(direction))
+def relative_step(base: np.ndarray, direction: np.ndarray, relative: float,
+                  norm: Callable[[np.ndarray], float] = np.linalg.norm) -> float:
+    """``h`` with ``h‖direction‖ = relative·‖base‖`` (``= relative`` when ``base = 0``);
+    ``norm`` is the global norm of local parts on a distributed space."""
+    size = float(norm(base))
+    length = float(norm(direction))
     if length == 0.0:
         raise ValueError("the direction is zero")
     return relative * (size if size > 0 else 1.0) / length
