@@ -131,7 +131,7 @@ def objective_gradient_test(problem: Any, theta: Any, *, x: Any = None,
                           lambda t, s=state, d=dx: value(s + t * d, None), x_step))
         if space.n_params == 0:
             continue
-        dtheta = scaled_direction(theta, generator)
+        dtheta = scaled_direction(theta, generator, space.total)
         gt = bound.objective_grad_theta(state)
         theta_step = step_of(theta, dtheta)
         theta_rows.append(row(np.zeros(p) if gt is None else gt, dtheta,

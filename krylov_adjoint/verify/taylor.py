@@ -272,7 +272,8 @@ def _prepare(theta: Any, gradient: Any, direction: Any, steps: Any, rng: RandomL
     theta = as_float_vector(theta, "theta")
     gradient = as_float_vector(gradient, "gradient", theta.size)
     if direction is None:
-        direction = scaled_direction(theta, as_generator(rng))
+        direction = scaled_direction(theta, as_generator(rng),
+                                     float if space is None else space.total)
     direction = as_float_vector(direction, "direction", theta.size)
     return theta, gradient, direction, _steps(theta, direction, steps, space)
 

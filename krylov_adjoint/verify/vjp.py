@@ -298,7 +298,8 @@ def _run(name: str, space: Space, theta: np.ndarray, claimed: Term,
     for _ in range(int(trials)):
         xs = readonly(generator.standard_normal(n)) if fixed_x is None else fixed_x
         lams = readonly(generator.standard_normal(n)) if fixed_lam is None else fixed_lam
-        d = readonly(scaled_direction(theta, generator)) if fixed_d is None else fixed_d
+        d = fixed_d if fixed_d is not None else readonly(
+            scaled_direction(theta, generator, space.total))
         got, got_scale = claimed(xs, lams, d)
         if exact is not None:
             want, want_scale = exact(xs, lams, d)
