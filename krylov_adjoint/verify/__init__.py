@@ -1,7 +1,9 @@
 """Verification tools: dot-product tests, derivative checks, Taylor tests, reports.
 
 The same tools the test suite uses. They return frozen report objects with ``passed``, the
-numbers and a ``summary()``; they never print.
+numbers and a ``summary()``; they never print. Each accepts a serial
+:class:`~krylov_adjoint.AdjointProblem` or a PETSc ``DistributedProblem`` (then collective:
+this rank's part of θ in, the same report on every rank out); see :mod:`.space`.
 
 - :func:`dot_test`, :func:`operator_dot_test`, :func:`preconditioner_dot_test`: is the
   transpose really the transpose?

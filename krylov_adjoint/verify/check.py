@@ -6,15 +6,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from ..adjoint.solver import AdjointSolver
 from ..errors import CallbackError, ConvergenceError, KrylovAdjointError, NonFiniteError
 from ..precond.base import IdentityPreconditioner
-from ..precond.factory import make_preconditioner
-from ..problem.problem import AdjointProblem
-from ._random import RandomLike, as_generator
+from ._random import RandomLike
 from .dot import operator_dot_test, preconditioner_dot_test
 from .partials import objective_gradient_test
 from .report import CheckResult, VerificationReport
+from .space import SerialSpace, space_of
 from .taylor import taylor_test_solver
 from .vjp import operator_jvp_test, operator_vjp_test, rhs_jvp_test, rhs_vjp_test
 
@@ -25,7 +23,7 @@ __all__ = ["check_problem", "TAYLOR_RTOLS"]
 TAYLOR_RTOLS = (1e-12, 1e-10)
 
 
-def check_problem(problem: AdjointProblem, theta: Any, *, solver: AdjointSolver | None = None,
+def check_problem(problem: Any, theta: Any, *, solver: Any = None,
                   preconditioner: Any = None, taylor: bool = True, rng: RandomLike = None,
                   trials: int = 3) -> VerificationReport:
     """Verify every callback of a problem at θ, then the whole gradient.
@@ -48,11 +46,17 @@ def check_problem(problem: AdjointProblem, theta: Any, *, solver: AdjointSolver 
     A check that stops on an error (a callback returning a wrong shape, NaN, a solve that
     does not converge) fails and is named after the culprit callback when known.
 
+    On a ``DistributedProblem`` the checks are collective (call on every rank with this
+    rank's part of θ) and every rank gets the same report; the preconditioner checked is
+    the PETSc PC of the Taylor test's solver (``solver``'s PC type, or ``preconditioner``
+    as a PC type name), tested after the Taylor test.
+
     Parameters
     ----------
-    problem : AdjointProblem
+    problem : AdjointProblem or DistributedProblem
     theta : array of shape (P,)
-    solver : AdjointSolver, optional
+        θ (this rank's part under MPI).
+    solver : AdjointSolver or PetscAdjointSolver, optional
         Its method and preconditioner are used for the Taylor test, and its preconditioner
         (the one set up, or one set up at θ the same way) is dot-tested.
     preconditioner : Preconditioner, str or callable, optional
@@ -62,7 +66,8 @@ def check_problem(problem: AdjointProblem, theta: Any, *, solver: AdjointSolver 
     taylor : bool
         Run the Taylor test (it costs one gradient and six primal solves).
     rng : None, int or numpy.random.Generator
-        Source of all random vectors; a seed makes the report reproducible.
+        Source of all random vectors; a seed makes the report reproducible (under MPI each
+        rank draws from a generator seeded by (seed, rank)).
     trials : int
         Random trials of each dot-product and derivative test.
 
@@ -89,8 +94,9 @@ def check_problem(problem: AdjointProblem, theta: Any, *, solver: AdjointSolver 
     >>> report.passed, report.failures
     (False, ('operator.vjp', 'gradient.taylor'))
     """
-    theta = problem.check_theta(theta)
-    generator = as_generator(rng)
+    space = space_of(problem)
+    theta = space.check_theta(theta)
+    generator = space.generator(rng)
     checks: list[CheckResult] = []
 
     def run(name: str, check: Callable[[], Any]) -> Any:
@@ -118,41 +124,69 @@ def check_problem(problem: AdjointProblem, theta: Any, *, solver: AdjointSolver 
 
     M = None
     try:
-        M = _preconditioner(problem, theta, solver, preconditioner)
+        M = space.checked_preconditioner(theta, solver, preconditioner)
     except (KrylovAdjointError, ValueError, TypeError) as exc:
         checks.append(_failure("preconditioner", exc))
-    if M is not None and not isinstance(M, IdentityPreconditioner):
+    distributed = not isinstance(space, SerialSpace)
+    if M is not None and not distributed and not isinstance(M, IdentityPreconditioner):
         run("preconditioner.apply_transpose", lambda: preconditioner_dot_test(M, **options))
-    if taylor and problem.n_params == 0:
+    if taylor and space.n_params == 0:
         checks.append(CheckResult("gradient.taylor", True, float("nan"), float("nan"),
                                   "no parameters (P = 0)", skipped=True))
-    elif taylor:
-        checks.append(_taylor_check(problem, theta, solver, M, generator))
+    elif taylor or (distributed and M is not None):
+        checks.extend(_taylor_check(space, theta, solver, M, generator, taylor, options))
     return VerificationReport(tuple(checks))
 
 
-def _taylor_check(problem: AdjointProblem, theta: Any, solver: AdjointSolver | None, M: Any,
-                  rng: Any) -> CheckResult:
+def _taylor_check(space: Any, theta: Any, solver: Any, M: Any, rng: Any, taylor: bool,
+                  options: dict[str, Any]) -> list[CheckResult]:
     """The Taylor test with solves at ``TAYLOR_RTOLS[0]``, or at the next tolerance when the
-    solves cannot reach it (an ill-conditioned operator's attainable accuracy)."""
+    solves cannot reach it (an ill-conditioned operator's attainable accuracy); on PETSc,
+    then the dot-product test of that solver's preconditioner."""
     failed: list[str] = []
     last: KrylovAdjointError | None = None
     for rtol in TAYLOR_RTOLS:
+        tight = space.new_solver(solver, M, rtol)
         try:
-            report = taylor_test_solver(_tight_solver(problem, solver, M, rtol), theta, rng=rng)
+            if not taylor:
+                tight.solve(theta)
+                return _preconditioner_check(space, tight, options)
+            report = taylor_test_solver(tight, theta, rng=rng)
         except (ConvergenceError, NonFiniteError) as exc:
             failed.append(f"{rtol:g}")
             last = exc
+            _destroy(tight)
             continue
         except KrylovAdjointError as exc:
-            return _failure("gradient.taylor", exc)
+            _destroy(tight)
+            return [_failure("gradient.taylor", exc)]
         row = report.as_check()
         if failed:
             row = dataclasses.replace(row, detail=f"{row.detail}; solves at rtol "
                                       f"{', '.join(failed)} failed, used rtol {rtol:g}")
-        return row
+        return [row, *_preconditioner_check(space, tight, options)]
     assert last is not None
-    return _failure("gradient.taylor", last)
+    return [_failure("gradient.taylor", last)]
+
+
+def _preconditioner_check(space: Any, solver: Any, options: dict[str, Any]
+                          ) -> list[CheckResult]:
+    """On PETSc, the dot-product test of the solver's (set-up) PC; nothing serially."""
+    if isinstance(space, SerialSpace) or solver.pc_type == "none":
+        _destroy(solver)
+        return []
+    try:
+        return [preconditioner_dot_test(solver, **options).as_check()]
+    except KrylovAdjointError as exc:
+        return [_failure("preconditioner.apply_transpose", exc)]
+    finally:
+        _destroy(solver)
+
+
+def _destroy(solver: Any) -> None:
+    destroy = getattr(solver, "destroy", None)
+    if destroy is not None:
+        destroy()
 
 
 def _failure(name: str, exc: Exception) -> CheckResult:
@@ -164,32 +198,3 @@ def _failure(name: str, exc: Exception) -> CheckResult:
     if culprit != name:
         detail = f"while checking {name}: {detail}"
     return CheckResult(culprit, False, float("nan"), float("nan"), detail)
-
-
-def _preconditioner(problem: AdjointProblem, theta: Any, solver: AdjointSolver | None,
-                    spec: Any) -> Any:
-    """The preconditioner to dot-test: the one given, else the solver's, else None."""
-    if spec is None and solver is not None:
-        backend = solver.backend
-        if backend.M is not None:
-            return backend.M
-        spec = backend.spec
-        options = backend.options
-    else:
-        options = {}
-    if spec is None or (isinstance(spec, str) and spec == "none"):
-        return None
-    if hasattr(spec, "apply") and hasattr(spec, "apply_transpose"):
-        return spec
-    return make_preconditioner(spec, problem.assemble(theta), **options)
-
-
-def _tight_solver(problem: AdjointProblem, solver: AdjointSolver | None, M: Any,
-                  rtol: float) -> AdjointSolver:
-    """A fresh solver with the given ``rtol``, the same method and preconditioner."""
-    kwargs: dict[str, Any] = {"preconditioner": "none" if M is None else M,
-                              "rtol": rtol, "atol": 0.0}
-    if solver is not None:
-        kwargs.update(method=solver.method, restart=solver.restart,
-                      rtol=min(solver.rtol, rtol))
-    return AdjointSolver(problem, **kwargs)

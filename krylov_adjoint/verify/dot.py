@@ -10,9 +10,9 @@ import numpy as np
 
 from .._checks import checked_call, readonly
 from .._transpose import transpose_mismatch
-from ..problem.problem import AdjointProblem
 from ._random import RandomLike, as_generator
 from .report import CheckResult, format_number
+from .space import dot, norm, preconditioner_maps, space_of
 
 __all__ = ["DotTestReport", "dot_test", "operator_dot_test", "preconditioner_dot_test"]
 
@@ -115,22 +115,44 @@ def dot_test(matvec: Apply, rmatvec: Apply, shape: tuple[int, int], *, rng: Rand
     False
     """
     m, n = (int(s) for s in shape)
+    forward, transpose = names
+    errors = dot_trials(None, lambda u: checked_call(matvec, forward, m, readonly(u)),
+                        lambda v: checked_call(rmatvec, transpose, n, readonly(v)),
+                        lambda g: g.standard_normal(n), lambda g: g.standard_normal(m),
+                        as_generator(rng), trials)
+    return DotTestReport(transpose, (m, n), errors, float(rtol))
+
+
+def dot_trials(space: Any, forward: Apply, transpose: Apply,
+               draw_u: Callable[[np.random.Generator], np.ndarray],
+               draw_v: Callable[[np.random.Generator], np.ndarray],
+               generator: np.random.Generator, trials: int) -> np.ndarray:
+    """The errors of ``trials`` dot-product tests of ``forward``/``transpose`` on random
+    ``u``/``v`` (local parts), with the global inner products of ``space`` (None: local)."""
     if int(trials) < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
-    generator = as_generator(rng)
-    forward, transpose = names
+    space = _LOCAL if space is None else space
     errors = []
     for _ in range(int(trials)):
-        u = generator.standard_normal(n)
-        v = generator.standard_normal(m)
-        Au = checked_call(matvec, forward, m, readonly(u))
-        ATv = checked_call(rmatvec, transpose, n, readonly(v))
-        errors.append(transpose_mismatch(float(Au @ v), float(u @ ATv),
-                                         *(float(np.linalg.norm(w)) for w in (Au, v, u, ATv))))
-    return DotTestReport(transpose, (m, n), np.array(errors), float(rtol))
+        u, v = draw_u(generator), draw_v(generator)
+        Fu, FTv = forward(u), transpose(v)
+        errors.append(transpose_mismatch(dot(space, Fu, v), dot(space, u, FTv),
+                                         *(norm(space, w) for w in (Fu, v, u, FTv))))
+    return np.array(errors)
 
 
-def operator_dot_test(problem: AdjointProblem, theta: Any, *, rng: RandomLike = None,
+class _Local:
+    """Inner products of whole vectors."""
+
+    @staticmethod
+    def total(value: float) -> float:
+        return float(value)
+
+
+_LOCAL = _Local()
+
+
+def operator_dot_test(problem: Any, theta: Any, *, rng: RandomLike = None,
                       trials: int = 3, rtol: float = 1e-12) -> DotTestReport:
     """Dot-product test of ``operator.rmatvec`` against ``operator.matvec`` at θ.
 
@@ -139,10 +161,11 @@ def operator_dot_test(problem: AdjointProblem, theta: Any, *, rng: RandomLike = 
 
     Parameters
     ----------
-    problem : AdjointProblem
+    problem : AdjointProblem or DistributedProblem
     theta : array of shape (P,)
+        θ (this rank's part under MPI; the test is then collective).
     rng, trials, rtol
-        As in :func:`dot_test`.
+        As in :func:`dot_test`; under MPI an int seeds each rank by (seed, rank).
 
     Returns
     -------
@@ -159,11 +182,14 @@ def operator_dot_test(problem: AdjointProblem, theta: Any, *, rng: RandomLike = 
     >>> operator_dot_test(problem, np.zeros(0), rng=0).passed
     True
     """
-    theta = problem.check_theta(theta)
-    n = problem.n
-    return dot_test(lambda u: problem.matvec(theta, u), lambda v: problem.rmatvec(theta, v),
-                    (n, n), rng=rng, trials=trials, rtol=rtol,
-                    names=("operator.matvec", "operator.rmatvec"))
+    space = space_of(problem)
+    theta = space.check_theta(theta)
+    bound = space.bind(theta)
+    errors = dot_trials(space, lambda u: bound.matvec(readonly(u), check_finite=True),
+                        lambda v: bound.rmatvec(readonly(v), check_finite=True),
+                        lambda g: g.standard_normal(space.n_local),
+                        lambda g: g.standard_normal(space.n_local), space.generator(rng), trials)
+    return DotTestReport("operator.rmatvec", (space.n, space.n), errors, float(rtol))
 
 
 def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
@@ -178,8 +204,9 @@ def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
 
     Parameters
     ----------
-    M : Preconditioner
-        Anything with ``shape``, ``apply`` and ``apply_transpose``.
+    M : Preconditioner or PetscAdjointSolver
+        Anything with ``shape``, ``apply`` and ``apply_transpose``; or a PETSc solver after
+        a solve, whose primal PC (``apply``/``applyTranspose``) is tested collectively.
     rng, trials
         As in :func:`dot_test`.
     rtol : float
@@ -198,9 +225,8 @@ def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
     >>> preconditioner_dot_test(ILUPreconditioner(A), rng=0).passed
     True
     """
-    for attribute in ("shape", "apply", "apply_transpose"):
-        if not hasattr(M, attribute):
-            raise TypeError(f"the preconditioner has no {attribute!r}: expected an object "
-                            f"with shape, apply and apply_transpose, got {type(M).__name__}")
-    return dot_test(M.apply, M.apply_transpose, tuple(M.shape), rng=rng, trials=trials,
-                    rtol=rtol, names=("preconditioner.apply", "preconditioner.apply_transpose"))
+    space, apply, apply_transpose, n = preconditioner_maps(M)
+    errors = dot_trials(space, apply, apply_transpose, lambda g: g.standard_normal(n),
+                        lambda g: g.standard_normal(n), space.generator(rng), trials)
+    return DotTestReport("preconditioner.apply_transpose", (space.n, space.n), errors,
+                         float(rtol))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .._checks import readonly
-from ..problem.problem import AdjointProblem
-from ._random import RandomLike, as_float_vector, as_generator, relative_step, scaled_direction
+from ._random import RandomLike, as_float_vector, relative_step, scaled_direction
 from .derivative import (
     FD_RELATIVE_STEP,
     FD_RTOL,
@@ -18,6 +18,7 @@ from .derivative import (
     normalised_error,
 )
 from .report import CheckResult
+from .space import dot, norm, space_of
 
 __all__ = ["ObjectiveGradientReport", "objective_gradient_test"]
 
@@ -53,7 +54,7 @@ class ObjectiveGradientReport:
         return self.grad_x.as_check(), self.grad_theta.as_check()
 
 
-def objective_gradient_test(problem: AdjointProblem, theta: Any, *, x: Any = None,
+def objective_gradient_test(problem: Any, theta: Any, *, x: Any = None,
                             rng: RandomLike = None, trials: int = 3, rtol: float = FD_RTOL,
                             fd_step: float = FD_RELATIVE_STEP) -> ObjectiveGradientReport:
     """Check ∂J/∂x and ∂J/∂θ against central differences of ``objective.value``.
@@ -66,8 +67,9 @@ def objective_gradient_test(problem: AdjointProblem, theta: Any, *, x: Any = Non
 
     Parameters
     ----------
-    problem : AdjointProblem
+    problem : AdjointProblem or DistributedProblem
     theta : array of shape (P,)
+        θ (this rank's part under MPI, where the test is collective).
     x : array of shape (N,), optional
         The state at which to test; random Gaussian by default (new at every trial). Pass
         a physically meaningful x when J is only defined for some states.
@@ -94,42 +96,49 @@ def objective_gradient_test(problem: AdjointProblem, theta: Any, *, x: Any = Non
     >>> report.grad_x.passed, report.grad_theta.skipped
     (False, True)
     """
-    theta = problem.check_theta(theta)
+    space = space_of(problem)
+    theta = space.check_theta(theta)
     if int(trials) < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
     if not fd_step > 0:
         raise ValueError(f"fd_step must be > 0, got {fd_step!r}")
-    generator = as_generator(rng)
-    fixed_x = None if x is None else as_float_vector(x, "x", problem.n)
+    generator = space.generator(rng)
+    n, p = space.n_local, space.params_local
+    fixed_x = None if x is None else as_float_vector(x, "x", n)
+    bound = space.bind(theta)
 
-    def value(state: np.ndarray, point: np.ndarray) -> tuple[float, float]:
-        J = problem.objective_value(readonly(state), readonly(point))
+    def value(state: np.ndarray, point: np.ndarray | None) -> tuple[float, float]:
+        at = bound if point is None else space.bind(readonly(point))
+        J = at.objective_value(readonly(state))
         return J, abs(J)
+
+    def row(g: np.ndarray, d: np.ndarray, along: Callable[[float], tuple[float, float]],
+            step: float) -> tuple[float, float, float]:
+        want, noise = central_difference(along, step)
+        got = dot(space, g, d)
+        scale = norm(space, g) * norm(space, d) + abs(want)
+        return got, want, normalised_error(got, want, scale, noise)
+
+    def step_of(base: np.ndarray, d: np.ndarray) -> float:
+        return relative_step(base, d, fd_step, lambda a: norm(space, a))
 
     x_rows, theta_rows, x_step, theta_step = [], [], None, None
     for _ in range(int(trials)):
-        state = readonly(generator.standard_normal(problem.n)) if fixed_x is None else fixed_x
-        dx = generator.standard_normal(problem.n)
-        g = problem.objective_grad_x(state, theta)
-        x_step = relative_step(state, dx, fd_step)
-        want, noise = central_difference(lambda t, s=state, d=dx: value(s + t * d, theta),
-                                         x_step)
-        got = float(g @ dx)
-        scale = float(np.linalg.norm(g) * np.linalg.norm(dx)) + abs(want)
-        x_rows.append((got, want, normalised_error(got, want, scale, noise)))
-        if problem.n_params == 0:
+        state = readonly(generator.standard_normal(n)) if fixed_x is None else fixed_x
+        dx = generator.standard_normal(n)
+        x_step = step_of(state, dx)
+        x_rows.append(row(bound.objective_grad_x(state), dx,
+                          lambda t, s=state, d=dx: value(s + t * d, None), x_step))
+        if space.n_params == 0:
             continue
-        dtheta = scaled_direction(theta, generator)
-        gt = problem.objective_grad_theta(state, theta)
-        gt = np.zeros(problem.n_params) if gt is None else gt
-        theta_step = relative_step(theta, dtheta, fd_step)
-        want, noise = central_difference(lambda t, s=state, d=dtheta: value(s, theta + t * d),
-                                         theta_step)
-        got = float(gt @ dtheta)
-        scale = float(np.linalg.norm(gt) * np.linalg.norm(dtheta)) + abs(want)
-        theta_rows.append((got, want, normalised_error(got, want, scale, noise)))
+        dtheta = scaled_direction(theta, generator, space.total)
+        gt = bound.objective_grad_theta(state)
+        theta_step = step_of(theta, dtheta)
+        theta_rows.append(row(np.zeros(p) if gt is None else gt, dtheta,
+                              lambda t, s=state, d=dtheta: value(s, theta + t * d),
+                              theta_step))
     grad_x = _report("objective.grad_x", x_rows, rtol, x_step)
-    if problem.n_params == 0:
+    if space.n_params == 0:
         grad_theta = DerivativeReport.skip("objective.grad_theta", "no parameters (P = 0)")
     else:
         grad_theta = _report("objective.grad_theta", theta_rows, rtol, theta_step)

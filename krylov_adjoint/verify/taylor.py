@@ -12,6 +12,7 @@ from ..errors import ConvergenceError
 from ..krylov.result import SolveResult
 from ._random import RandomLike, as_float_vector, as_generator, relative_step, scaled_direction
 from .report import CheckResult, format_number
+from .space import dot, norm, space_of
 
 __all__ = ["TaylorReport", "taylor_test", "taylor_test_solver"]
 
@@ -212,10 +213,13 @@ def taylor_test_solver(solver: Any, theta: Any, *, direction: Any = None, steps:
 
     Parameters
     ----------
-    solver : AdjointSolver
+    solver : AdjointSolver or PetscAdjointSolver
+        On PETSc the test is collective and ``theta``, ``direction`` are this rank's parts;
+        step sizes and the slope use global norms and inner products.
     theta : array of shape (P,)
     direction, steps, rng, rate_range, min_rates
-        As in :func:`taylor_test`.
+        As in :func:`taylor_test` (under MPI an int ``rng`` seeds each rank by
+        (seed, rank)).
 
     Returns
     -------
@@ -238,22 +242,24 @@ def taylor_test_solver(solver: Any, theta: Any, *, direction: Any = None, steps:
     >>> taylor_test_solver(solver, np.array([1.0, 2.0, 4.0]), rng=0).passed
     True
     """
-    problem = solver.problem
-    result = solver.gradient(problem.check_theta(theta))
+    space = space_of(solver.problem)
+    theta = space.check_theta(theta)
+    result = solver.gradient(theta)
     _raise_unless_converged(result.primal, "primal")
     _raise_unless_converged(result.adjoint_solve, "adjoint")
-    theta, gradient, direction, steps = _prepare(theta, result.gradient, direction, steps, rng)
+    theta, gradient, direction, steps = _prepare(theta, result.gradient, direction, steps,
+                                                 space.generator(rng), space)
     _check_options(rate_range, min_rates)
     values, residuals = [], [result.primal.residual_norm]
     for h in steps:
-        point = problem.check_theta(theta + h * direction)
+        point = space.check_theta(theta + h * direction)
         primal = solver.solve(point)
         _raise_unless_converged(primal, "primal")
-        values.append(problem.objective_value(primal.x, point))
+        values.append(space.bind(point).objective_value(primal.x))
         residuals.append(primal.residual_norm)
-    noise = SOLVER_NOISE_FACTOR * float(np.linalg.norm(result.adjoint)) * max(residuals)
-    return _analyse(steps, np.array(values), result.objective, float(gradient @ direction),
-                    noise, rate_range, min_rates)
+    noise = SOLVER_NOISE_FACTOR * norm(space, np.asarray(result.adjoint)) * max(residuals)
+    return _analyse(steps, np.array(values), result.objective,
+                    dot(space, gradient, direction), noise, rate_range, min_rates)
 
 
 def _raise_unless_converged(result: SolveResult, phase: str) -> None:
@@ -261,14 +267,15 @@ def _raise_unless_converged(result: SolveResult, phase: str) -> None:
         raise ConvergenceError(result, phase)
 
 
-def _prepare(theta: Any, gradient: Any, direction: Any, steps: Any, rng: RandomLike
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _prepare(theta: Any, gradient: Any, direction: Any, steps: Any, rng: RandomLike,
+             space: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     theta = as_float_vector(theta, "theta")
     gradient = as_float_vector(gradient, "gradient", theta.size)
     if direction is None:
-        direction = scaled_direction(theta, as_generator(rng))
+        direction = scaled_direction(theta, as_generator(rng),
+                                     float if space is None else space.total)
     direction = as_float_vector(direction, "direction", theta.size)
-    return theta, gradient, direction, _steps(theta, direction, steps)
+    return theta, gradient, direction, _steps(theta, direction, steps, space)
 
 
 def _check_options(rate_range: tuple[float, float], min_rates: int) -> None:
@@ -335,9 +342,10 @@ def _analyse(steps: np.ndarray, values: np.ndarray, J0: float, slope: float,
         passed=bool(passed), note=note)
 
 
-def _steps(theta: np.ndarray, direction: np.ndarray, steps: Any) -> np.ndarray:
+def _steps(theta: np.ndarray, direction: np.ndarray, steps: Any, space: Any) -> np.ndarray:
     if steps is None:
-        first = relative_step(theta, direction, FIRST_STEP)
+        first = (relative_step(theta, direction, FIRST_STEP) if space is None else
+                 relative_step(theta, direction, FIRST_STEP, lambda a: norm(space, a)))
         return first * 0.5 ** np.arange(HALVINGS + 1)
     out = as_float_vector(steps, "steps")
     if out.size < 2 or not (out > 0).all() or not (np.diff(out) < 0).all():

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import readonly
-from ..problem.problem import AdjointProblem
-from ._random import RandomLike, as_float_vector, as_generator, relative_step, scaled_direction
+from ._random import RandomLike, as_float_vector, relative_step, scaled_direction
 from .derivative import (
     EXACT_RTOL,
     FD_RELATIVE_STEP,
@@ -18,6 +17,7 @@ from .derivative import (
     central_difference,
     normalised_error,
 )
+from .space import Space, dot, norm, space_of
 
 __all__ = ["operator_vjp_test", "operator_jvp_test", "rhs_vjp_test", "rhs_jvp_test"]
 
@@ -25,7 +25,7 @@ Vectors = tuple[np.ndarray, np.ndarray, np.ndarray]  # x, λ, dθ
 Term = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]]
 
 
-def operator_vjp_test(problem: AdjointProblem, theta: Any, *, x: Any = None, lam: Any = None,
+def operator_vjp_test(problem: Any, theta: Any, *, x: Any = None, lam: Any = None,
                       direction: Any = None, reference: str = "auto", rng: RandomLike = None,
                       trials: int = 3, rtol: float | None = None,
                       fd_step: float = FD_RELATIVE_STEP) -> DerivativeReport:
@@ -36,8 +36,9 @@ def operator_vjp_test(problem: AdjointProblem, theta: Any, *, x: Any = None, lam
 
     Parameters
     ----------
-    problem : AdjointProblem
+    problem : AdjointProblem or DistributedProblem
     theta : array of shape (P,)
+        θ (this rank's part under MPI, where the test is collective).
     x, lam : array of shape (N,), optional
         The state and the adjoint at which to test; random Gaussian by default (new ones at
         every trial).
@@ -46,6 +47,8 @@ def operator_vjp_test(problem: AdjointProblem, theta: Any, *, x: Any = None, lam
     reference : {"auto", "jvp", "fd"}
         ``"auto"`` uses the JVP when the operator has one, else the finite difference.
     rng : None, int or numpy.random.Generator
+        None draws fresh vectors; an int makes the test reproducible (under MPI each rank
+        draws from a generator seeded by (seed, rank)).
     trials : int
     rtol : float, optional
         Default ``EXACT_RTOL`` (1e-8) against the JVP and ``FD_RTOL`` (1e-6, looser: the
@@ -79,23 +82,24 @@ def operator_vjp_test(problem: AdjointProblem, theta: Any, *, x: Any = None, lam
     >>> report.passed, report.reference
     (False, 'central difference')
     """
-    theta = problem.check_theta(theta)
+    space = space_of(problem)
+    theta = space.check_theta(theta)
     name = "operator.vjp"
     if not problem.operator.depends_on_theta:
         return DerivativeReport.skip(name, "the operator does not depend on θ")
     use_jvp = _use_jvp(reference, problem.operator.has_jvp, "operator.jvp")
+    bound = space.bind(theta)
 
     def claimed(x: np.ndarray, lam: np.ndarray, d: np.ndarray) -> tuple[float, float]:
-        g = problem.operator_vjp(theta, x, lam)
-        return float(g @ d), float(np.linalg.norm(g) * np.linalg.norm(d))
+        return _pair(space, bound.operator_vjp(x, lam), d)
 
-    exact = _operator_jvp_term(problem, theta) if use_jvp else None
-    return _run(name, problem, theta, claimed, exact, _operator_value(problem),
+    exact = _operator_jvp_term(space, bound) if use_jvp else None
+    return _run(name, space, theta, claimed, exact, _operator_value(space),
                 exact_label="operator.jvp", x=x, lam=lam, direction=direction, rng=rng,
                 trials=trials, rtol=rtol, fd_step=fd_step)
 
 
-def operator_jvp_test(problem: AdjointProblem, theta: Any, *, x: Any = None, lam: Any = None,
+def operator_jvp_test(problem: Any, theta: Any, *, x: Any = None, lam: Any = None,
                       direction: Any = None, rng: RandomLike = None, trials: int = 3,
                       rtol: float = FD_RTOL, fd_step: float = FD_RELATIVE_STEP
                       ) -> DerivativeReport:
@@ -121,18 +125,19 @@ def operator_jvp_test(problem: AdjointProblem, theta: Any, *, x: Any = None, lam
     >>> operator_jvp_test(problem, np.ones(4), rng=0).passed
     False
     """
-    theta = problem.check_theta(theta)
+    space = space_of(problem)
+    theta = space.check_theta(theta)
     name = "operator.jvp"
     if not problem.operator.depends_on_theta:
         return DerivativeReport.skip(name, "the operator does not depend on θ")
     if not problem.operator.has_jvp:
         return DerivativeReport.skip(name, "no operator jvp was supplied")
-    return _run(name, problem, theta, _operator_jvp_term(problem, theta), None,
-                _operator_value(problem), x=x, lam=lam, direction=direction, rng=rng,
+    return _run(name, space, theta, _operator_jvp_term(space, space.bind(theta)), None,
+                _operator_value(space), x=x, lam=lam, direction=direction, rng=rng,
                 trials=trials, rtol=rtol, fd_step=fd_step)
 
 
-def rhs_vjp_test(problem: AdjointProblem, theta: Any, *, lam: Any = None,
+def rhs_vjp_test(problem: Any, theta: Any, *, lam: Any = None,
                  direction: Any = None, reference: str = "auto", rng: RandomLike = None,
                  trials: int = 3, rtol: float | None = None,
                  fd_step: float = FD_RELATIVE_STEP) -> DerivativeReport:
@@ -144,8 +149,9 @@ def rhs_vjp_test(problem: AdjointProblem, theta: Any, *, lam: Any = None,
 
     Parameters
     ----------
-    problem : AdjointProblem
+    problem : AdjointProblem or DistributedProblem
     theta : array of shape (P,)
+        θ (this rank's part under MPI, where the test is collective).
     lam : array of shape (N,), optional
     direction : array of shape (P,), optional
     reference : {"auto", "jvp", "fd"}
@@ -169,23 +175,24 @@ def rhs_vjp_test(problem: AdjointProblem, theta: Any, *, lam: Any = None,
     >>> rhs_vjp_test(problem, np.ones(3), rng=0).passed
     False
     """
-    theta = problem.check_theta(theta)
+    space = space_of(problem)
+    theta = space.check_theta(theta)
     name = "rhs.vjp"
     if not problem.rhs.depends_on_theta:
         return DerivativeReport.skip(name, "b does not depend on θ")
     use_jvp = _use_jvp(reference, problem.rhs.has_jvp, "rhs.jvp")
+    bound = space.bind(theta)
 
     def claimed(x: np.ndarray, lam: np.ndarray, d: np.ndarray) -> tuple[float, float]:
-        g = problem.rhs_vjp(theta, lam)
-        return float(g @ d), float(np.linalg.norm(g) * np.linalg.norm(d))
+        return _pair(space, bound.rhs_vjp(lam), d)
 
-    exact = _rhs_jvp_term(problem, theta) if use_jvp else None
-    return _run(name, problem, theta, claimed, exact, _rhs_value(problem),
+    exact = _rhs_jvp_term(space, bound) if use_jvp else None
+    return _run(name, space, theta, claimed, exact, _rhs_value(space),
                 exact_label="rhs.jvp", lam=lam, direction=direction, rng=rng, trials=trials,
                 rtol=rtol, fd_step=fd_step)
 
 
-def rhs_jvp_test(problem: AdjointProblem, theta: Any, *, lam: Any = None,
+def rhs_jvp_test(problem: Any, theta: Any, *, lam: Any = None,
                  direction: Any = None, rng: RandomLike = None, trials: int = 3,
                  rtol: float = FD_RTOL, fd_step: float = FD_RELATIVE_STEP
                  ) -> DerivativeReport:
@@ -193,8 +200,9 @@ def rhs_jvp_test(problem: AdjointProblem, theta: Any, *, lam: Any = None,
 
     Parameters
     ----------
-    problem : AdjointProblem
+    problem : AdjointProblem or DistributedProblem
     theta : array of shape (P,)
+        θ (this rank's part under MPI, where the test is collective).
     lam, direction, rng, trials, rtol, fd_step
         As in :func:`rhs_vjp_test`.
 
@@ -214,14 +222,15 @@ def rhs_jvp_test(problem: AdjointProblem, theta: Any, *, lam: Any = None,
     >>> rhs_jvp_test(problem, np.array([1.0, -2.0, 3.0]), rng=0).passed
     True
     """
-    theta = problem.check_theta(theta)
+    space = space_of(problem)
+    theta = space.check_theta(theta)
     name = "rhs.jvp"
     if not problem.rhs.depends_on_theta:
         return DerivativeReport.skip(name, "b does not depend on θ")
     if not problem.rhs.has_jvp:
         return DerivativeReport.skip(name, "no rhs jvp was supplied")
-    return _run(name, problem, theta, _rhs_jvp_term(problem, theta), None,
-                _rhs_value(problem), lam=lam, direction=direction, rng=rng, trials=trials,
+    return _run(name, space, theta, _rhs_jvp_term(space, space.bind(theta)), None,
+                _rhs_value(space), lam=lam, direction=direction, rng=rng, trials=trials,
                 rtol=rtol, fd_step=fd_step)
 
 
@@ -234,52 +243,53 @@ def _use_jvp(reference: str, available: bool, label: str) -> bool:
     return available if reference == "auto" else reference == "jvp"
 
 
-def _operator_jvp_term(problem: AdjointProblem, theta: np.ndarray) -> Term:
+def _pair(space: Space, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """``(⟨a, b⟩, ‖a‖‖b‖)``, global."""
+    return dot(space, a, b), norm(space, a) * norm(space, b)
+
+
+def _operator_jvp_term(space: Space, bound: Any) -> Term:
     def term(x: np.ndarray, lam: np.ndarray, d: np.ndarray) -> tuple[float, float]:
-        v = problem.operator_jvp(theta, x, d)
-        return float(lam @ v), float(np.linalg.norm(lam) * np.linalg.norm(v))
+        return _pair(space, lam, bound.operator_jvp(x, d))
     return term
 
 
-def _rhs_jvp_term(problem: AdjointProblem, theta: np.ndarray) -> Term:
+def _rhs_jvp_term(space: Space, bound: Any) -> Term:
     def term(x: np.ndarray, lam: np.ndarray, d: np.ndarray) -> tuple[float, float]:
-        v = problem.rhs_jvp(theta, d)
-        return float(lam @ v), float(np.linalg.norm(lam) * np.linalg.norm(v))
+        return _pair(space, lam, bound.rhs_jvp(d))
     return term
 
 
 Value = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]]
 
 
-def _operator_value(problem: AdjointProblem) -> Value:
+def _operator_value(space: Space) -> Value:
     """``(λᵀA(θ')x, ‖λ‖‖A(θ')x‖)`` at a perturbed θ'."""
     def value(point: np.ndarray, x: np.ndarray, lam: np.ndarray) -> tuple[float, float]:
-        Ax = problem.matvec(point, x)
-        return float(lam @ Ax), float(np.linalg.norm(lam) * np.linalg.norm(Ax))
+        return _pair(space, lam, space.bind(point).matvec(x, check_finite=True))
     return value
 
 
-def _rhs_value(problem: AdjointProblem) -> Value:
+def _rhs_value(space: Space) -> Value:
     """``(λᵀb(θ'), ‖λ‖‖b(θ')‖)`` at a perturbed θ'."""
     def value(point: np.ndarray, x: np.ndarray, lam: np.ndarray) -> tuple[float, float]:
-        b = problem.b(point)
-        return float(lam @ b), float(np.linalg.norm(lam) * np.linalg.norm(b))
+        return _pair(space, lam, space.bind(point).b())
     return value
 
 
-def _run(name: str, problem: AdjointProblem, theta: np.ndarray, claimed: Term,
+def _run(name: str, space: Space, theta: np.ndarray, claimed: Term,
          exact: Term | None, value: Value, *, exact_label: str = "", x: Any = None,
          lam: Any = None, direction: Any = None, rng: RandomLike, trials: int,
          rtol: float | None, fd_step: float) -> DerivativeReport:
     """Compare ``claimed`` with ``exact`` (or with a central difference of ``value``)."""
     if int(trials) < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
-    if problem.n_params == 0:
+    if space.n_params == 0:
         return DerivativeReport.skip(name, "no parameters (P = 0)")
     if not fd_step > 0:
         raise ValueError(f"fd_step must be > 0, got {fd_step!r}")
-    generator = as_generator(rng)
-    n, p = problem.n, problem.n_params
+    generator = space.generator(rng)
+    n, p = space.n_local, space.params_local
     fixed_x = None if x is None else as_float_vector(x, "x", n)
     fixed_lam = None if lam is None else as_float_vector(lam, "lam", n)
     fixed_d = None if direction is None else as_float_vector(direction, "direction", p)
@@ -288,13 +298,14 @@ def _run(name: str, problem: AdjointProblem, theta: np.ndarray, claimed: Term,
     for _ in range(int(trials)):
         xs = readonly(generator.standard_normal(n)) if fixed_x is None else fixed_x
         lams = readonly(generator.standard_normal(n)) if fixed_lam is None else fixed_lam
-        d = readonly(scaled_direction(theta, generator)) if fixed_d is None else fixed_d
+        d = fixed_d if fixed_d is not None else readonly(
+            scaled_direction(theta, generator, space.total))
         got, got_scale = claimed(xs, lams, d)
         if exact is not None:
             want, want_scale = exact(xs, lams, d)
             noise = 0.0
         else:
-            step = relative_step(theta, d, fd_step)
+            step = relative_step(theta, d, fd_step, lambda a: norm(space, a))
 
             def along(t: float, xs: np.ndarray = xs, lams: np.ndarray = lams,
                       d: np.ndarray = d) -> tuple[float, float]:

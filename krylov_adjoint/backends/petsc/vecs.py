@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from ..._checks import as_real_vector
 from ...errors import CallbackError
 from ...problem.bound import BoundProblem, frozen
+from ._import import mpi
 from .collective import ErrorGuard
 from .problem import DistributedProblem, Halo
 
-__all__ = ["VecProblem"]
+__all__ = ["VecProblem", "VecSpace", "BoundVecs"]
 
 
 class VecProblem:
@@ -185,3 +187,140 @@ class VecProblem:
                       f"{type(returned).__name__}"))
         if self.guard.failed and not failed_before:
             out.set(math.nan)
+
+
+class VecSpace:
+    """The verification space of a :class:`DistributedProblem` (see
+    :mod:`krylov_adjoint.verify.space`): this rank's parts as arrays, global inner products,
+    callbacks through :class:`VecProblem` and the rank's guard, checkpointed after each call
+    so that a failing callback raises on every rank, naming it.
+    """
+
+    def __init__(self, problem: DistributedProblem) -> None:
+        self.problem, self.comm = problem, problem.comm
+        self.guard = ErrorGuard(problem.comm)
+        self.n, self.n_local = problem.n, problem.n_local
+        self.n_params, self.params_local = problem.n_params, problem.params_local
+
+    def generator(self, rng: Any) -> np.random.Generator:
+        """``rng`` itself, else a generator seeded by (rng, rank); fresh when None."""
+        if isinstance(rng, np.random.Generator):
+            return rng
+        if rng is None:
+            return np.random.default_rng()
+        return np.random.default_rng([int(rng), self.guard.rank])
+
+    def check_theta(self, theta: Any, name: str = "theta") -> np.ndarray:
+        out = np.zeros(self.params_local)
+        with self.guard.local(name, is_input=True):
+            out = frozen(as_real_vector(theta, name, self.params_local, callback=False))
+        self.guard.checkpoint(f"the check of {name}")
+        return out
+
+    def bind(self, theta: np.ndarray) -> BoundVecs:
+        vec = self.problem.theta_layout.create_vec()
+        vec.setArray(theta)
+        bound = VecProblem(self.problem, vec, self.guard)
+        self.guard.checkpoint("operator.prepare")
+        return BoundVecs(bound)
+
+    def total(self, value: float) -> float:
+        return float(self.comm.allreduce(float(value), op=mpi().SUM))
+
+    def preconditioner_maps(self, pc: Any) -> tuple[Callable[[np.ndarray], np.ndarray],
+                                                    Callable[[np.ndarray], np.ndarray]]:
+        """``pc.apply`` and ``pc.applyTranspose`` on this rank's parts of x (collective)."""
+        layout = self.problem.x_layout
+
+        def on_arrays(method: Callable[[Any, Any], None]) -> Callable[[np.ndarray], np.ndarray]:
+            def apply(u: np.ndarray) -> np.ndarray:
+                vec, out = layout.create_vec(), layout.create_vec()
+                vec.setArray(u)
+                method(vec, out)
+                result = out.getArray(readonly=True).copy()
+                vec.destroy()
+                out.destroy()
+                return result
+            return apply
+
+        return on_arrays(pc.apply), on_arrays(pc.applyTranspose)
+
+    def checked_preconditioner(self, theta: np.ndarray, solver: Any, spec: Any) -> Any:
+        """The PC type to test: ``spec`` (a PC type name), else the solver's, else None."""
+        if spec is None and solver is not None:
+            spec = solver.pc_type
+        if spec is not None and not isinstance(spec, str):
+            raise TypeError(f"preconditioner: on PETSc, give a PC type name, got "
+                            f"{type(spec).__name__}")
+        return None if spec in (None, "none") else spec
+
+    def new_solver(self, like: Any, preconditioner: Any, rtol: float) -> Any:
+        from .solver import PetscAdjointSolver
+
+        kwargs: dict[str, Any] = {"preconditioner": preconditioner or "none", "rtol": rtol,
+                                  "atol": 0.0}
+        if like is not None:
+            kwargs.update(method=like.method, rtol=min(like.rtol, rtol))
+        return PetscAdjointSolver(self.problem, **kwargs)
+
+
+class BoundVecs:
+    """A :class:`VecProblem` on local arrays: each call collective and checkpointed."""
+
+    def __init__(self, bound: VecProblem) -> None:
+        self.vecs, self.bound, self.guard = bound, bound.bound, bound.guard
+        self.problem = bound.problem
+
+    def _apply(self, method: Callable[..., None], name: str, out_layout: Any,
+               *inputs: tuple[Any, np.ndarray]) -> np.ndarray:
+        vecs = []
+        for layout, array in inputs:
+            vec = layout.create_vec()
+            vec.setArray(array)
+            vecs.append(vec)
+        out = out_layout.create_vec()
+        method(*vecs, out)
+        self.guard.checkpoint(name)
+        result = out.getArray(readonly=True).copy()
+        for vec in (*vecs, out):
+            vec.destroy()
+        return result
+
+    def matvec(self, x: np.ndarray, *, check_finite: bool = True) -> np.ndarray:
+        xl = self.problem.x_layout
+        return self._apply(self.vecs.matvec, "operator.matvec", xl, (xl, x))
+
+    def rmatvec(self, y: np.ndarray, *, check_finite: bool = True) -> np.ndarray:
+        xl = self.problem.x_layout
+        return self._apply(self.vecs.rmatvec, self.vecs.operator.rmatvec_name, xl, (xl, y))
+
+    def operator_vjp(self, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        xl, tl = self.problem.x_layout, self.problem.theta_layout
+        return self._apply(self.vecs.operator_vjp, "operator.vjp", tl, (xl, x), (xl, lam))
+
+    def operator_jvp(self, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+        xl, tl = self.problem.x_layout, self.problem.theta_layout
+        return self._apply(self.vecs.operator_jvp, "operator.jvp", xl, (xl, x), (tl, dtheta))
+
+    def _local(self, name: str, value: Any) -> Any:
+        self.guard.checkpoint(name)
+        return value
+
+    def b(self) -> np.ndarray:
+        return self._local("rhs", self.bound.b())
+
+    def rhs_vjp(self, lam: np.ndarray) -> np.ndarray | None:
+        return self._local("rhs.vjp", self.bound.rhs_vjp(lam))
+
+    def rhs_jvp(self, dtheta: np.ndarray) -> np.ndarray | None:
+        return self._local("rhs.jvp", self.bound.rhs_jvp(dtheta))
+
+    def objective_value(self, x: np.ndarray) -> float:
+        local = self._local("objective.value", self.bound.objective_value(x))
+        return float(self.problem.comm.allreduce(float(local), op=mpi().SUM))
+
+    def objective_grad_x(self, x: np.ndarray) -> np.ndarray:
+        return self._local("objective.grad_x", self.bound.objective_grad_x(x))
+
+    def objective_grad_theta(self, x: np.ndarray) -> np.ndarray | None:
+        return self._local("objective.grad_theta", self.bound.objective_grad_theta(x))
