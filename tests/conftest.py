@@ -134,6 +134,16 @@ def cases(*, problems: Iterable[str] = tuple(PROBLEMS), methods: Iterable[str] =
             for b in backends if m != "cg" or PROBLEMS[p].spd]
 
 
+#: The (method, preconditioner) pairs run on 2 and 3 ranks: each method and each
+#: preconditioner at least once on every problem, to keep the mpirun part short.
+MPI_PAIRS = (("auto", "amg"), ("cg", "amg"), ("gmres", "jacobi"), ("bicgstab", "none"))
+
+
+def mpi_cases() -> list[Case]:
+    """The PETSc cases run under mpirun (``tests/mpi/registry.py``)."""
+    return [c for c in cases(backends=["petsc1"]) if (c.method, c.preconditioner) in MPI_PAIRS]
+
+
 def params(**selection: Any) -> list[Any]:
     """:func:`cases` as ``pytest.param`` objects with readable ids and skip marks."""
     out = []
@@ -206,7 +216,8 @@ def distributed_problem(model: gallery.ModelProblem, *, structure: str | None = 
                         comm: Any = None) -> Any:
     """The model as a DistributedProblem: local callbacks gather x and θ, call the serial ones.
 
-    Every callback is collective (all ranks call them together, as the engine does). The
+    Every callback is collective (all ranks call them together, as the engine does); θ is
+    gathered once per new θ, in the operator's ``prepare``. The
     objective's value is counted on rank 0 only (the library sums the ranks' contributions).
     """
     from krylov_adjoint.backends.petsc import DistributedOperator, DistributedProblem, Layout
@@ -223,20 +234,28 @@ def distributed_problem(model: gallery.ModelProblem, *, structure: str | None = 
     def rows(full: Any, layout: Any = xl) -> Any:
         return None if full is None else np.array(full[layout.start:layout.stop])
 
+    prepared: dict[str, np.ndarray] = {}
+
+    def prepare(th: np.ndarray) -> None:  # once per new θ: one gather, not one per product
+        prepared["theta"] = whole(tl, th)
+
+    def theta_of(th: np.ndarray) -> np.ndarray:  # the same on every rank: safe to branch on
+        return prepared["theta"] if "theta" in prepared else whole(tl, th)
+
     def matvec(th: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return rows(op.matvec(whole(tl, th), whole(xl, x)))
+        return rows(op.matvec(theta_of(th), whole(xl, x)))
 
     def rmatvec(th: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return rows(op.rmatvec(whole(tl, th), whole(xl, y)))
+        return rows(op.rmatvec(theta_of(th), whole(xl, y)))
 
     def vjp(th: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
-        return rows(op.vjp(whole(tl, th), whole(xl, x), whole(xl, lam)), tl)
+        return rows(op.vjp(theta_of(th), whole(xl, x), whole(xl, lam)), tl)
 
     def jvp(th: np.ndarray, x: np.ndarray, dth: np.ndarray) -> np.ndarray:
-        return rows(op.jvp(whole(tl, th), whole(xl, x), whole(tl, dth)))
+        return rows(op.jvp(theta_of(th), whole(xl, x), whole(tl, dth)))
 
     def assemble(th: np.ndarray) -> Any:
-        return op.assemble(whole(tl, th)).tocsr()[xl.start:xl.stop]
+        return op.assemble(theta_of(th)).tocsr()[xl.start:xl.stop]
 
     declared = structure or op.structure.value
     general = declared == "general"
@@ -244,7 +263,8 @@ def distributed_problem(model: gallery.ModelProblem, *, structure: str | None = 
         matvec, layout=xl, rmatvec=rmatvec if general else None,
         vjp=vjp if op.depends_on_theta else None,
         jvp=jvp if (op.depends_on_theta and op.has_jvp) else None,
-        structure=declared, assemble=assemble, depends_on_theta=op.depends_on_theta)
+        structure=declared, assemble=assemble, prepare=prepare,
+        depends_on_theta=op.depends_on_theta)
 
     if rhs.depends_on_theta:
         b = ka.RightHandSide(
