@@ -1,0 +1,46 @@
+"""The registry's PETSc cases on 2 and 3 ranks, under mpirun, against the dense reference."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import GRADIENT_RTOL, mpi_cases
+from test_petsc_mpi import run_mpi
+
+pytestmark = pytest.mark.mpi
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=lambda n: f"{n}ranks")
+def records(request):
+    found, _, _ = run_mpi("registry.py", request.param, timeout=150)
+    return found
+
+
+def test_every_rank_reports_the_same_numbers(records):
+    for other in records[1:]:
+        assert other["cases"] == records[0]["cases"]
+        assert other["reuse"] == records[0]["reuse"]
+
+
+def test_gradients_match_dense_reference(records):
+    r = records[0]["cases"]
+    assert sorted(r) == sorted(f"{c.problem}-{c.method}-{c.preconditioner}"
+                               for c in mpi_cases())
+    for key, numbers in r.items():
+        assert "error" not in numbers, (key, numbers)
+        assert numbers["converged"] == [True, True], (key, numbers)
+        assert numbers["gradient_error"] <= GRADIENT_RTOL, (key, numbers)
+        assert numbers["objective_error"] <= GRADIENT_RTOL, (key, numbers)
+        assert numbers["theta_unchanged"], (key, numbers)
+
+
+def test_preconditioner_reuse_and_directional_derivative(records):
+    for name, r in records[0]["reuse"].items():
+        assert r["rebuilt"] == [True, False, False] and r["setups"] == 1, (name, r)
+        assert r["setups_after_rebuild"] == 2 and r["forced_rebuilt"], (name, r)
+        assert r["forced_error"] <= GRADIENT_RTOL, (name, r)
+        assert r["tangent_error"] <= GRADIENT_RTOL, (name, r)
+
+
+def test_declared_spd_but_nonsymmetric_operator_is_refused_on_every_rank(records):
+    for r in records:
+        assert r["refused"].startswith("CallbackError") and "not symmetric" in r["refused"], r
