@@ -245,9 +245,8 @@ class GradientEngine:
         ``dJ/dθ·dθ`` is the derivative of the Lagrangian ``J(x, θ) − λᵀ(A(θ)x − b(θ))`` at
         fixed x and λ, so each of its three terms (∂J/∂θ·dθ, λᵀ(∂A/∂θ·dθ)x, λᵀ(∂b/∂θ)dθ)
         is compared with a central difference of its own term along one random dθ: two
-        more evaluations of A x, b and J, no solve. Run when :meth:`_derivative_check_due` says (about
-        as costly as two primal iterations: 1.4–2.6 % of a gradient with its set-up at 10⁶
-        unknowns).
+        more evaluations of A x, b and J, no solve; when :meth:`_derivative_check_due` says
+        (1.4–2.6 % of a gradient with its set-up at 10⁶ unknowns).
         """
         backend = self.backend
         theta = backend.theta_of(bound)
