@@ -13,8 +13,15 @@ from .._checks import real_array, refuse_complex
 
 __all__ = ["Objective", "LinearFunctional", "LeastSquaresMisfit", "Tikhonov"]
 
-#: Marks a deprecated positional argument that was not given.
-_UNSET: Any = object()
+
+class _Deprecated:
+    """The default of the deprecated arguments: tells "not given" from any value, None included."""
+
+    def __repr__(self) -> str:
+        return "<deprecated>"
+
+
+_UNSET: Any = _Deprecated()
 
 
 class Objective:
