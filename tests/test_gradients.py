@@ -196,7 +196,9 @@ def coupled(m: Model) -> tuple[ka.Objective, Reference]:
     ref = Reference(lambda x, th: np.sum(w * np.log1p(x**2)) + th @ (C @ x) + 0.25 * np.sum(th**4),
                     lambda x, th: 2 * w * x / (1 + x**2) + C.T @ th,
                     lambda x, th: C @ x + th**3)
-    return ka.Objective(lambda x, th: float(ref.value(x, th)), ref.grad_x, ref.grad_theta), ref
+    return ka.Objective(J=lambda th, x: float(ref.value(x, th)),
+                        dJ_dx=lambda th, x: ref.grad_x(x, th),
+                        dJ_dtheta=lambda th, x: ref.grad_theta(x, th)), ref
 
 
 OBJECTIVES = {"linear": linear, "misfit+tikhonov": misfit, "coupled": coupled}
@@ -452,11 +454,15 @@ def test_a_bad_callback_output_is_refused_naming_the_callback(name, kind, expect
     J, ref = coupled(m)
     spoil = BAD_OUTPUTS[kind]
     if name == "objective.grad_x":
-        J = ka.Objective(J.value, lambda x, th: spoil(ref.grad_x(x, th)), J.grad_theta)
+        J = ka.Objective(J=lambda th, x: float(ref.value(x, th)),
+                         dJ_dx=lambda th, x: spoil(ref.grad_x(x, th)),
+                         dJ_dtheta=lambda th, x: ref.grad_theta(x, th))
         problem = m.problem(J)
     elif name == "objective.value":
         bad = {"nan": np.nan, "shape": np.ones(2), "complex": 1j, "none": None}[kind]
-        problem = m.problem(ka.Objective(lambda x, th: bad, J.grad_x, J.grad_theta))
+        problem = m.problem(ka.Objective(J=lambda th, x: bad,
+                                         dJ_dx=lambda th, x: ref.grad_x(x, th),
+                                         dJ_dtheta=lambda th, x: ref.grad_theta(x, th)))
     else:
         key = CALLBACKS[name]
         good = getattr(m, key)

@@ -101,9 +101,9 @@ def custom_objective(grad_theta=True, factor=1.0) -> ka.Objective:
     """J(x, θ) = Σ log(1 + xᵢ²) + θᵀC x; ``factor`` scales grad_x (1 is correct)."""
     C = np.random.default_rng(5).standard_normal((P, N)) / N
     return ka.Objective(
-        lambda x, th: float(np.sum(np.log1p(x**2)) + th @ (C @ x)),
-        lambda x, th: factor * 2 * x / (1 + x**2) + C.T @ th,
-        (lambda x, th: C @ x) if grad_theta else None,
+        J=lambda th, x: float(np.sum(np.log1p(x**2)) + th @ (C @ x)),
+        dJ_dx=lambda th, x: factor * 2 * x / (1 + x**2) + C.T @ th,
+        dJ_dtheta=(lambda th, x: C @ x) if grad_theta else None,
     )
 
 

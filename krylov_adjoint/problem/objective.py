@@ -1,7 +1,8 @@
-"""Objectives J(x, θ) with their partial derivatives, and ready-made ones."""
+"""Objectives J(θ, x) with their partial derivatives, and ready-made ones."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,66 +14,133 @@ from .._checks import real_array, refuse_complex
 __all__ = ["Objective", "LinearFunctional", "LeastSquaresMisfit", "Tikhonov"]
 
 
+class _Deprecated:
+    """The default of the deprecated arguments: tells "not given" from any value, None included."""
+
+    def __repr__(self) -> str:
+        return "<deprecated>"
+
+
+_UNSET: Any = _Deprecated()
+
+
 class Objective:
-    """An objective J(x, θ) with ∂J/∂x and ∂J/∂θ.
+    """An objective J(θ, x) with ∂J/∂x and ∂J/∂θ.
+
+    Every user callback takes θ first, as the operator's and the right-hand side's do.
 
     Parameters
     ----------
-    value : callable ``(x, theta) -> float``
-    grad_x : callable ``(x, theta) -> ∂J/∂x``, shape (N,)
-    grad_theta : callable ``(x, theta) -> ∂J/∂θ``, shape (P,), optional
-        Omit when J does not depend on θ explicitly.
+    J : callable ``(theta, x) -> float``
+        The objective.
+    dJ_dx : callable ``(theta, x) -> ∂J/∂x``, shape (N,)
+        Its partial derivative in the state.
+    dJ_dtheta : callable ``(theta, x) -> ∂J/∂θ``, shape (P,), optional
+        Its partial derivative in the parameters; omit when J does not depend on θ explicitly.
+
+    The three are keyword-only. The former form ``Objective(value, grad_x, grad_theta)``,
+    positional or by those names, with callbacks taking ``(x, theta)``, still works but emits a
+    :class:`DeprecationWarning`; the new names are new so that old code cannot reach the θ-first
+    form by accident (with P == N a swapped callback would pass every shape check). Giving names
+    of both forms raises :class:`TypeError`.
+
+    The methods :meth:`value`, :meth:`grad_x` and :meth:`grad_theta` are the library's
+    internal entry points, not user callbacks: they take ``(x, theta)`` and call the user's
+    callbacks with θ first.
 
     Objectives add: ``LeastSquaresMisfit(...) + Tikhonov(...)``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> J = Objective(lambda x, th: 0.5 * float(x @ x), lambda x, th: x)
+    >>> J = Objective(J=lambda th, x: 0.5 * float(x @ x), dJ_dx=lambda th, x: x)
     >>> J.value(np.array([3.0, 4.0]), None)
     12.5
     """
 
-    def __init__(self, value: Callable[[np.ndarray, np.ndarray], float],
-                 grad_x: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                 grad_theta: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    def __init__(self, value: Any = _UNSET, grad_x: Any = _UNSET, grad_theta: Any = _UNSET, *,
+                 J: Callable[[np.ndarray, np.ndarray], float] | None = None,
+                 dJ_dx: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,  # noqa: N803
+                 dJ_dtheta: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # noqa: N803
                  ) -> None:
-        for label, fn in (("value", value), ("grad_x", grad_x), ("grad_theta", grad_theta)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"objective {label} must be callable, got {type(fn).__name__}")
-        self._value = value
-        self._grad_x = grad_x
-        self._grad_theta = grad_theta
+        old = {k: v for k, v in (("value", value), ("grad_x", grad_x),
+                                 ("grad_theta", grad_theta)) if v is not _UNSET}
+        new = {k: v for k, v in (("J", J), ("dJ_dx", dJ_dx), ("dJ_dtheta", dJ_dtheta))
+               if v is not None}
+        if old and new:
+            raise TypeError(
+                f"Objective: give either J=, dJ_dx=, dJ_dtheta= (callbacks (theta, x)) or the "
+                f"deprecated value, grad_x, grad_theta (callbacks (x, theta)), not both: got "
+                f"{', '.join(old)} and {', '.join(new)}")
+        if old:
+            if "value" not in old or "grad_x" not in old:
+                raise TypeError("Objective: the deprecated form needs value and grad_x; "
+                                "use Objective(J=..., dJ_dx=..., dJ_dtheta=...) instead")
+            warnings.warn(
+                "krylov_adjoint.Objective(value, grad_x, grad_theta) with (x, theta) callbacks "
+                "is deprecated; write Objective(J=..., dJ_dx=..., dJ_dtheta=...) with callbacks "
+                "taking (theta, x), theta first as in ParametricOperator and RightHandSide, "
+                "e.g. Objective(J=lambda theta, x: value(x, theta), "
+                "dJ_dx=lambda theta, x: grad_x(x, theta))",
+                DeprecationWarning, stacklevel=2)
+            _check_callable(old)
+            self._J = _swapped(old["value"])
+            self._dJ_dx = _swapped(old["grad_x"])
+            self._dJ_dtheta = _swapped(old.get("grad_theta"))
+            return
+        if J is None or dJ_dx is None:
+            missing = " and ".join(k for k in ("J", "dJ_dx") if k not in new)
+            raise TypeError(f"Objective: missing {missing}; write "
+                            f"Objective(J=..., dJ_dx=..., dJ_dtheta=...) with callbacks "
+                            f"taking (theta, x)")
+        _check_callable(new)
+        self._J = J
+        self._dJ_dx = dJ_dx
+        self._dJ_dtheta = dJ_dtheta
 
     def value(self, x: np.ndarray, theta: np.ndarray) -> float:
-        """J(x, θ)."""
-        return self._value(x, theta)
+        """J at (θ, x); internal, called by the library with ``(x, theta)``."""
+        return self._J(theta, x)
 
     def grad_x(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """∂J/∂x at (x, θ)."""
-        return self._grad_x(x, theta)
+        """∂J/∂x at (θ, x); internal, called by the library with ``(x, theta)``."""
+        return self._dJ_dx(theta, x)
 
     def grad_theta(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray | None:
-        """∂J/∂θ at (x, θ), or None when J does not depend on θ explicitly."""
-        return None if self._grad_theta is None else self._grad_theta(x, theta)
+        """∂J/∂θ at (θ, x), or None when J does not depend on θ explicitly; internal, called
+        by the library with ``(x, theta)``."""
+        return None if self._dJ_dtheta is None else self._dJ_dtheta(theta, x)
 
     def __add__(self, other: Objective) -> Objective:
         if not isinstance(other, Objective):
             return NotImplemented
         first, second = self, other
 
-        def grad_theta(x: np.ndarray, theta: np.ndarray) -> Any:
-            parts = [g for g in (first.grad_theta(x, theta), second.grad_theta(x, theta))
+        def grad_theta(th: np.ndarray, x: np.ndarray) -> Any:
+            parts = [g for g in (first.grad_theta(x, th), second.grad_theta(x, th))
                      if g is not None]
             if not parts:
                 return None
             return parts[0] if len(parts) == 1 else np.asarray(parts[0]) + np.asarray(parts[1])
 
         return Objective(
-            lambda x, th: first.value(x, th) + second.value(x, th),
-            lambda x, th: np.asarray(first.grad_x(x, th)) + np.asarray(second.grad_x(x, th)),
-            grad_theta,
+            J=lambda th, x: first.value(x, th) + second.value(x, th),
+            dJ_dx=lambda th, x: np.asarray(first.grad_x(x, th)) + np.asarray(second.grad_x(x, th)),
+            dJ_dtheta=grad_theta,
         )
+
+
+def _check_callable(callbacks: dict[str, Any]) -> None:
+    for label, fn in callbacks.items():
+        if fn is not None and not callable(fn):
+            raise TypeError(f"objective {label} must be callable, got {type(fn).__name__}")
+
+
+def _swapped(fn: Callable[[Any, Any], Any] | None) -> Callable[[Any, Any], Any] | None:
+    """A deprecated ``(x, theta)`` callback as a θ-first one."""
+    if fn is None or not callable(fn):
+        return fn
+    return lambda theta, x: fn(x, theta)
 
 
 class LinearFunctional(Objective):
@@ -94,7 +162,7 @@ class LinearFunctional(Objective):
         weights = real_array(c, "c")
         weights.flags.writeable = False
         self.c = weights
-        super().__init__(lambda x, th: float(weights @ x), lambda x, th: weights)
+        super().__init__(J=lambda th, x: float(weights @ x), dJ_dx=lambda th, x: weights)
 
 
 class LeastSquaresMisfit(Objective):
@@ -137,17 +205,17 @@ class LeastSquaresMisfit(Objective):
         def residual(x: np.ndarray) -> np.ndarray:
             return (x if obs is None else obs @ x) - data
 
-        def value(x: np.ndarray, th: Any) -> float:
+        def value(th: Any, x: np.ndarray) -> float:
             r = residual(x)
             return 0.5 * float(r @ r if w is None else r @ (w * r))
 
-        def grad_x(x: np.ndarray, th: Any) -> np.ndarray:
+        def grad_x(th: Any, x: np.ndarray) -> np.ndarray:
             r = residual(x)
             if w is not None:
                 r = w * r
             return r if obsT is None else obsT @ r
 
-        super().__init__(value, grad_x)
+        super().__init__(J=value, dJ_dx=grad_x)
 
 
 class Tikhonov(Objective):
@@ -189,12 +257,12 @@ class Tikhonov(Objective):
         def apply_l(v: np.ndarray) -> np.ndarray:
             return v if reg is None else reg @ v
 
-        def value(x: Any, th: np.ndarray) -> float:
+        def value(th: np.ndarray, x: Any) -> float:
             r = apply_l(shifted(th))
             return 0.5 * self.alpha * float(r @ r)
 
-        def grad_theta(x: Any, th: np.ndarray) -> np.ndarray:
+        def grad_theta(th: np.ndarray, x: Any) -> np.ndarray:
             r = apply_l(shifted(th))
             return self.alpha * (r if regT is None else regT @ r)
 
-        super().__init__(value, lambda x, th: np.zeros_like(x), grad_theta)
+        super().__init__(J=value, dJ_dx=lambda th, x: np.zeros_like(x), dJ_dtheta=grad_theta)

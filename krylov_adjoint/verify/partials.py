@@ -90,7 +90,7 @@ def objective_gradient_test(problem: Any, theta: Any, *, x: Any = None,
 
     >>> import numpy as np
     >>> import krylov_adjoint as ka
-    >>> J = ka.Objective(lambda x, th: 0.5 * float(x @ x), lambda x, th: 2 * x)
+    >>> J = ka.Objective(J=lambda th, x: 0.5 * float(x @ x), dJ_dx=lambda th, x: 2 * x)
     >>> problem = ka.AdjointProblem(np.eye(3), np.ones(3), J, n_params=0)
     >>> report = objective_gradient_test(problem, np.zeros(0), rng=0)
     >>> report.grad_x.passed, report.grad_theta.skipped
