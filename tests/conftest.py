@@ -274,14 +274,14 @@ def distributed_problem(model: gallery.ModelProblem, *, structure: str | None = 
     else:
         b = rows(rhs.value(None))
 
-    def value(x: np.ndarray, th: np.ndarray) -> float:
+    def value(th: np.ndarray, x: np.ndarray) -> float:
         J = objective.value(whole(xl, x), whole(tl, th))
         return J if rank == 0 else 0.0
 
     J = ka.Objective(
-        value,
-        lambda x, th: rows(objective.grad_x(whole(xl, x), whole(tl, th))),
-        lambda x, th: rows(objective.grad_theta(whole(xl, x), whole(tl, th)), tl))
+        J=value,
+        dJ_dx=lambda th, x: rows(objective.grad_x(whole(xl, x), whole(tl, th))),
+        dJ_dtheta=lambda th, x: rows(objective.grad_theta(whole(xl, x), whole(tl, th)), tl))
     return DistributedProblem(operator, b, J, theta_layout=tl)
 
 

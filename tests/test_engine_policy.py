@@ -165,8 +165,8 @@ def _affine_problem(*, vjp_scale=1.0, rhs_scale=1.0, direct_scale=1.0, n=30):
                                vjp=lambda t, x, l: vjp_scale * l * x, n=n,
                                assemble=lambda t: (T + sp.diags(t)).tocsr())
     rhs = ka.RightHandSide(lambda t: 1 + t**2, vjp=lambda t, l: rhs_scale * 2 * t * l)
-    objective = ka.Objective(lambda x, t: 0.5 * float(x @ x + t @ t), lambda x, t: x,
-                             lambda x, t: direct_scale * t)
+    objective = ka.Objective(J=lambda t, x: 0.5 * float(x @ x + t @ t), dJ_dx=lambda t, x: x,
+                             dJ_dtheta=lambda t, x: direct_scale * t)
     return ka.AdjointProblem(op, rhs, objective, n_params=n), T
 
 

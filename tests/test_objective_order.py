@@ -45,7 +45,7 @@ def dJ_dtheta(th, x):  # noqa: N802
     return C @ x + th**3
 
 
-def gradient(objective: ka.Objective) -> np.ndarray:
+def gradient(objective: ka.Objective, **options: bool) -> np.ndarray:
     operator = ka.ParametricOperator(
         lambda th, x: A0 @ x + th * x, n=N,
         rmatvec=lambda th, y: A0.T @ y + th * y,
@@ -53,7 +53,7 @@ def gradient(objective: ka.Objective) -> np.ndarray:
         assemble=lambda th: (A0 + sp.diags(th)).tocsr(),
     )
     problem = ka.AdjointProblem(operator, B0, objective, n_params=P)
-    return ka.AdjointSolver(problem, rtol=1e-12).gradient(THETA).gradient
+    return ka.AdjointSolver(problem, rtol=1e-12, **options).gradient(THETA).gradient
 
 
 def dense_gradient() -> np.ndarray:
@@ -72,11 +72,16 @@ def test_theta_first_objective_gives_the_dense_reference_gradient():
 
 
 def test_a_swapped_theta_first_objective_gives_a_different_gradient():
-    """Why the order matters: with P == N nothing else catches the swap."""
+    """Why the order matters: with P == N no shape check catches the swap; the engine's
+    derivative check does (its ∂J/∂θ no longer matches J), and without it the gradient is
+    wrong."""
     swapped = ka.Objective(J=lambda th, x: J(x, th), dJ_dx=lambda th, x: dJ_dx(x, th),
                            dJ_dtheta=lambda th, x: dJ_dtheta(x, th))
+    with pytest.raises(ka.CallbackError, match="difference quotient"):
+        gradient(swapped)
     ref = dense_gradient()
-    assert np.linalg.norm(gradient(swapped) - ref) > 1e-2 * np.linalg.norm(ref)
+    unchecked = gradient(swapped, check_gradient=False)
+    assert np.linalg.norm(unchecked - ref) > 1e-2 * np.linalg.norm(ref)
 
 
 @pytest.mark.parametrize("form", ["positional", "keyword"])

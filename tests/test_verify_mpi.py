@@ -44,8 +44,9 @@ def callbacks(broken: str = "") -> dict:
         assemble=lambda th: (A0 + sp.diags(th**2)).tocsr(),
         rhs=ka.RightHandSide(np.sin, vjp=lambda th, lam: sign["rhs.vjp"] * np.cos(th) * lam,
                              jvp=lambda th, d: np.cos(th) * d),
-        objective=ka.Objective(lambda x, th: 0.5 * float(x @ x) + 0.5 * float(th @ th),
-                               lambda x, th: sign["grad_x"] * x, lambda x, th: th))
+        objective=ka.Objective(J=lambda th, x: 0.5 * float(x @ x) + 0.5 * float(th @ th),
+                               dJ_dx=lambda th, x: sign["grad_x"] * x,
+                               dJ_dtheta=lambda th, x: th))
 
 
 def make(backend: str, broken: str = "") -> ka.AdjointProblem | DistributedProblem:

@@ -122,7 +122,7 @@ class DistributedOperator(OperatorCallbacks):
 
 
 class DistributedProblem:
-    """``A(θ) x = b(θ)`` and ``J(x, θ)`` with x and θ distributed over the ranks.
+    """``A(θ) x = b(θ)`` and ``J(θ, x)`` with x and θ distributed over the ranks.
 
     Parameters
     ----------
@@ -132,8 +132,8 @@ class DistributedProblem:
         ``value(theta)`` returns this rank's part from this rank's θ, and its ``vjp(theta,
         lam)`` this rank's owned part of λᵀ∂b/∂θ.
     objective : Objective
-        J with local semantics: ``value(x, theta)`` returns this rank's *contribution* (the
-        library sums over ranks), ``grad_x`` and ``grad_theta`` this rank's parts. The
+        J with local semantics: ``J(theta, x)`` returns this rank's *contribution* (the
+        library sums over ranks), ``dJ_dx`` and ``dJ_dtheta`` this rank's parts. The
         ready-made :class:`~krylov_adjoint.LinearFunctional`,
         :class:`~krylov_adjoint.LeastSquaresMisfit` and :class:`~krylov_adjoint.Tikhonov`
         work as they are when given this rank's data (and an observation operator or ``L``
