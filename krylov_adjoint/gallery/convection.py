@@ -13,8 +13,8 @@ from ..problem import (
     ParametricOperator,
     RightHandSide,
 )
-from ._cache import LastTheta
 from ._harmonic import HarmonicDiffusion
+from ._prepared import Prepared
 from ._reference import check_reference_size, matrices_from_entries
 from ._stencil import FluxStencil
 from ._synthetic import log_conductivity_field, smooth_state, synthetic_misfit
@@ -106,11 +106,11 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
         return diffusion, diffusion.stencil + convection
 
     fixed = combined(np.zeros(n))
-    cached = LastTheta(combined)
+    cached = Prepared(lambda theta: combined(np.asarray(theta)[:n]))
 
     def coefficients(theta: np.ndarray) -> tuple[HarmonicDiffusion, FluxStencil]:
         """The diffusion part and the whole operator at θ (θ_d = 0 in the source layout)."""
-        return cached(np.asarray(theta)[:n]) if has_diffusivity else fixed
+        return cached(theta) if has_diffusivity else fixed
 
     def matvec(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
         return coefficients(theta)[1].apply(x)
@@ -137,7 +137,8 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
 
     if has_diffusivity:
         operator = ParametricOperator(matvec, n=n, rmatvec=rmatvec, vjp=vjp, jvp=jvp,
-                                      structure="general", assemble=assemble)
+                                      structure="general", assemble=assemble,
+                                      prepare=cached.prepare)
     else:
         operator = ParametricOperator(matvec, n=n, rmatvec=rmatvec, structure="general",
                                       assemble=assemble, depends_on_theta=False)

@@ -9,8 +9,8 @@ from numpy.typing import ArrayLike
 from ..errors import InputError
 from ..problem import AdjointProblem, Objective, ParametricOperator
 from ._blocks import BlockMap
-from ._cache import LastTheta
 from ._harmonic import HarmonicDiffusion
+from ._prepared import Prepared
 from ._reference import check_reference_size, matrices_from_entries
 from ._synthetic import log_conductivity_field, smooth_state, synthetic_misfit
 from ._validate import check_cell_values, check_grid
@@ -119,7 +119,7 @@ def _diffusion(shape: tuple[int, ...], family: str, block: int | tuple[int, ...]
     def coefficients_at(theta: np.ndarray) -> HarmonicDiffusion:
         return HarmonicDiffusion(blocks.expand(theta), shape, spacing)
 
-    coefficients = LastTheta(coefficients_at)
+    coefficients = Prepared(coefficients_at)
 
     def matvec(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
         return coefficients(theta).stencil.apply(x)
@@ -139,7 +139,7 @@ def _diffusion(shape: tuple[int, ...], family: str, block: int | tuple[int, ...]
         return matrices_from_entries(n, n_params, *entries)
 
     operator = ParametricOperator(matvec, n=n, vjp=vjp, jvp=jvp, structure="spd",
-                                  assemble=assemble)
+                                  assemble=assemble, prepare=coefficients.prepare)
     theta_true = blocks.average(log_conductivity_field(shape))
     theta = theta_true + 0.25 * np.random.default_rng(seed).standard_normal(n_params)
     truth = coefficients_at(theta_true).stencil

@@ -8,7 +8,7 @@ import scipy.sparse.linalg as spla
 from numpy.typing import ArrayLike
 
 from ..problem import AdjointProblem, LeastSquaresMisfit, Objective, ParametricOperator
-from ._cache import LastTheta
+from ._prepared import Prepared
 from ._reference import check_reference_size, matrices_from_entries
 from ._stencil import FluxStencil
 from ._validate import check_cell_values, check_choice, check_grid, check_positive
@@ -75,7 +75,7 @@ def heat_1d(n: int, *, dt: float = 1e-3, diffusivity: str = "scalar",
     def stiffness(T: np.ndarray) -> FluxStencil:
         return FluxStencil.from_fluxes((n,), [T[1:-1]], [T[1:-1]], [T[:1]], [T[-1:]])
 
-    matrix = LastTheta(lambda th: stiffness(transmissibility(th)).plus_identity())
+    matrix = Prepared(lambda th: stiffness(transmissibility(th)).plus_identity())
 
     def matvec(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
         return matrix(theta).apply(x)
@@ -105,7 +105,7 @@ def heat_1d(n: int, *, dt: float = 1e-3, diffusivity: str = "scalar",
         return matrices_from_entries(n, n_params, params, rows, cols, values)
 
     operator = ParametricOperator(matvec, n=n, vjp=vjp, jvp=jvp, structure="spd",
-                                  assemble=assemble)
+                                  assemble=assemble, prepare=matrix.prepare)
     nodes = np.arange(1, n + 1) * h
     if initial is None:
         u0 = np.sin(np.pi * nodes) + np.exp(-((nodes - 0.3) ** 2) / (2 * 0.05**2))

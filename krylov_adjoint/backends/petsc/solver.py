@@ -12,6 +12,11 @@ from .problem import DistributedProblem
 __all__ = ["PetscAdjointSolver", "PC_ALIASES"]
 
 
+def _backend_state(name: str, doc: str) -> property:
+    """A read-only view of the PETSc backend's attribute ``name``."""
+    return property(lambda solver: getattr(solver.backend, name), doc=doc)
+
+
 class PetscAdjointSolver(GradientEngine):
     """J(θ), dJ/dθ and directional derivatives of a :class:`DistributedProblem` with PETSc.
 
@@ -121,20 +126,11 @@ class PetscAdjointSolver(GradientEngine):
         """The adjoint solve's petsc4py KSP (prefix ``<prefix>adjoint_``)."""
         return self.backend.adjoint.ksp
 
-    @property
-    def pc_type(self) -> str:
-        """The primal PC type (after the command line)."""
-        return self.backend.pc_type
-
-    @property
-    def adjoint_pc_mode(self) -> str:
-        """How the adjoint solve is preconditioned (``"shared"``, ``"transpose"``, ...)."""
-        return self.backend.adjoint_pc_mode
-
-    @property
-    def adjoint_setups(self) -> int:
-        """How many times the adjoint KSP's preconditioner was prepared."""
-        return self.backend.adjoint_setups
+    pc_type = _backend_state("pc_type", "The primal PC type (after the command line).")
+    adjoint_pc_mode = _backend_state(
+        "adjoint_pc_mode", 'How the adjoint solve is preconditioned ("shared", "transpose", ...).')
+    adjoint_setups = _backend_state(
+        "adjoint_setups", "How many times the adjoint KSP's preconditioner was prepared.")
 
     def destroy(self) -> None:
         """Free the PETSc objects (collective)."""
