@@ -31,6 +31,9 @@ class CheckResult:
         What was compared with what, or why the check stopped or was skipped.
     skipped : bool
         True when there was nothing to check (e.g. b does not depend on θ).
+    inconclusive : bool
+        The check neither confirmed nor contradicted the callback (a Taylor test where J
+        does not change measurably and the gradient predicts no change); ``passed`` is True.
     report : object or None
         The full report of the check (:class:`DotTestReport`, :class:`DerivativeReport`,
         :class:`TaylorReport`), None when the check raised.
@@ -48,12 +51,15 @@ class CheckResult:
     detail: str = ""
     skipped: bool = False
     report: Any = None
+    inconclusive: bool = False
 
     @property
     def status(self) -> str:
-        """``"pass"``, ``"FAIL"`` or ``"skipped"``."""
+        """``"pass"``, ``"FAIL"``, ``"skipped"`` or ``"inconclusive"``."""
         if self.skipped:
             return "skipped"
+        if self.inconclusive:
+            return "inconclusive"
         return "pass" if self.passed else "FAIL"
 
 
@@ -110,9 +116,12 @@ class VerificationReport:
 
     def summary(self) -> str:
         """A table with one line per check, then the list of failing callbacks."""
-        counts = {s: sum(c.status == s for c in self.checks) for s in ("pass", "FAIL", "skipped")}
+        statuses = ("pass", "FAIL", "skipped", "inconclusive")
+        counts = {s: sum(c.status == s for c in self.checks) for s in statuses}
         head = ("Verification PASSED" if self.passed else "Verification FAILED") + (
             f": {counts['pass']} passed, {counts['FAIL']} failed, {counts['skipped']} skipped")
+        if counts["inconclusive"]:
+            head += f", {counts['inconclusive']} inconclusive"
         width = max([len("check"), *(len(c.name) for c in self.checks)])
         lines = [head, f"{'check':<{width}}  {'error':>9}  {'tolerance':>9}  status   detail"]
         for c in self.checks:

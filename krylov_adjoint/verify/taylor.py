@@ -72,6 +72,10 @@ class TaylorReport:
         dθ and the gradient predicts it to within the noise).
     note : str
         How the verdict was reached, when not plainly.
+    inconclusive : bool
+        J does not change measurably along dθ and the gradient predicts no change either
+        (J locally constant): nothing contradicts the gradient, nothing confirms it.
+        ``passed`` is True then; try another direction or point to learn more.
     """
 
     steps: np.ndarray
@@ -90,6 +94,7 @@ class TaylorReport:
     mean_rate: float
     passed: bool
     note: str = ""
+    inconclusive: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "values", "first_order_remainders", "first_order_rates",
@@ -133,7 +138,8 @@ class TaylorReport:
         detail = f"rates [{rates}], expected in [{lo:g}, {hi:g}]"
         if self.note:
             detail += f"; {self.note}"
-        return CheckResult(name, self.passed, self.error, 0.5 * (hi - lo), detail, report=self)
+        return CheckResult(name, self.passed, self.error, 0.5 * (hi - lo), detail, report=self,
+                           inconclusive=self.inconclusive)
 
 
 def taylor_test(fun: Callable[[np.ndarray], float], theta: Any, gradient: Any, *,
@@ -310,6 +316,7 @@ def _analyse(steps: np.ndarray, values: np.ndarray, J0: float, slope: float,
     wrong = usable & ~in_range
     count = int(usable.sum())
     notes = []
+    inconclusive = False
     dropped = int((measured & ~usable).sum())
     if dropped:
         notes.append(f"{dropped} leading rate(s) at the largest steps treated as "
@@ -320,9 +327,13 @@ def _analyse(steps: np.ndarray, values: np.ndarray, J0: float, slope: float,
         passed = True
     elif not above.any():
         passed = bool(first.max() > floor)
-        notes.append("every second-order remainder is at noise level while J changes: J is "
-                     "linear along dθ and the gradient predicts it" if passed else
-                     "inconclusive: J does not change measurably along dθ")
+        if passed:
+            notes.append("every second-order remainder is at noise level while J changes: J "
+                         "is linear along dθ and the gradient predicts it")
+        else:  # no change of J, and the gradient predicts none (else remainders were above)
+            passed = inconclusive = True
+            notes.append("inconclusive: J does not change measurably along dθ, and the "
+                         "gradient predicts no change; try another θ or direction")
     elif count and not above[-1]:
         passed = True
         notes.append(f"the remainders reach the noise floor after {count} usable rate(s): "
@@ -339,7 +350,7 @@ def _analyse(steps: np.ndarray, values: np.ndarray, J0: float, slope: float,
         noise_floor=floor, rate_range=(lo, hi), min_rates=int(min_rates),
         min_rate=float(finite.min()) if finite.size else float("nan"),
         mean_rate=float(finite.mean()) if finite.size else float("nan"),
-        passed=bool(passed), note=note)
+        passed=bool(passed), note=note, inconclusive=inconclusive)
 
 
 def _steps(theta: np.ndarray, direction: np.ndarray, steps: Any, space: Any) -> np.ndarray:
