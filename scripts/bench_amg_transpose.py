@@ -35,6 +35,7 @@ import scipy
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from krylov_adjoint.gallery import convection_diffusion_matrix
 from krylov_adjoint.krylov import solve
 from krylov_adjoint.precond.amg import AMGPreconditioner
 
@@ -53,30 +54,6 @@ TARGETS = {
 
 
 # ----------------------------------------------------------------------------- problems
-def convection_diffusion_2d(m: int, peclet: float) -> sp.csr_array:
-    """Upwind finite differences of ``-Δu + Pe (1, 1/2)·∇u`` on the unit square.
-
-    ``m × m`` interior points, homogeneous Dirichlet conditions, assembled with Kronecker
-    products (vectorised).
-
-    Examples
-    --------
-    >>> A = convection_diffusion_2d(4, 10.0)
-    >>> A.shape, A.nnz
-    ((16, 16), 64)
-    """
-    h = 1.0 / (m + 1)
-    eye = sp.eye_array(m, format="csr")
-    second = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(m, m)) / h**2
-    upwind = sp.diags_array([-1.0, 1.0], offsets=[-1, 0], shape=(m, m)) / h
-    kron = sp.kron
-    A = kron(eye, second, format="csr") + kron(second, eye, format="csr")
-    A = A + peclet * (kron(eye, upwind, format="csr") + 0.5 * kron(upwind, eye, format="csr"))
-    A = sp.csr_array(A)
-    A.eliminate_zeros()
-    return A
-
-
 def poisson_3d(m: int) -> sp.csr_array:
     """The 7-point Laplacian on an ``m × m × m`` grid (pyamg's gallery).
 
@@ -122,13 +99,13 @@ def make_cases(quick: bool, grid_2d: int | None = None, grid_3d: int | None = No
     # The library's default method (smoothed aggregation, pyamg's "nonsymmetric" variant on
     # these matrices) first, then classical AMG and AIR.
     cases = [
-        Case(f"cd2d-pe{pe}-{method}", (lambda pe=pe: convection_diffusion_2d(m2, float(pe))),
+        Case(f"cd2d-pe{pe}-{method}", (lambda pe=pe: convection_diffusion_matrix(m2, float(pe))),
              "gmres", {"method": method}, "2d")
         for pe in (10, 100, 1000)
         for method in ("sa", "rs", "air")
     ]
     # pyamg's own AIR smoothing (post-smoothing only), whose transpose has pre-smoothing only.
-    cases.append(Case("cd2d-pe100-air-postonly", lambda: convection_diffusion_2d(m2, 100.0),
+    cases.append(Case("cd2d-pe100-air-postonly", lambda: convection_diffusion_matrix(m2, 100.0),
                       "gmres", {"method": "air", "presmoother": "none"}, "2d"))
     cases.append(Case("poisson3d-sa", lambda: poisson_3d(m3), "cg", {"method": "sa"}, "3d"))
     return cases

@@ -26,7 +26,7 @@ def bench():
 
 
 def test_problems_and_pattern_vjp(bench) -> None:
-    A = bench.convection_diffusion_2d(5, 100.0)
+    A = bench.convection_diffusion_matrix(5, 100.0)
     assert A.shape == (25, 25) and A.format == "csr"
     assert abs(A - A.T).max() > 0  # upwind convection: nonsymmetric
     P = bench.poisson_3d(3)
