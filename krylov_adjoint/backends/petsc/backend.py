@@ -18,10 +18,9 @@ from ...krylov.result import SolveResult
 from ._import import mpi, petsc
 from .adjoint_pc import ADJOINT_PC_MODES, MG_TYPES, TransposedHierarchy, TransposedPC, choose_mode
 from .collective import ErrorGuard
-from .ksp import KrylovSolve, set_default_options
+from .ksp import KrylovSolve, set_default_options, set_up_local_blocks
 from .matrices import AssembledMatrix, as_local_rows
 from .problem import DistributedProblem
-from .reasons import describe_petsc_error
 from .result import PetscGradientResult, PetscTangentResult
 from .shell import ShellOperator
 from .vecs import VecProblem
@@ -177,30 +176,8 @@ class PetscBackend:
         P = self.pmat.update(rows, self.guard, self.problem.structure)
         ksp.setOperators(self.shell.A, P)
         ksp.setUp()
-        self._set_up_local_blocks(ksp)
+        set_up_local_blocks(ksp, self.guard)
         self._adjoint_pc_ready = False
-
-    def _set_up_local_blocks(self, ksp: Any) -> None:
-        """Set up the rank-local parts of the preconditioner (block Jacobi's or ASM's
-        sub-solvers) now, each rank on its own, and agree on failures.
-
-        Inside ``KSPSolve`` a sub-solver failing on one rank (a zero pivot, a missing
-        diagonal entry) raises on that rank only while the others wait in a reduction: the
-        job aborts. Done here, the failure becomes the same error on every rank, naming the
-        rank; PETSc's own message is printed on that rank's stderr.
-        """
-        PETSc = petsc()
-        PETSc.Sys.pushErrorHandler("traceback")
-        try:
-            ksp.setUpOnBlocks()
-        except PETSc.Error as exc:
-            self.guard.record("the preconditioner set-up", RuntimeError(
-                f"{describe_petsc_error(exc)} in the preconditioner's local set-up from the "
-                "assembled rows of this rank (operator.assemble); PETSc's message is on "
-                "this rank's stderr"))
-        finally:
-            PETSc.Sys.popErrorHandler()
-        self.guard.checkpoint("the preconditioner set-up")
 
     def preconditioner_is_symmetric(self) -> bool | None:
         return None

@@ -23,9 +23,10 @@ import numpy as np
 from ...krylov.result import ConvergenceReason, SolveResult
 from ...krylov.stopping import Monitor
 from ._import import petsc
-from .reasons import describe, from_petsc
+from .reasons import describe, describe_petsc_error, from_petsc
 
-__all__ = ["KrylovSolve", "petsc_ksp_type", "set_default_options", "INHERITED_OPTIONS"]
+__all__ = ["KrylovSolve", "petsc_ksp_type", "set_default_options", "set_up_local_blocks",
+           "INHERITED_OPTIONS"]
 
 #: Serial method names and their PETSc KSP types.
 KSP_TYPES = {"gmres": "gmres", "cg": "cg", "bicgstab": "bcgs"}
@@ -71,6 +72,29 @@ def inherit_diagnostics(prefix: str) -> None:
     for name in INHERITED_OPTIONS:
         if unprefixed.hasName(name) and not prefixed.hasName(name):
             prefixed.setValue(name, unprefixed.getString(name, ""))
+
+
+def set_up_local_blocks(ksp: Any, guard: Any) -> None:
+    """Set up the rank-local parts of the preconditioner (block Jacobi's or ASM's
+    sub-solvers) now, each rank on its own, and agree on failures.
+
+    Inside ``KSPSolve`` a sub-solver failing on one rank (a zero pivot, a missing
+    diagonal entry) raises on that rank only while the others wait in a reduction: the
+    job aborts. Done here, the failure becomes the same error on every rank, naming the
+    rank; PETSc's own message is printed on that rank's stderr.
+    """
+    PETSc = petsc()
+    PETSc.Sys.pushErrorHandler("traceback")
+    try:
+        ksp.setUpOnBlocks()
+    except PETSc.Error as exc:
+        guard.record("the preconditioner set-up", RuntimeError(
+            f"{describe_petsc_error(exc)} in the preconditioner's local set-up from the "
+            "assembled rows of this rank (operator.assemble); PETSc's message is on "
+            "this rank's stderr"))
+    finally:
+        PETSc.Sys.popErrorHandler()
+    guard.checkpoint("the preconditioner set-up")
 
 
 class KrylovSolve:
