@@ -18,6 +18,7 @@ from . import precond as precond
 from . import verify as verify
 from .adjoint import AdjointSolver as AdjointSolver
 from .adjoint import GradientResult as GradientResult
+from .adjoint import HessianResult as HessianResult
 from .adjoint import TangentResult as TangentResult
 from .errors import CallbackError as CallbackError
 from .errors import ConvergenceError as ConvergenceError
@@ -40,7 +41,8 @@ from .problem import Tikhonov as Tikhonov
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdjointSolver", "GradientResult", "TangentResult", "precond", "gallery", "verify",
+    "AdjointSolver", "GradientResult", "TangentResult", "HessianResult", "precond", "gallery",
+    "verify",
     "adapters",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
     "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",

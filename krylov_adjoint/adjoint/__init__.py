@@ -1,7 +1,8 @@
 """The gradient engine: primal solve, adjoint solve with the transposed preconditioner."""
 
 from .result import GradientResult as GradientResult
+from .result import HessianResult as HessianResult
 from .result import TangentResult as TangentResult
 from .solver import AdjointSolver as AdjointSolver
 
-__all__ = ["AdjointSolver", "GradientResult", "TangentResult"]
+__all__ = ["AdjointSolver", "GradientResult", "TangentResult", "HessianResult"]

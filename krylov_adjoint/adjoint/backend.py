@@ -19,7 +19,7 @@ from ..krylov.result import SolveResult
 from ..krylov.stopping import Monitor
 from ..problem.bound import BoundProblem
 from ..problem.structure import Structure
-from .result import GradientResult, TangentResult
+from .result import GradientResult, HessianResult, TangentResult
 
 __all__ = ["Backend", "SolveSettings"]
 
@@ -40,7 +40,8 @@ class Backend(Protocol):
     """The mechanics of one backend (see the module docstring).
 
     Phases are ``"primal"`` (A x = b with M), ``"adjoint"`` (Aᵀ λ = ∂J/∂x with Mᵀ, from the
-    same set-up) and ``"tangent"`` (A ẋ = r with M).
+    same set-up), ``"tangent"`` (A ẋ = r with M) and ``"second_adjoint"`` (Aᵀ λ̇ = r with
+    Mᵀ).
     """
 
     #: Global number of unknowns N.
@@ -86,6 +87,14 @@ class Backend(Protocol):
     def tangent_rhs(self, bound: BoundProblem, x: Any, dtheta: Any) -> Any:
         """(∂b/∂θ)dθ − (∂A/∂θ·dθ)x."""
 
+    def second_adjoint_rhs(self, bound: BoundProblem, x: Any, xdot: Any, lam: Any,
+                           dtheta: Any, *, gauss_newton: bool) -> Any:
+        """∂²J/∂x²·ẋ + ∂²J/∂x∂θ·dθ − (∂A/∂θ·dθ)ᵀλ (no last term for Gauss–Newton)."""
+
+    def hessian_action(self, bound: BoundProblem, x: Any, xdot: Any, lam: Any, lamdot: Any,
+                       dtheta: Any, *, gauss_newton: bool) -> Any:
+        """H·dθ from ẋ and λ̇ (see ``BoundProblem.hessian_action``)."""
+
     def direct_derivative(self, bound: BoundProblem, x: Any, dtheta: Any) -> float:
         """∂J/∂θ·dθ (global; 0 when J does not depend on θ explicitly)."""
 
@@ -109,3 +118,6 @@ class Backend(Protocol):
 
     def tangent_result(self, **fields: Any) -> TangentResult:
         """The result record of a directional derivative."""
+
+    def hessian_result(self, **fields: Any) -> HessianResult:
+        """The result record of a Hessian (or Gauss–Newton) action."""

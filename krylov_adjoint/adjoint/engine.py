@@ -20,27 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from .._transpose import transpose_mismatch
-from ..errors import CallbackError, ConvergenceError, MissingCallbackError, NonFiniteError
+from ..errors import CallbackError, ConvergenceError, MissingCallbackError
 from ..krylov.result import SolveResult
 from ..krylov.solve import METHODS
 from ..krylov.stopping import Monitor, validate_tolerances
 from ..problem.bound import BoundProblem
 from ..problem.structure import Structure
 from .backend import Backend, SolveSettings
-from .result import GradientResult, TangentResult
+from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, probe_transpose
+from .result import GradientResult, HessianResult, TangentResult
 from .reuse import ROUTINE, PreconditionerReuse
 
-__all__ = ["GradientEngine", "choose_method", "TRANSPOSE_PROBE_RTOL"]
+__all__ = ["GradientEngine", "choose_method"]
 
-#: A declared transpose (or symmetry) is refused when the randomised probe
-#: ``|uᵀ(A v) − vᵀ(Aᵀ u)| / (‖u‖‖A v‖ + ‖v‖‖Aᵀ u‖)`` exceeds this (round-off is ~1e-16·√N).
-TRANSPOSE_PROBE_RTOL = 1e-10
-#: Relative step of the difference quotients that check the derivative callbacks.
-DIFFERENCE_STEP = 1e-6
-#: A derivative callback is refused when it misses its difference quotient by more than this
-#: share (truncation error is about DIFFERENCE_STEP², round-off is allowed for separately).
-DERIVATIVE_RTOL = 1e-4
 
 
 def choose_method(method: str, structure: Structure, known_methods: Any = METHODS) -> str:
@@ -98,6 +90,8 @@ class GradientEngine:
         self.check_transpose = bool(check_transpose)
         self.check_gradient = bool(check_gradient)
         self._derivatives_checked = False
+        #: (bound problem, x, λ) of the last gradient, reused by Hessian actions at that θ.
+        self._gradient_state: tuple[Any, Any, Any] | None = None
         self.reuse = PreconditionerReuse(rebuild_factor, reuse=reuse_preconditioner,
                                          fixed=backend.preconditioner_fixed)
         self._warm: dict[str, Any] = {}
@@ -131,6 +125,9 @@ class GradientEngine:
         tick = time.perf_counter()
         gradient = self.backend.parameter_gradient(bound, x, lam)
         times["gradient"] = time.perf_counter() - tick
+        converged = primal.converged and adjoint_solve.converged
+        self._gradient_state = ((bound, self._warm["primal"], self._warm["adjoint"])
+                                if converged else None)
         if self._derivative_check_due(rebuilt):
             tick = time.perf_counter()
             self._check_derivatives(bound, x, lam)
@@ -175,6 +172,89 @@ class GradientEngine:
             objective=self.backend.objective_value(bound, x), derivative=derivative, x=x,
             tangent=tangent, primal=primal, tangent_solve=tangent_solve)
 
+    def hessian_vector_product(self, theta: Any, dtheta: Any) -> HessianResult:
+        """H·dθ, the action of the Hessian of J(x(θ), θ), by forward-over-reverse.
+
+        One tangent solve with A and M, ``A ẋ = (∂b/∂θ)dθ − (∂A/∂θ·dθ)x``, and one
+        second-order adjoint solve with Aᵀ and Mᵀ,
+        ``Aᵀ λ̇ = ∂²J/∂x²·ẋ + ∂²J/∂x∂θ·dθ − (∂A/∂θ·dθ)ᵀλ``, from the x, λ and set-up of the
+        gradient at θ (computed first unless the last call was a gradient at the same θ);
+        see :meth:`~krylov_adjoint.problem.bound.BoundProblem.hessian_action`. Needs the
+        JVPs and the second-order callbacks (``operator.vjp_jvp``, ``operator.jvp_transpose``
+        unless A is symmetric, ``rhs.vjp_jvp``, the objective's second derivatives).
+
+        Raises
+        ------
+        MissingCallbackError
+            Naming every missing callback (Gauss–Newton may still be available).
+        """
+        return self._second_order(theta, dtheta, gauss_newton=False)
+
+    def gauss_newton_vector_product(self, theta: Any, dtheta: Any) -> HessianResult:
+        """The Gauss–Newton action: :meth:`hessian_vector_product` without the terms that
+        involve λ or the second derivatives of A and b. For a least-squares misfit plus a
+        convex regularisation it is symmetric positive semidefinite by construction. Needs
+        the JVPs and the objective's second derivatives only.
+        """
+        return self._second_order(theta, dtheta, gauss_newton=True)
+
+    def _second_order(self, theta: Any, dtheta: Any, *, gauss_newton: bool) -> HessianResult:
+        start = time.perf_counter()
+        self._require_second_order(gauss_newton)
+        times: dict[str, float] = {}
+        bound, reused = self._bind(theta, {}), True
+        state = self._gradient_state
+        if state is None or state[0] is not bound:
+            tick = time.perf_counter()
+            result = self.gradient(theta)
+            times["gradient"], reused = time.perf_counter() - tick, False
+            state = self._gradient_state
+            if state is None:  # raise_on_failure=False and a solve failed
+                failed = result.primal if not result.primal.converged else result.adjoint_solve
+                raise ConvergenceError(failed, "primal" if failed is result.primal
+                                       else "adjoint")
+        else:
+            times["gradient"] = 0.0
+        assert state is not None
+        bound, x, lam = state
+        backend = self.backend
+        direction = backend.check_direction(dtheta)
+        tick = time.perf_counter()
+        rhs = backend.tangent_rhs(bound, x, direction)
+        xdot, tangent_solve = self._solve("tangent", bound, rhs, self._primal_settings(),
+                                          x0=None)
+        times["tangent"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        rhs = backend.second_adjoint_rhs(bound, x, xdot, lam, direction,
+                                         gauss_newton=gauss_newton)
+        lamdot, adjoint_solve = self._solve("second_adjoint", bound, rhs,
+                                            self._adjoint_settings(), x0=None)
+        times["adjoint"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        product = backend.hessian_action(bound, x, xdot, lam, lamdot, direction,
+                                         gauss_newton=gauss_newton)
+        times["product"] = time.perf_counter() - tick
+        times["total"] = time.perf_counter() - start
+        return backend.hessian_result(
+            product=product, tangent=xdot, second_adjoint=lamdot, tangent_solve=tangent_solve,
+            adjoint_solve=adjoint_solve, gauss_newton=gauss_newton, times=times,
+            gradient_reused=reused)
+
+    def _require_second_order(self, gauss_newton: bool) -> None:
+        """Raise naming every callback the action needs and the problem lacks."""
+        problem = self.backend.problem  # type: ignore[attr-defined]
+        attribute = "missing_gauss_newton" if gauss_newton else "missing_second_order"
+        missing = [name for part in (problem.operator, problem.rhs, problem.objective)
+                   for name in getattr(part, attribute, ())]
+        if not missing:
+            return
+        what = "gauss_newton_vector_product" if gauss_newton else "hessian_vector_product"
+        hint = "" if gauss_newton else (
+            "; gauss_newton_vector_product needs only the JVPs and the objective's second "
+            "derivatives")
+        raise MissingCallbackError(f"{what} needs {', '.join(missing)}, which the problem "
+                                   f"does not supply{hint}")
+
     @property
     def setups(self) -> int:
         """How many times the preconditioner was set up."""
@@ -199,36 +279,6 @@ class GradientEngine:
         times["bind"] = time.perf_counter() - tick
         return bound
 
-    def _probe_transpose(self, bound: BoundProblem) -> None:
-        """Refuse a declared transpose that is not one: ``uᵀ(A v)`` against ``vᵀ(Aᵀ u)``.
-
-        Two operator products and four inner products per new θ (the random pair is drawn
-        once and kept: the operator changes with θ, the test stays as strong). A symmetric
-        declaration (``matvec`` standing in for ``rmatvec``) is checked the same way.
-        """
-        backend = self.backend
-        if self._probe_pair is None:
-            rng = np.random.default_rng(0)
-            self._probe_pair = (backend.random_vector(rng), backend.random_vector(rng))
-        u, v = self._probe_pair
-        Av, ATu = backend.apply(bound, v, transpose=False), backend.apply(bound, u, transpose=True)
-        for name, product in (("operator.matvec", Av), (bound.operator.rmatvec_name, ATu)):
-            if not backend.is_finite(product):
-                raise NonFiniteError(name, "returned NaN or Inf from a finite random vector")
-        error = transpose_mismatch(backend.dot(Av, u), backend.dot(v, ATu),
-                                   *(backend.dot(w, w) ** 0.5 for w in (Av, u, v, ATu)))
-        if error > TRANSPOSE_PROBE_RTOL:
-            op = bound.operator
-            if op.symmetric_rmatvec:
-                why = (f"A(θ) is not symmetric at this θ although structure="
-                       f"{op.structure.value!r} was declared (randomised test uᵀAv against "
-                       f"vᵀAu: relative mismatch {error:.2e}): declare structure='general' "
-                       "and pass rmatvec=...")
-            else:
-                why = (f"is not the transpose of operator.matvec at this θ (randomised test "
-                       f"uᵀAv against vᵀAᵀu: relative mismatch {error:.2e})")
-            raise CallbackError(op.rmatvec_name, why)
-
     def _derivative_check_due(self, rebuilt: bool) -> bool:
         """At the first gradient, and at every set-up but the routine ones of
         ``reuse_preconditioner=False`` (there the check would cost ~2 % of each gradient)."""
@@ -239,39 +289,15 @@ class GradientEngine:
             return True
         return rebuilt and self.reuse.last_reason != ROUTINE
 
-    def _check_derivatives(self, bound: BoundProblem, x: Any, lam: Any) -> None:
-        """Refuse a derivative callback that disagrees with a difference quotient.
+    def _probe_transpose(self, bound: BoundProblem) -> None:
+        if self._probe_pair is None:
+            rng = np.random.default_rng(0)
+            self._probe_pair = (self.backend.random_vector(rng),
+                                self.backend.random_vector(rng))
+        probe_transpose(self.backend, bound, self._probe_pair)
 
-        ``dJ/dθ·dθ`` is the derivative of the Lagrangian ``J(x, θ) − λᵀ(A(θ)x − b(θ))`` at
-        fixed x and λ, so each of its three terms (∂J/∂θ·dθ, λᵀ(∂A/∂θ·dθ)x, λᵀ(∂b/∂θ)dθ)
-        is compared with a central difference of its own term along one random dθ: two
-        more evaluations of A x, b and J, no solve; when :meth:`_derivative_check_due` says
-        (1.4–2.6 % of a gradient with its set-up at 10⁶ unknowns).
-        """
-        backend = self.backend
-        theta = backend.theta_of(bound)
-        rng = np.random.default_rng(self.reuse.setups)
-        rms = (backend.global_sum(float(theta @ theta))
-               / max(backend.global_sum(float(theta.size)), 1.0)) ** 0.5
-        direction = rng.standard_normal(theta.size) * (np.abs(theta) + (rms or 1.0))
-        analytic = backend.derivative_terms(bound, x, lam, direction)
-        values = []
-        for sign in (1.0, -1.0):
-            shifted, _ = backend.bind(theta + sign * DIFFERENCE_STEP * direction)
-            values.append(backend.lagrangian_terms(shifted, x, lam))
-        backend.restore(bound)
-        names = ("objective.grad_theta", "operator.vjp", "rhs.vjp")
-        for k, name in enumerate(names):
-            quotient = (values[0][k] - values[1][k]) / (2 * DIFFERENCE_STEP)
-            magnitude = abs(values[0][k]) + (values[0][3] if k else 0.0)
-            noise = 1e3 * np.finfo(float).eps * magnitude / DIFFERENCE_STEP
-            gap = abs(quotient - analytic[k])
-            if gap > DERIVATIVE_RTOL * (abs(quotient) + abs(analytic[k])) + noise:
-                raise CallbackError(name, (
-                    f"disagrees with a difference quotient along a random direction dθ: "
-                    f"{name}·dθ = {analytic[k]:.6e}, quotient {quotient:.6e}; check its sign "
-                    "and scale (krylov_adjoint.verify.check_problem tests every callback). "
-                    "For a problem that is not differentiable here, pass check_gradient=False"))
+    def _check_derivatives(self, bound: BoundProblem, x: Any, lam: Any) -> None:
+        check_derivatives(self.backend, bound, x, lam, seed=self.reuse.setups)
 
     def _primal(self, bound: BoundProblem, times: dict[str, float]
                 ) -> tuple[Any, SolveResult, bool, str, list[SolveResult]]:
@@ -334,7 +360,7 @@ class GradientEngine:
         if isinstance(x0, str):
             x0 = self._warm.get(phase) if self.warm_start else None
         result, x = self.backend.solve(phase, bound, rhs, x0, settings)
-        if result.converged and phase != "tangent":
+        if result.converged and phase in ("primal", "adjoint"):
             self._warm[phase] = self.backend.copy(x)
         if check and self.raise_on_failure and not result.converged:
             raise ConvergenceError(result, phase)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..krylov.result import SolveResult
 
-__all__ = ["GradientResult", "TangentResult"]
+__all__ = ["GradientResult", "TangentResult", "HessianResult"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,47 @@ class TangentResult:
     tangent: np.ndarray
     primal: SolveResult
     tangent_solve: SolveResult
+
+
+@dataclass(frozen=True)
+class HessianResult:
+    """H·dθ (or the Gauss–Newton action) and the report of its two solves.
+
+    Attributes
+    ----------
+    product : ndarray, shape (P,)
+        The Hessian action H·dθ (the Gauss–Newton one when ``gauss_newton``).
+    tangent : ndarray, shape (N,)
+        ẋ = (dx/dθ)·dθ, from ``A ẋ = (∂b/∂θ)dθ − (∂A/∂θ·dθ)x``.
+    second_adjoint : ndarray, shape (N,)
+        λ̇, from the second-order adjoint solve with Aᵀ.
+    tangent_solve, adjoint_solve : SolveResult
+        The two solves (preconditioned by M and Mᵀ from the gradient's set-up).
+    gauss_newton : bool
+        True for the Gauss–Newton action (no second-order terms of A, b or λ).
+    times : dict
+        Wall times of ``gradient`` (0 when the gradient at θ was reused), ``tangent``,
+        ``adjoint``, ``product`` (the callbacks) and ``total``.
+    gradient_reused : bool
+        True when x and λ came from the last gradient at the same θ.
+    """
+
+    product: np.ndarray
+    tangent: np.ndarray
+    second_adjoint: np.ndarray
+    tangent_solve: SolveResult
+    adjoint_solve: SolveResult
+    gauss_newton: bool
+    times: dict[str, float]
+    gradient_reused: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A few lines: ‖H dθ‖, both solves, phase times."""
+        kind = "Gauss-Newton" if self.gauss_newton else "Hessian"
+        return "\n".join([
+            f"{kind} action: |H dtheta| = {float(np.linalg.norm(self.product)):.6e}",
+            f"tangent: {self.tangent_solve.summary()}",
+            f"adjoint: {self.adjoint_solve.summary()}",
+            "times  : " + ", ".join(f"{k} {v:.3f} s" for k, v in self.times.items()),
+        ])

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from ..adjoint.backend import SolveSettings
-from ..adjoint.result import GradientResult, TangentResult
+from ..adjoint.result import GradientResult, HessianResult, TangentResult
 from ..krylov.result import SolveResult
 from ..krylov.solve import solve
 from ..precond.base import IdentityPreconditioner, Preconditioner, TransposedPreconditioner
@@ -23,7 +23,8 @@ __all__ = ["SerialBackend"]
 
 #: How each phase applies the operator and the preconditioner, and names them in errors.
 _PRECONDITIONER_LABELS = {"primal": "preconditioner.apply", "tangent": "preconditioner.apply",
-                          "adjoint": "preconditioner.apply_transpose"}
+                          "adjoint": "preconditioner.apply_transpose",
+                          "second_adjoint": "preconditioner.apply_transpose"}
 
 
 class SerialBackend:
@@ -102,7 +103,7 @@ class SerialBackend:
     def solve(self, phase: str, bound: BoundProblem, rhs: np.ndarray, x0: Any,
               settings: SolveSettings) -> tuple[SolveResult, np.ndarray]:
         M = self.M
-        if phase == "adjoint":
+        if phase in ("adjoint", "second_adjoint"):
             operator = spla.LinearOperator((self.n, self.n), matvec=bound.rmatvec,
                                            dtype=np.float64)
             M = TransposedPreconditioner(M) if M is not None else None
@@ -134,6 +135,16 @@ class SerialBackend:
     def tangent_rhs(self, bound: BoundProblem, x: np.ndarray, dtheta: np.ndarray
                     ) -> np.ndarray:
         return bound.tangent_rhs(x, dtheta)
+
+    def second_adjoint_rhs(self, bound: BoundProblem, x: np.ndarray, xdot: np.ndarray,
+                           lam: np.ndarray, dtheta: np.ndarray, *, gauss_newton: bool
+                           ) -> np.ndarray:
+        return bound.second_adjoint_rhs(x, xdot, lam, dtheta, gauss_newton=gauss_newton)
+
+    def hessian_action(self, bound: BoundProblem, x: np.ndarray, xdot: np.ndarray,
+                       lam: np.ndarray, lamdot: np.ndarray, dtheta: np.ndarray, *,
+                       gauss_newton: bool) -> np.ndarray:
+        return bound.hessian_action(x, xdot, lam, lamdot, dtheta, gauss_newton=gauss_newton)
 
     def direct_derivative(self, bound: BoundProblem, x: np.ndarray, dtheta: np.ndarray
                           ) -> float:
@@ -180,3 +191,6 @@ class SerialBackend:
 
     def tangent_result(self, **fields: Any) -> TangentResult:
         return TangentResult(**fields)
+
+    def hessian_result(self, **fields: Any) -> HessianResult:
+        return HessianResult(**fields)

@@ -219,6 +219,71 @@ class BoundProblem:
                 out += sign * term
         return out
 
+    # -- second order ----------------------------------------------------------------------------
+    def second_adjoint_rhs(self, x: np.ndarray, xdot: np.ndarray, lam: np.ndarray,
+                           dtheta: np.ndarray, *, gauss_newton: bool,
+                           lam_operator: np.ndarray | None = None,
+                           dtheta_operator: np.ndarray | None = None) -> np.ndarray:
+        """The right-hand side of the second-order adjoint solve ``Aᵀ λ̇ = r``:
+        ``r = ∂²J/∂x²·ẋ + ∂²J/∂x∂θ·dθ − (∂A/∂θ·dθ)ᵀλ`` (the last term dropped for
+        Gauss–Newton). ``*_operator`` are the inputs as the operator's callbacks see them
+        (ghosted on PETSc with a halo)."""
+        objective, theta = self.objective, self.theta
+        terms = [(self._second("objective.d2J_dx2", objective.hess_xx, x, theta, xdot,
+                               length=self.n_local), 1.0),
+                 (self._second("objective.d2J_dxdtheta", objective.hess_xtheta, x, theta,
+                               dtheta, length=self.n_local), 1.0)]
+        if not gauss_newton and self.operator.depends_on_theta:
+            lam_op = lam if lam_operator is None else lam_operator
+            d_op = dtheta if dtheta_operator is None else dtheta_operator
+            term = self.call_operator("operator.jvp_transpose", self.operator.jvp_transpose,
+                                      self.theta_operator, readonly(lam_op), readonly(d_op))
+            terms.append((self._vector("operator.jvp_transpose", term, self.n_local), -1.0))
+        return _combine(terms, self.n_local)
+
+    def hessian_action(self, x: np.ndarray, xdot: np.ndarray, lam: np.ndarray,
+                       lamdot: np.ndarray, dtheta: np.ndarray, *, gauss_newton: bool,
+                       operator_inputs: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The Hessian (or Gauss–Newton) action from the tangent ẋ and the second-order
+        adjoint λ̇ (owned θ entries)::
+
+            H dθ = ∂²J/∂θ²·dθ + ∂²J/∂θ∂x·ẋ − λ̇ᵀ(∂A/∂θ)x + λ̇ᵀ∂b/∂θ
+                   − λᵀ(∂A/∂θ)ẋ − ∂/∂θ[λᵀ(∂A/∂θ)x]·dθ + ∂/∂θ[λᵀ∂b/∂θ]·dθ
+
+        Gauss–Newton keeps the first line only. ``operator_inputs`` holds x, ẋ, λ, λ̇ and dθ
+        as the operator's callbacks see them (keys ``"x"``, ``"xdot"``, ``"lam"``,
+        ``"lamdot"``, ``"dtheta"``; ghosted on PETSc with a halo).
+        """
+        seen = {"x": x, "xdot": xdot, "lam": lam, "lamdot": lamdot, "dtheta": dtheta,
+                **(operator_inputs or {})}
+        objective, theta, rhs, P = self.objective, self.theta, self.rhs_callbacks, \
+            self.params_local
+        terms = [(self._second("objective.d2J_dtheta2", objective.hess_thetatheta, x, theta,
+                               dtheta, length=P), 1.0),
+                 (self._second("objective.d2J_dthetadx", objective.hess_thetax, x, theta,
+                               xdot, length=P), 1.0),
+                 (self.operator_vjp(seen["x"], seen["lamdot"]), -1.0),
+                 (self.rhs_vjp(lamdot), 1.0)]
+        if not gauss_newton:
+            terms.append((self.operator_vjp(seen["xdot"], seen["lam"]), -1.0))
+            if self.operator.depends_on_theta:
+                term = self.call_operator("operator.vjp_jvp", self.operator.vjp_jvp,
+                                          self.theta_operator, readonly(seen["x"]),
+                                          readonly(seen["lam"]), readonly(seen["dtheta"]))
+                terms.append((self._vector("operator.vjp_jvp", term, P), -1.0))
+            if rhs.depends_on_theta:
+                term = self._call("rhs.vjp_jvp", rhs.vjp_jvp, theta, readonly(lam),
+                                  readonly(dtheta))
+                terms.append((self._vector("rhs.vjp_jvp", term, P), 1.0))
+        return _combine(terms, P)
+
+    def _second(self, name: str, fn: Callable[..., Any], *args: Any,
+                length: int) -> np.ndarray | None:
+        """An objective second derivative (None when identically zero), checked."""
+        out = self._call(name, fn, *(readonly(a) if isinstance(a, np.ndarray) else a
+                                     for a in args))
+        return None if out is None else self._vector(name, out, length)
+
     # -- plumbing ------------------------------------------------------------------------------
     def _prepare(self) -> None:
         self.operator.bound_to = self
@@ -265,3 +330,12 @@ class BoundProblem:
         except CallbackError as exc:
             self.policy.record(name, exc)
             return np.full(length, math.nan)
+
+
+def _combine(terms: list[tuple[np.ndarray | None, float]], length: int) -> np.ndarray:
+    """``Σ sign·term`` over the terms that are not None (identically zero)."""
+    out = np.zeros(length)
+    for term, sign in terms:
+        if term is not None:
+            out += sign * term
+    return out

@@ -21,7 +21,14 @@ from .collective import ErrorGuard
 from .ksp import KrylovSolve, set_default_options, set_up_local_blocks
 from .matrices import AssembledMatrix, as_local_rows
 from .problem import DistributedProblem
-from .result import PetscGradientResult, PetscTangentResult
+from .result import (
+    PetscGradientResult,
+    PetscHessianResult,
+    PetscTangentResult,
+    gradient_record,
+    hessian_record,
+    tangent_record,
+)
 from .shell import ShellOperator
 from .vecs import VecProblem
 
@@ -251,6 +258,9 @@ class PetscBackend:
         elif phase == "adjoint":
             self._ensure_adjoint_pc()
             solve, x, operator = self.adjoint, self._lam, None
+        elif phase == "second_adjoint":
+            self._ensure_adjoint_pc()
+            solve, x, operator = self.adjoint, self.problem.x_layout.create_vec(), None
         else:
             solve, operator = self._tangent_solve(), self.shell.A
             x = self.problem.x_layout.create_vec()
@@ -289,6 +299,20 @@ class PetscBackend:
         out = self.problem.x_layout.create_vec()
         bound.tangent_rhs(x, dtheta, out)
         self.guard.checkpoint("the tangent right-hand side (jvp callbacks)")
+        return out
+
+    def second_adjoint_rhs(self, bound: VecProblem, x: Any, xdot: Any, lam: Any, dtheta: Any,
+                           *, gauss_newton: bool) -> Any:
+        out = self.problem.x_layout.create_vec()
+        bound.second_adjoint_rhs(x, xdot, lam, dtheta, out, gauss_newton=gauss_newton)
+        self.guard.checkpoint("the second-order adjoint right-hand side")
+        return out
+
+    def hessian_action(self, bound: VecProblem, x: Any, xdot: Any, lam: Any, lamdot: Any,
+                       dtheta: Any, *, gauss_newton: bool) -> Any:
+        out = self.problem.theta_layout.create_vec()
+        bound.hessian_action(x, xdot, lam, lamdot, dtheta, out, gauss_newton=gauss_newton)
+        self.guard.checkpoint("the Hessian action (second-order callbacks)")
         return out
 
     def direct_derivative(self, bound: VecProblem, x: Any, dtheta: Any) -> float:
@@ -356,22 +380,15 @@ class PetscBackend:
 
     # -- results ----------------------------------------------------------------------------------
     def gradient_result(self, **fields: Any) -> PetscGradientResult:
-        x_vec, lam_vec, gradient = fields.pop("x").copy(), fields.pop("adjoint").copy(), \
-            fields.pop("gradient")
         extra = {**fields.pop("extra"), "adjoint_pc": self.adjoint_pc_mode,
                  "pc_type": self.pc_type, "nranks": self.problem.x_layout.nranks}
-        return PetscGradientResult(
-            gradient=gradient.getArray(readonly=True), x=x_vec.getArray(readonly=True),
-            adjoint=lam_vec.getArray(readonly=True), extra=extra, gradient_vec=gradient,
-            x_vec=x_vec, adjoint_vec=lam_vec, theta_layout=self.problem.theta_layout,
-            x_layout=self.problem.x_layout, **fields)
+        return gradient_record(self.problem, extra=extra, **fields)
 
     def tangent_result(self, **fields: Any) -> PetscTangentResult:
-        x, tangent = fields.pop("x"), fields.pop("tangent")
-        result = PetscTangentResult(x=x.getArray(readonly=True).copy(),
-                                    tangent=tangent.getArray(readonly=True).copy(), **fields)
-        tangent.destroy()
-        return result
+        return tangent_record(**fields)
+
+    def hessian_result(self, **fields: Any) -> PetscHessianResult:
+        return hessian_record(self.problem, **fields)
 
     def destroy(self) -> None:
         """Free the PETSc objects (collective)."""

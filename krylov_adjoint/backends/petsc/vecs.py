@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..._checks import as_real_vector
-from ...errors import CallbackError
+from ...errors import CallbackError, MissingCallbackError
 from ...problem.bound import BoundProblem, frozen
 from ._import import mpi
 from .collective import ErrorGuard
@@ -142,6 +142,37 @@ class VecProblem:
             term = self.bound.operator_jvp(self._ghost(op.halo, x, "x"),
                                            self._ghost(op.theta_halo, dtheta, "dtheta"))
         out.setArray(np.zeros(self.bound.n_local) if term is None else term)
+
+    # -- second order ---------------------------------------------------------------------------
+    def second_adjoint_rhs(self, x: Any, xdot: Any, lam: Any, dtheta: Any, out: Any, *,
+                           gauss_newton: bool) -> None:
+        """``out = ∂²J/∂x²·ẋ + ∂²J/∂x∂θ·dθ − (∂A/∂θ·dθ)ᵀλ`` (no last term for Gauss–Newton)."""
+        self._refuse_vecs_interface()
+        op = self.operator
+        out.setArray(self.bound.second_adjoint_rhs(
+            x.getArray(readonly=True), xdot.getArray(readonly=True),
+            lam.getArray(readonly=True), dtheta.getArray(readonly=True),
+            gauss_newton=gauss_newton, lam_operator=self._ghost(op.halo, lam, "lam"),
+            dtheta_operator=self._ghost(op.theta_halo, dtheta, "dtheta")))
+
+    def hessian_action(self, x: Any, xdot: Any, lam: Any, lamdot: Any, dtheta: Any, out: Any,
+                       *, gauss_newton: bool) -> None:
+        """``out = H·dθ`` from ẋ and λ̇ (this rank's owned θ entries)."""
+        self._refuse_vecs_interface()
+        halo = self.operator.halo
+        ghosted = {name: self._ghost(halo, vec, name)
+                   for name, vec in (("x", x), ("xdot", xdot), ("lam", lam), ("lamdot", lamdot))}
+        ghosted["dtheta"] = self._ghost(self.operator.theta_halo, dtheta, "dtheta")
+        owned = [v.getArray(readonly=True) for v in (x, xdot, lam, lamdot, dtheta)]
+        out.setArray(self.bound.hessian_action(*owned, gauss_newton=gauss_newton,
+                                               operator_inputs=ghosted))
+
+    def _refuse_vecs_interface(self) -> None:
+        """Second-order terms are array callbacks (the same decision on every rank)."""
+        if self.vecs:
+            raise MissingCallbackError(
+                "Hessian actions need the 'arrays' interface of DistributedOperator: the "
+                "second-order callbacks take local arrays")
 
     # -- plumbing --------------------------------------------------------------------------------
     def _ghost(self, halo: Halo | None, vec: Any, slot: str) -> np.ndarray:
