@@ -15,7 +15,7 @@ from .bicgstab import bicgstab
 from .cg import cg
 from .gmres import gmres
 from .result import ConvergenceReason, SolveResult
-from .stopping import Monitor, stopping_target, validate_tolerances
+from .stopping import Monitor, stopping_target, validate_restart, validate_tolerances
 
 __all__ = ["solve", "METHODS"]
 
@@ -42,11 +42,12 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
         Initial guess (not modified).
     rtol, atol : float
         Stop when ``‖b − A x‖₂ ≤ max(rtol·‖b‖₂, atol)``, the *true* (unpreconditioned) residual,
-        as in scipy. The final residual is always computed explicitly.
+        as in scipy. The final residual is always computed explicitly. Any real scalars
+        (Python or numpy) with ``0 <= rtol < 1`` and ``atol >= 0``, not both 0.
     maxiter : int, optional
         Maximum number of iterations (default ``min(10 N, 10000)``, at least 100).
     restart : int
-        GMRES restart length.
+        GMRES restart length, a positive integer.
     monitor : callable ``(phase, iteration, residual_norm)``, optional
         Called at every iteration, including iteration 0; ``phase`` is the ``phase`` argument.
     raise_on_failure : bool
@@ -77,8 +78,8 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     matvec, n = _as_matvec(A)
     b = as_real_vector(b, "b", n, callback=False)
     maxiter = validate_tolerances(rtol, atol, maxiter, n)
-    if int(restart) < 1:
-        raise ValueError(f"restart must be a positive integer, got {restart!r}")
+    rtol, atol = float(rtol), float(atol)
+    restart = validate_restart(restart)
     precond = _as_precond(M, n)
     if method == "cg" and getattr(M, "is_symmetric", None) is False:
         why = getattr(M, "asymmetry", "") or "it is not a symmetric map"
@@ -107,7 +108,7 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
         return run.finish(x, run.converged_reason, "the initial guess already satisfies the "
                                                    "tolerance")
     result = METHODS[method](matvec, b, x, r, run, precond=precond, maxiter=maxiter,
-                             restart=int(restart))
+                             restart=restart)
     if raise_on_failure and not result.converged:
         raise ConvergenceError(result, phase)
     return result

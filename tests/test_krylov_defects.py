@@ -1,0 +1,88 @@
+"""Regression tests of the Krylov layer: argument validation, scaling, callbacks that return
+read-only or bad arrays, mutating preconditioners, singular systems, GMRES memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import krylov_adjoint as ka
+from krylov_adjoint.krylov import solve, stopping
+from krylov_adjoint.krylov.stopping import validate_tolerances
+
+N = 80
+
+
+def spd(n: int = N) -> sp.csr_matrix:
+    return sp.diags([-1.0, 2.05, -1.0], [-1, 0, 1], shape=(n, n), format="csr")
+
+
+def nonsymmetric(n: int = N) -> sp.csr_matrix:
+    return sp.diags([-1.4, 3.0, -0.6], [-1, 0, 1], shape=(n, n), format="csr")
+
+
+def diagonal_problem(n: int = 5) -> ka.AdjointProblem:
+    """A(θ) = diag(θ), b = 1, J = sum(x): dJ/dθ = −1/θ²."""
+    op = ka.ParametricOperator(lambda th, x: th * x, n=n, structure="spd",
+                               vjp=lambda th, x, lam: lam * x)
+    return ka.AdjointProblem(op, np.ones(n), ka.LinearFunctional(np.ones(n)), n_params=n)
+
+
+# -- A. tolerances, maxiter and restart -----------------------------------------------------
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+@pytest.mark.parametrize("rtol", [1.0, 2.0, np.float64(1.0)])
+def test_rtol_of_one_or_more_is_refused_instead_of_returning_zero(method, rtol):
+    with pytest.raises(ValueError, match=r"rtol must be < 1.*x = 0 without iterating"):
+        solve(spd(), np.ones(N), method=method, rtol=rtol)
+
+
+@pytest.mark.parametrize("kwargs", [{"rtol": 1.0}, {"adjoint_rtol": 1.5}])
+def test_adjoint_solver_refuses_an_rtol_of_one_or_more(kwargs):
+    with pytest.raises(ValueError, match="rtol must be < 1"):
+        ka.AdjointSolver(diagonal_problem(), **kwargs)
+
+
+@pytest.mark.parametrize("rtol", [np.float32(1e-8), np.float64(1e-8), np.longdouble(1e-8)])
+@pytest.mark.parametrize("atol", [0, np.int64(0), np.float32(0.0)])
+def test_numpy_scalar_tolerances_are_accepted(rtol, atol):
+    b = np.ones(N)
+    result = solve(spd(), b, method="cg", rtol=rtol, atol=atol)
+    assert result.converged
+    assert type(result.target) is float
+    assert result.target == pytest.approx(float(rtol) * np.linalg.norm(b), rel=1e-12)
+    assert np.linalg.norm(b - spd() @ result.x) <= result.target
+
+
+@pytest.mark.parametrize("bad", [True, np.bool_(True), 1e-8 + 0j, np.complex128(1e-8), "1e-8",
+                                 np.array([1e-8]), None, float("nan"), -1e-8])
+def test_non_real_or_negative_tolerances_are_refused(bad):
+    with pytest.raises(ValueError, match="rtol must be a finite real number"):
+        validate_tolerances(bad, 0.0, None, 10)
+    with pytest.raises(ValueError, match="atol must be a finite real number"):
+        validate_tolerances(1e-8, bad, None, 10)
+
+
+@pytest.mark.parametrize("bad", [2.5, True, np.bool_(True), 0, -3, float("inf"), "10"])
+def test_maxiter_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="maxiter must be a positive integer"):
+        solve(spd(), np.ones(N), maxiter=bad)
+
+
+@pytest.mark.parametrize(("good", "expected"), [(7, 7), (np.int64(7), 7), (1e3, 1000)])
+def test_maxiter_accepts_whole_numbers(good, expected):
+    assert validate_tolerances(1e-8, 0.0, good, 10) == expected
+
+
+@pytest.mark.parametrize("bad", [2.5, True, np.bool_(False), 0, -1, float("nan"), "30", None])
+def test_restart_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="restart must be a positive integer"):
+        stopping.validate_restart(bad)
+    with pytest.raises(ValueError, match="restart must be a positive integer"):
+        solve(nonsymmetric(), np.ones(N), method="gmres", restart=bad)
+
+
+@pytest.mark.parametrize(("good", "expected"), [(30, 30), (np.int32(5), 5), (20.0, 20)])
+def test_restart_accepts_whole_numbers(good, expected):
+    assert stopping.validate_restart(good) == expected
+    assert type(stopping.validate_restart(good)) is int
