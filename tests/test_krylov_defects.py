@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 import krylov_adjoint as ka
-from krylov_adjoint.krylov import solve, stopping
+from krylov_adjoint.krylov import ConvergenceReason, solve, stopping
 from krylov_adjoint.krylov.stopping import validate_tolerances
 
 N = 80
@@ -86,3 +86,59 @@ def test_restart_must_be_a_positive_integer(bad):
 def test_restart_accepts_whole_numbers(good, expected):
     assert stopping.validate_restart(good) == expected
     assert type(stopping.validate_restart(good)) is int
+
+
+# -- B. tiny and huge systems -----------------------------------------------------------------
+SCALES = [pytest.param(1e-170, id="1e-170"), pytest.param(1e-300, id="1e-300"),
+          pytest.param(1e200, id="1e200")]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+def test_a_tiny_or_huge_system_is_solved_not_taken_for_a_zero_rhs(method, scale):
+    A = spd() if method == "cg" else nonsymmetric()
+    reference = np.linalg.solve(A.toarray(), np.ones(N))
+    seen = []
+    result = solve(scale * A, np.full(N, scale), method=method, rtol=1e-10,
+                   monitor=lambda phase, it, rnorm: seen.append(rnorm))
+    assert result.reason is ConvergenceReason.CONVERGED_RTOL
+    assert result.iterations > 0
+    np.testing.assert_allclose(result.x, reference, rtol=1e-8)
+    # norms are reported in the units of the system given, not of an internal scaling
+    assert result.rhs_norm == pytest.approx(scale * np.sqrt(N), rel=1e-12)
+    assert result.residual_norms[0] == pytest.approx(result.rhs_norm, rel=1e-12)
+    assert result.target == pytest.approx(1e-10 * scale * np.sqrt(N), rel=1e-12)
+    assert seen[0] == result.residual_norms[0] and len(seen) == result.iterations + 1
+    assert max(seen) <= 10 * result.rhs_norm
+    true = np.linalg.norm((result.x - reference) @ A.T) * scale  # ‖b − A x‖ without underflow
+    assert true <= 1e-9 * result.rhs_norm
+
+
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+def test_a_tiny_system_uses_its_initial_guess(method):
+    A = 1e-170 * spd()
+    b = np.full(N, 1e-170)
+    exact = np.linalg.solve(spd().toarray(), np.ones(N))
+    result = solve(A, b, method=method, x0=exact, rtol=1e-8)
+    assert result.iterations == 0 and result.converged
+    np.testing.assert_allclose(result.x, exact, rtol=1e-12)
+
+
+def test_a_single_tiny_entry_is_not_a_zero_rhs():
+    b = np.zeros(N)
+    b[3] = 1e-200
+    result = solve(spd(), b, method="cg", rtol=1e-10)
+    assert result.reason is ConvergenceReason.CONVERGED_RTOL
+    np.testing.assert_allclose(result.x * 1e200, np.linalg.solve(spd().toarray(), b * 1e200),
+                               rtol=1e-8)
+
+
+def test_robust_norm_neither_underflows_nor_overflows():
+    from krylov_adjoint.krylov._norm import norm
+
+    assert norm(np.full(4, 1e-170)) == pytest.approx(2e-170, rel=1e-15)
+    assert norm(np.full(4, 1e200)) == pytest.approx(2e200, rel=1e-15)
+    assert norm(np.zeros(3)) == 0.0
+    assert norm(np.array([3.0, 4.0])) == 5.0
+    assert np.isnan(norm(np.array([np.nan, 1e-200])))
+    assert norm(np.array([np.inf, 1.0])) == np.inf

@@ -13,14 +13,23 @@ from .stopping import Monitor
 
 
 class KrylovRun:
-    """History and monitor of one solve; builds the :class:`SolveResult`."""
+    """History and monitor of one solve; builds the :class:`SolveResult`.
+
+    The methods may iterate on a system scaled by a power of two, ``A (x/s) = b/s`` (see
+    :func:`~krylov_adjoint.krylov.solve`): :attr:`target` and the norms passed to
+    :meth:`record`, :meth:`replace_last` and :meth:`stagnated` are in those working units;
+    the monitor, the history and the result are in the units of the user's system, and
+    :meth:`finish` returns ``s·x``. Multiplying by a power of two is exact.
+    """
 
     def __init__(self, method: str, rhs_norm: float, target: float, rtol: float, atol: float,
-                 monitor: Monitor | None, labels: tuple[str, str], phase: str) -> None:
+                 monitor: Monitor | None, labels: tuple[str, str], phase: str,
+                 scale: float = 1.0) -> None:
         self.method = method
         self.phase = phase
         self.rhs_norm = rhs_norm
-        self.target = target
+        self.scale = scale
+        self.target = target / scale
         self.converged_reason = (ConvergenceReason.CONVERGED_RTOL if rtol * rhs_norm >= atol
                                  else ConvergenceReason.CONVERGED_ATOL)
         self.monitor = monitor
@@ -32,13 +41,14 @@ class KrylovRun:
 
     def record(self, rnorm: float) -> None:
         """Append a residual norm (iteration ``self.iterations``) and call the monitor."""
-        self.history.append(float(rnorm))
+        rnorm = float(rnorm) * self.scale
+        self.history.append(rnorm)
         if self.monitor is not None:
-            self.monitor(self.phase, self.iterations, float(rnorm))
+            self.monitor(self.phase, self.iterations, rnorm)
 
     def replace_last(self, rnorm: float) -> None:
         """Replace the last recorded estimate by the explicitly computed residual norm."""
-        self.history[-1] = float(rnorm)
+        self.history[-1] = float(rnorm) * self.scale
 
     def blame(self, *, preconditioned: np.ndarray | None = None,
               product: np.ndarray | None = None) -> None:
@@ -73,8 +83,8 @@ class KrylovRun:
         return self.finish(
             x, ConvergenceReason.DIVERGED_STAGNATION,
             f"the true residual stagnates at {self.history[-1]:.3e} above the target "
-            f"{self.target:.3e}: the tolerance is below the accuracy attainable in floating "
-            "point with this operator and preconditioner; loosen rtol or atol")
+            f"{self.target * self.scale:.3e}: the tolerance is below the accuracy attainable in "
+            "floating point with this operator and preconditioner; loosen rtol or atol")
 
     def finish(self, x: np.ndarray, reason: ConvergenceReason, message: str = "") -> SolveResult:
         """Freeze the run into a :class:`SolveResult`."""
@@ -82,9 +92,12 @@ class KrylovRun:
             message = {
                 ConvergenceReason.DIVERGED_MAXITER: "maximum number of iterations reached",
             }.get(reason, reason.name.lower().replace("_", " "))
+        if self.scale != 1.0:
+            x = x * self.scale
         return SolveResult(
             x=x, reason=reason, iterations=self.iterations,
-            residual_norms=np.asarray(self.history, dtype=float), target=self.target,
+            residual_norms=np.asarray(self.history, dtype=float),
+            target=self.target * self.scale,
             rhs_norm=self.rhs_norm, seconds=time.perf_counter() - self.start,
             method=self.method, message=message,
         )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ._norm import norm
 from ._run import KrylovRun
 from .result import ConvergenceReason, SolveResult
 
@@ -38,13 +39,13 @@ def cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRu
         alpha = rho / curvature
         x += alpha * p
         r -= alpha * q
-        rnorm = float(np.linalg.norm(r))
+        rnorm = norm(r)
         run.iterations += 1
         run.record(rnorm)
         restart = False
         if rnorm <= run.target:
             r = b - matvec(x)
-            rnorm = float(np.linalg.norm(r))
+            rnorm = norm(r)
             run.replace_last(rnorm)
             if rnorm <= run.target:
                 return run.finish(x, run.converged_reason)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from ._norm import norm
 from ._run import KrylovRun
 from .result import ConvergenceReason, SolveResult
 
@@ -30,7 +31,7 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
     m = max(1, min(restart, maxiter, n))
     V = _Rows(m + 1, n)  # the Arnoldi basis
     Z = _Rows(m, n)  # the preconditioned directions M V
-    rnorm = float(np.linalg.norm(r))
+    rnorm = norm(r)
     while True:
         H = np.zeros((m + 1, m))
         cs = np.zeros(m)
@@ -45,18 +46,18 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             z = precond(V.rows[j])
             Z.set(j, z)
             w = matvec(z)
-            w_norm0 = float(np.linalg.norm(w))
+            w_norm0 = norm(w)
             run.check_finite(w_norm0, preconditioned=z, product=w)
             basis = V.rows[: j + 1]
             h = basis @ w
             w -= h @ basis
-            h_next = float(np.linalg.norm(w))
+            h_next = norm(w)
             if h_next < _REORTHOGONALISE * w_norm0:
                 # Cancellation in the first pass: orthogonalise once more (twice is enough).
                 h2 = basis @ w
                 w -= h2 @ basis
                 h += h2
-                h_next = float(np.linalg.norm(w))
+                h_next = norm(w)
             col = H[:, j]
             col[: j + 1] = h
             col[j + 1] = h_next
@@ -90,7 +91,7 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             y = solve_triangular(H[:k, :k], g[:k], lower=False, check_finite=False)
             x += y @ Z.rows[:k]
         r = b - matvec(x)
-        rnorm = float(np.linalg.norm(r))
+        rnorm = norm(r)
         run.check_finite(rnorm, product=r)
         if run.history:
             run.replace_last(rnorm)

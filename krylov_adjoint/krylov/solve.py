@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import scipy.sparse.linalg as spla
 
 from .._checks import as_real_vector
 from ..errors import ConvergenceError, InputError
+from ._norm import norm
 from ._run import KrylovRun
 from .bicgstab import bicgstab
 from .cg import cg
@@ -20,6 +22,9 @@ from .stopping import Monitor, stopping_target, validate_restart, validate_toler
 __all__ = ["solve", "METHODS"]
 
 METHODS = {"gmres": gmres, "cg": cg, "bicgstab": bicgstab}
+
+# Right-hand sides whose norm lies outside this range are scaled (see _power_of_two_scale).
+_SAFE_RHS = (1e-100, 1e100)
 
 
 def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = None,
@@ -87,21 +92,26 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
                                     f"and this one is not ({why}): use method='gmres', or a "
                                     "symmetric configuration (for AMG a V- or W-cycle with "
                                     "symmetric smoothing)")
-    rhs_norm = float(np.linalg.norm(b))
-    run = KrylovRun(method, rhs_norm, stopping_target(rhs_norm, rtol, atol), rtol, atol,
-                    monitor, labels, phase)
-    if rhs_norm == 0.0:
+    if not b.any():
+        run = KrylovRun(method, 0.0, atol, rtol, atol, monitor, labels, phase)
         run.record(0.0)
-        result = run.finish(np.zeros(n), ConvergenceReason.CONVERGED_ZERO_RHS,
-                            "zero right-hand side: x = 0, no iteration")
-        return result
+        return run.finish(np.zeros(n), ConvergenceReason.CONVERGED_ZERO_RHS,
+                          "zero right-hand side: x = 0, no iteration")
+    rhs_norm = norm(b)
+    scale = _power_of_two_scale(rhs_norm)
+    run = KrylovRun(method, rhs_norm, stopping_target(rhs_norm, rtol, atol), rtol, atol,
+                    monitor, labels, phase, scale=scale)
+    if scale != 1.0:
+        b = b / scale
     if x0 is None:
         x = np.zeros(n)
         r = b.copy()
     else:
         x = np.array(as_real_vector(x0, "x0", n, callback=False), dtype=np.float64, copy=True)
+        if scale != 1.0:
+            x /= scale
         r = b - matvec(x)
-    rnorm = float(np.linalg.norm(r))
+    rnorm = norm(r)
     run.check_finite(rnorm, product=r)
     run.record(rnorm)
     if rnorm <= run.target:
@@ -112,6 +122,19 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     if raise_on_failure and not result.converged:
         raise ConvergenceError(result, phase)
     return result
+
+
+def _power_of_two_scale(rhs_norm: float) -> float:
+    """1, or the power of two nearest ``‖b‖`` when ``‖b‖`` is outside ``[1e-100, 1e100]``.
+
+    The methods then iterate on ``A (x/s) = b/s``, whose residuals are of order one, so that
+    their inner products (e.g. CG's rᵀz, BiCGStab's r̂ᵀr) neither underflow nor overflow:
+    ``solve(1e-170 * A, 1e-170 * b)`` is solved, not taken for a zero right-hand side. A power
+    of two divides and multiplies exactly.
+    """
+    if _SAFE_RHS[0] <= rhs_norm <= _SAFE_RHS[1]:
+        return 1.0
+    return math.ldexp(1.0, math.frexp(rhs_norm)[1])
 
 
 def _as_matvec(A: Any) -> tuple[Any, int]:
