@@ -142,3 +142,58 @@ def test_robust_norm_neither_underflows_nor_overflows():
     assert norm(np.array([3.0, 4.0])) == 5.0
     assert np.isnan(norm(np.array([np.nan, 1e-200])))
     assert norm(np.array([np.inf, 1.0])) == np.inf
+
+
+# -- C. callback outputs are never written to -------------------------------------------------
+def _frozen(y: np.ndarray) -> np.ndarray:
+    y = np.array(y, dtype=float)
+    y.flags.writeable = False
+    return y
+
+
+class FrozenOutputPreconditioner:
+    """Jacobi, returning read-only arrays."""
+
+    def __init__(self, A: sp.csr_matrix) -> None:
+        self.shape = A.shape
+        self.inverse_diagonal = 1.0 / A.diagonal()
+
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        return _frozen(self.inverse_diagonal * r)
+
+    apply_transpose = apply
+
+
+@pytest.mark.parametrize("preconditioned", [False, True], ids=["M=None", "M-read-only"])
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+def test_read_only_outputs_of_the_operator_and_preconditioner_are_not_written(
+        method, preconditioned):
+    from scipy.sparse.linalg import LinearOperator
+
+    A = spd() if method == "cg" else nonsymmetric()
+    op = LinearOperator(A.shape, matvec=lambda v: _frozen(A @ v), dtype=float)
+    M = FrozenOutputPreconditioner(A) if preconditioned else None
+    b = np.random.default_rng(2).standard_normal(N)
+    result = solve(op, b, method=method, M=M, rtol=1e-10)
+    assert result.reason is ConvergenceReason.CONVERGED_RTOL
+    np.testing.assert_allclose(result.x, np.linalg.solve(A.toarray(), b), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+def test_an_operator_output_it_keeps_is_left_intact(method):
+    """An operator may return an array it holds (here: the last product, kept for reuse)."""
+    from scipy.sparse.linalg import LinearOperator
+
+    A = spd() if method == "cg" else nonsymmetric()
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        y = A @ v
+        kept.append((np.array(v, copy=True), y))
+        return y
+
+    result = solve(LinearOperator(A.shape, matvec=matvec, dtype=float), np.ones(N),
+                   method=method, rtol=1e-10)
+    assert result.converged
+    for v, y in kept:
+        np.testing.assert_array_equal(y, A @ v)

@@ -50,7 +50,10 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             run.check_finite(w_norm0, preconditioned=z, product=w)
             basis = V.rows[: j + 1]
             h = basis @ w
-            w -= h @ basis
+            # w − hᵀV into the temporary hᵀV: the operator's output is never written to
+            # (it may be read-only, or an array the operator keeps), at no extra pass.
+            correction = h @ basis
+            w = np.subtract(w, correction, out=correction)
             h_next = norm(w)
             if h_next < _REORTHOGONALISE * w_norm0:
                 # Cancellation in the first pass: orthogonalise once more (twice is enough).
