@@ -197,3 +197,146 @@ def test_an_operator_output_it_keeps_is_left_intact(method):
     assert result.converged
     for v, y in kept:
         np.testing.assert_array_equal(y, A @ v)
+
+
+# -- D. preconditioners and operators get read-only inputs; their outputs are checked ---------
+LABELS = ("operator.matvec", "preconditioner.apply")
+
+
+class MutatingJacobi:
+    """Jacobi that scales its input in place: it used to corrupt the recurrence silently."""
+
+    def __init__(self, A: sp.csr_matrix, how: str = "ufunc", where: str = "apply") -> None:
+        self.shape = A.shape
+        self.inverse_diagonal = 1.0 / A.diagonal()
+        self.how, self.where = how, where
+
+    def _mutate(self, r: np.ndarray) -> np.ndarray:
+        if self.how == "ufunc":
+            r *= self.inverse_diagonal
+        else:
+            r[:] = self.inverse_diagonal * r
+        return r
+
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        return self._mutate(r) if self.where == "apply" else self.inverse_diagonal * r
+
+    def apply_transpose(self, r: np.ndarray) -> np.ndarray:
+        return self._mutate(r) if self.where == "apply_transpose" else self.inverse_diagonal * r
+
+
+@pytest.mark.parametrize("how", ["ufunc", "assignment"])
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+def test_a_preconditioner_modifying_its_input_is_named(method, how):
+    A = spd() if method == "cg" else nonsymmetric()
+    with pytest.raises(ka.CallbackError,
+                       match=r"preconditioner.apply: must not modify its input.*new array"):
+        solve(A, np.ones(N), method=method, M=MutatingJacobi(A, how), rtol=1e-10,
+              labels=LABELS)
+
+
+@pytest.mark.parametrize("where", ["apply", "apply_transpose"])
+def test_adjoint_solver_names_the_preconditioner_that_modifies_its_input(where):
+    problem = diagonal_problem(N)
+    M = MutatingJacobi(sp.diags(np.linspace(1.0, 2.0, N)).tocsr(), where=where)
+    solver = ka.AdjointSolver(problem, preconditioner=M, method="gmres")
+    with pytest.raises(ka.CallbackError, match=rf"preconditioner\.{where}: must not modify"):
+        solver.gradient(np.linspace(1.0, 2.0, N))
+
+
+class BadOutput:
+    def __init__(self, make) -> None:
+        self.shape = (N, N)
+        self.make = make
+
+    def apply(self, r: np.ndarray):
+        return self.make(r)
+
+    apply_transpose = apply
+
+
+BAD_OUTPUTS = [
+    pytest.param(lambda r: None, "returned None", id="None"),
+    pytest.param(lambda r: list(r), "returned list", id="list"),
+    pytest.param(lambda r: r.reshape(-1, 1), r"shape \(80, 1\).*1-D", id="column"),
+    pytest.param(lambda r: r[:-1], r"shape \(79,\)", id="short"),
+    pytest.param(lambda r: r.astype(np.float32), "dtype float32", id="float32"),
+    pytest.param(lambda r: np.arange(N), "dtype int64", id="int64"),
+    pytest.param(lambda r: r + 0j, "complex", id="complex"),
+]
+
+
+@pytest.mark.parametrize(("make", "match"), BAD_OUTPUTS)
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+def test_a_bad_preconditioner_output_is_blamed_on_the_preconditioner(method, make, match):
+    with pytest.raises(ka.CallbackError, match=match) as info:
+        solve(spd(), np.ones(N), method=method, M=BadOutput(make), labels=LABELS)
+    assert info.value.callback == "preconditioner.apply"
+
+
+# scipy's LinearOperator.matvec itself turns lists and columns into vectors and raises on
+# other shapes: the library names the operator in that error.
+BAD_OPERATOR_OUTPUTS = [
+    pytest.param(lambda r: None, "raised ValueError: cannot reshape", id="None"),
+    pytest.param(lambda r: r[:-1], "raised ValueError: cannot reshape", id="short"),
+    *(case for case in BAD_OUTPUTS if case.id in ("float32", "int64", "complex")),
+]
+
+
+@pytest.mark.parametrize(("make", "match"), BAD_OPERATOR_OUTPUTS)
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+def test_a_bad_operator_output_is_blamed_on_the_operator(method, make, match):
+    from scipy.sparse.linalg import LinearOperator
+
+    class Op(LinearOperator):
+        def __init__(self) -> None:
+            super().__init__(np.float64, (N, N))
+
+        def _matvec(self, x):
+            return make(spd() @ x)
+
+    with pytest.raises(ka.CallbackError, match=match) as info:
+        solve(Op(), np.ones(N), method=method, x0=np.ones(N), labels=LABELS)
+    assert info.value.callback == "operator.matvec"
+
+
+def test_an_exception_in_a_callback_is_chained_and_named():
+    class Failing(BadOutput):
+        def apply_transpose(self, r):
+            raise NotImplementedError("no transpose")
+
+    M = Failing(lambda r: r / 2.05)
+    with pytest.raises(ka.CallbackError, match="preconditioner.apply_transpose: raised "
+                                               "NotImplementedError: no transpose") as info:
+        solve(spd(), np.ones(N), M=_Swapped(M),
+              labels=("operator.rmatvec", "preconditioner.apply_transpose"))
+    assert isinstance(info.value.__cause__, NotImplementedError)
+
+
+class _Swapped:
+    def __init__(self, inner) -> None:
+        self.shape, self.apply = inner.shape, inner.apply_transpose
+
+
+def test_an_operator_modifying_its_input_is_named():
+    from scipy.sparse.linalg import LinearOperator
+
+    def matvec(x):
+        x *= 2.0
+        return spd() @ x
+
+    with pytest.raises(ka.CallbackError, match="operator.matvec: must not modify its input"):
+        solve(LinearOperator((N, N), matvec=matvec, dtype=float), np.ones(N), labels=LABELS)
+
+
+def test_a_good_preconditioner_subclass_output_is_accepted():
+    class Sub(np.ndarray):
+        pass
+
+    M = BadOutput(lambda r: (r / 2.05).view(Sub))
+    assert solve(spd(), np.ones(N), method="cg", M=M, rtol=1e-10).converged
+
+
+def test_a_complex_matrix_is_refused_up_front():
+    with pytest.raises(ka.InputError, match="A: complex matrices are not supported"):
+        solve(spd() * (1 + 1j), np.ones(N))

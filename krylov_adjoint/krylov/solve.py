@@ -11,6 +11,7 @@ import scipy.sparse.linalg as spla
 
 from .._checks import as_real_vector
 from ..errors import ConvergenceError, InputError
+from ._callbacks import Apply, guarded
 from ._norm import norm
 from ._run import KrylovRun
 from .bicgstab import bicgstab
@@ -37,12 +38,16 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     ----------
     A : scipy.sparse matrix, ndarray or scipy LinearOperator, shape (N, N)
         The operator; only ``A @ v`` is used. Pass ``A.T`` (and ``M.T``) for a transposed solve.
+        Real; a LinearOperator's ``matvec`` gets a read-only vector and must return a new
+        (or unchanging) float64 array of shape (N,).
     b : array of shape (N,)
     method : {"gmres", "cg", "bicgstab"}
         ``"cg"`` requires A and M symmetric positive definite; a preconditioner whose
         ``is_symmetric`` is False (e.g. an AMG F-cycle) is refused.
-    M : Preconditioner or LinearOperator, optional
-        Right preconditioner M ≈ A⁻¹, applied through ``M.apply`` (or ``M.matvec``).
+    M : Preconditioner, LinearOperator or sparse matrix, optional
+        Right preconditioner M ≈ A⁻¹, applied through ``M.apply`` (or ``M.matvec``). Its
+        input is read-only: a preconditioner must return ``M @ r`` as a float64 array of
+        shape (N,), not modify ``r`` in place.
     x0 : array of shape (N,), optional
         Initial guess (not modified).
     rtol, atol : float
@@ -69,6 +74,17 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     -------
     SolveResult
 
+    Raises
+    ------
+    CallbackError
+        Naming ``labels[0]`` or ``labels[1]`` when the operator or the preconditioner returns
+        None, a non-array, a wrong shape or a dtype other than float64 (complex included),
+        modifies its input, or raises (the exception is chained).
+    NonFiniteError
+        When a product turns NaN or Inf (naming the operator or the preconditioner).
+    ConvergenceError
+        With ``raise_on_failure=True``, when the solve does not converge.
+
     Examples
     --------
     >>> import numpy as np
@@ -80,12 +96,12 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-    matvec, n = _as_matvec(A)
+    matvec, n = _as_matvec(A, labels[0])
     b = as_real_vector(b, "b", n, callback=False)
     maxiter = validate_tolerances(rtol, atol, maxiter, n)
     rtol, atol = float(rtol), float(atol)
     restart = validate_restart(restart)
-    precond = _as_precond(M, n)
+    precond = _as_precond(M, n, labels[1])
     if method == "cg" and getattr(M, "is_symmetric", None) is False:
         why = getattr(M, "asymmetry", "") or "it is not a symmetric map"
         raise InputError(labels[1], f"conjugate gradients need a symmetric preconditioner, "
@@ -137,28 +153,43 @@ def _power_of_two_scale(rhs_norm: float) -> float:
     return math.ldexp(1.0, math.frexp(rhs_norm)[1])
 
 
-def _as_matvec(A: Any) -> tuple[Any, int]:
+def _as_matvec(A: Any, label: str) -> tuple[Apply, int]:
+    """``v -> A @ v`` and N. A user operator's products are guarded (read-only input, output
+    checked, see :func:`._callbacks.guarded`); a matrix's product is the library's own."""
     if sp.issparse(A) or isinstance(A, np.ndarray):
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise InputError("A", f"expected a square matrix, got shape {A.shape}")
+        _refuse_complex(A, "A")
         matrix = A
         return (lambda v: matrix @ v), A.shape[0]
     if isinstance(A, spla.LinearOperator):
         if A.shape[0] != A.shape[1]:
             raise InputError("A", f"expected a square operator, got shape {A.shape}")
-        return A.matvec, A.shape[0]
+        return guarded(A.matvec, label, A.shape[0], "A @ x"), A.shape[0]
     raise InputError("A", "expected a scipy.sparse matrix, an ndarray or a scipy "
                           f"LinearOperator, got {type(A).__name__}")
 
 
-def _as_precond(M: Any, n: int) -> Any:
+def _as_precond(M: Any, n: int, label: str) -> Apply:
+    """``r -> M @ r``: a preconditioner's ``apply`` or a LinearOperator's ``matvec``, guarded
+    (read-only input, output checked), a sparse matrix's product, or a copy when M is None."""
     if M is None:
         return lambda v: v.copy()
-    if M.shape != (n, n):
-        raise InputError("M", f"expected shape ({n}, {n}), got {M.shape}")
+    shape = getattr(M, "shape", None)
+    if shape != (n, n):
+        raise InputError("M", f"expected shape ({n}, {n}), got {shape}")
     if hasattr(M, "apply"):
-        return M.apply
-    if isinstance(M, spla.LinearOperator) or sp.issparse(M):
-        return M.matvec if isinstance(M, spla.LinearOperator) else (lambda v: M @ v)
+        return guarded(M.apply, label, n, "M @ r")
+    if isinstance(M, spla.LinearOperator):
+        return guarded(M.matvec, label, n, "M @ r")
+    if sp.issparse(M):
+        _refuse_complex(M, "M")
+        return lambda v: M @ v
     raise InputError("M", "expected a Preconditioner (apply/apply_transpose), a scipy "
                           f"LinearOperator or a sparse matrix, got {type(M).__name__}")
+
+
+def _refuse_complex(matrix: Any, name: str) -> None:
+    if np.iscomplexobj(matrix):
+        raise InputError(name, f"complex matrices are not supported (dtype {matrix.dtype}): "
+                               "the Krylov methods here are real")
