@@ -3,6 +3,8 @@ read-only or bad arrays, mutating preconditioners, singular systems, GMRES memor
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -340,3 +342,54 @@ def test_a_good_preconditioner_subclass_output_is_accepted():
 def test_a_complex_matrix_is_refused_up_front():
     with pytest.raises(ka.InputError, match="A: complex matrices are not supported"):
         solve(spd() * (1 + 1j), np.ones(N))
+
+
+# -- F. a singular system with an inconsistent right-hand side gets a hint ---------------------
+def neumann_laplacian(n: int = 100) -> sp.csr_matrix:
+    """The 1-D Laplacian with Neumann ends: singular, its nullspace the constants."""
+    A = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n), format="lil")
+    A[0, 0] = A[-1, -1] = 1.0
+    return A.tocsr()
+
+
+SINGULAR_HINT = (r"A may be singular with an inconsistent right-hand side.*subtract the mean "
+                 r"of b")
+
+
+@pytest.mark.parametrize("jacobi", [False, True], ids=["M=None", "jacobi"])
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+def test_an_inconsistent_singular_system_ends_with_the_hint(method, jacobi):
+    from krylov_adjoint.precond import JacobiPreconditioner
+
+    A = neumann_laplacian()
+    b = np.linspace(0.0, 1.0, A.shape[0]) + 0.3  # not orthogonal to the constants
+    M = JacobiPreconditioner(A) if jacobi else None
+    result = solve(A, b, method=method, M=M, rtol=1e-8)
+    assert not result.converged
+    assert result.message.count("may be singular") == 1
+    assert re.search(SINGULAR_HINT, result.message), result.message
+    consistent = solve(A, b - b.mean(), method=method, M=M, rtol=1e-8)
+    assert consistent.converged and "singular" not in consistent.message
+
+
+def test_gmres_breakdown_gives_the_same_hint():
+    A = sp.diags([1.0, 1.0, 0.0], 0, format="csr")
+    result = solve(A, np.array([1.0, 1.0, 1.0]), method="gmres")
+    assert result.reason is ConvergenceReason.DIVERGED_BREAKDOWN
+    assert "invariant" in result.message
+    assert result.message.count("may be singular") == 1
+    assert "subtract the mean of b" in result.message
+
+
+@pytest.mark.parametrize("method", ["gmres", "cg", "bicgstab"])
+def test_slow_steady_progress_and_attainable_accuracy_get_no_singular_hint(method):
+    A = spd(400)
+    result = solve(A, np.ones(400), method=method, rtol=1e-12, maxiter=60)
+    assert result.reason is ConvergenceReason.DIVERGED_MAXITER
+    assert "singular" not in result.message
+    # a tolerance below the attainable accuracy stalls near rounding, not far above it
+    n = 400
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n)) * 1e6
+    A = (T + sp.diags(np.linspace(1.0, 1e3, n))).tocsr()
+    stalled = solve(A, np.ones(n), method=method, rtol=1e-18, maxiter=3000)
+    assert not stalled.converged and "singular" not in stalled.message

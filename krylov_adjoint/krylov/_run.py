@@ -11,6 +11,12 @@ from ..errors import NonFiniteError
 from .result import ConvergenceReason, SolveResult
 from .stopping import Monitor
 
+# An unconverged solve whose best residual stays above these bounds, without halving over
+# its last ``stall_window`` iterations, gets the hint that A may be singular with an
+# inconsistent right-hand side (see KrylovRun.stalled_far_above_target).
+_FAR_ABOVE_TARGET = 1e3
+_FAR_ABOVE_ROUNDING = 1e-8  # relative to ‖b‖: above the attainable accuracy of most solves
+
 
 class KrylovRun:
     """History and monitor of one solve; builds the :class:`SolveResult`.
@@ -37,6 +43,9 @@ class KrylovRun:
         self.history: list[float] = []
         self.false_convergence_norm: float | None = None
         self.iterations = 0
+        #: Iterations without progress after which a solve counts as stalled: GMRES sets its
+        #: restart length (one cycle); at least a quarter of the iterations made.
+        self.stall_window = 30
         self.start = time.perf_counter()
 
     def record(self, rnorm: float) -> None:
@@ -86,12 +95,45 @@ class KrylovRun:
             f"{self.target * self.scale:.3e}: the tolerance is below the accuracy attainable in "
             "floating point with this operator and preconditioner; loosen rtol or atol")
 
-    def finish(self, x: np.ndarray, reason: ConvergenceReason, message: str = "") -> SolveResult:
-        """Freeze the run into a :class:`SolveResult`."""
+    def stalled_far_above_target(self) -> bool:
+        """Whether the residual history stalls far above the target: its best value exceeds
+        ``1e3 ×`` the target and ``1e-8 ‖b‖``, and the last ``max(stall_window,
+        iterations/4)`` iterations did not halve the best residual reached before them
+        (a flat or growing residual, as with an inconsistent singular system)."""
+        history = self.history
+        window = max(self.stall_window, self.iterations // 4)
+        if len(history) <= window + 1:
+            return False
+        best = min(history)
+        if not (best > _FAR_ABOVE_TARGET * self.target * self.scale
+                and best > _FAR_ABOVE_ROUNDING * self.rhs_norm):
+            return False
+        return min(history[-window:]) >= 0.5 * min(history[:-window])
+
+    def singular_hint(self) -> str:
+        """Advice for a residual stuck far above the target, to append to a message."""
+        best = min(self.history) if self.history else math.nan
+        longer_restart = " or a longer restart" if self.method == "gmres" else ""
+        return (f"the residual stays far above the target (best {best:.3e}, target "
+                f"{self.target * self.scale:.3e}): A may be singular with an inconsistent "
+                "right-hand side (b not in the range of A); make the system consistent by "
+                "projecting the nullspace out of b (for a pure Neumann problem, subtract the "
+                "mean of b); if A is nonsingular, a better preconditioner"
+                f"{longer_restart} may help")
+
+    def finish(self, x: np.ndarray, reason: ConvergenceReason, message: str = "", *,
+               singular_hint: bool = False) -> SolveResult:
+        """Freeze the run into a :class:`SolveResult`.
+
+        An unconverged solve gets :meth:`singular_hint` appended to its message when
+        ``singular_hint`` is True or :meth:`stalled_far_above_target`.
+        """
         if not message:
             message = {
                 ConvergenceReason.DIVERGED_MAXITER: "maximum number of iterations reached",
             }.get(reason, reason.name.lower().replace("_", " "))
+        if not reason.converged and (singular_hint or self.stalled_far_above_target()):
+            message = f"{message}; {self.singular_hint()}"
         if self.scale != 1.0:
             x = x * self.scale
         return SolveResult(

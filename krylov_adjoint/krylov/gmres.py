@@ -29,6 +29,7 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
     """
     n = b.size
     m = max(1, min(restart, maxiter, n))
+    run.stall_window = m  # no progress over a whole cycle: stalled
     V = _Rows(m + 1, n)  # the Arnoldi basis
     Z = _Rows(m, n)  # the preconditioned directions M V
     rnorm = norm(r)
@@ -108,7 +109,7 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             return run.finish(x, ConvergenceReason.DIVERGED_BREAKDOWN,
                               "GMRES breakdown: the Krylov space became invariant without "
                               "reaching the target (singular or inconsistent system, or a "
-                              "singular preconditioner)")
+                              "singular preconditioner)", singular_hint=True)
         if run.iterations >= maxiter:
             return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
 
