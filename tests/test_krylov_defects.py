@@ -393,3 +393,46 @@ def test_slow_steady_progress_and_attainable_accuracy_get_no_singular_hint(metho
     A = (T + sp.diags(np.linspace(1.0, 1e3, n))).tocsr()
     stalled = solve(A, np.ones(n), method=method, rtol=1e-18, maxiter=3000)
     assert not stalled.converged and "singular" not in stalled.message
+
+
+# -- H. GMRES memory --------------------------------------------------------------------------
+def _gmres_peak_vectors(n: int, restart: int, matrix: sp.csr_matrix, maxiter: int
+                        ) -> tuple[float, object]:
+    import tracemalloc
+
+    b = np.ones(n)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = solve(matrix, b, method="gmres", restart=restart, rtol=1e-12,
+                       maxiter=maxiter)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak / (8 * n), result
+
+
+@pytest.mark.parametrize("in_blocks", [False, True], ids=["one-block", "blocks"])
+def test_gmres_peak_memory_is_the_two_bases_and_a_few_vectors(monkeypatch, in_blocks):
+    from krylov_adjoint.krylov import _basis
+
+    if in_blocks:  # the storage of large problems, exercised at a moderate N
+        monkeypatch.setattr(_basis, "ALLOCATE_AT_ONCE", 0)
+    n, restart = 10_000, 30
+    A = sp.diags([-1.4, 2.02, -0.6], [-1, 0, 1], shape=(n, n), format="csr")
+    peak, result = _gmres_peak_vectors(n, restart, A, maxiter=70)
+    assert result.iterations == 70  # more than two restart cycles
+    # restart + 1 Arnoldi vectors, restart preconditioned ones, x and a few work vectors
+    # (the former storage grown by doubling peaked at 97 vectors)
+    assert peak <= 2 * restart + 1 + 7
+
+
+def test_gmres_converging_early_allocates_only_the_blocks_it_reaches(monkeypatch):
+    from krylov_adjoint.krylov import _basis
+
+    monkeypatch.setattr(_basis, "ALLOCATE_AT_ONCE", 0)
+    n = 10_000
+    A = sp.diags([-1.4, 40.0, -0.6], [-1, 0, 1], shape=(n, n), format="csr")
+    peak, result = _gmres_peak_vectors(n, 30, A, maxiter=100)
+    assert result.converged and result.iterations <= 8
+    assert peak <= 2 * 8 + 7
