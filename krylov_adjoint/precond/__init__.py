@@ -11,10 +11,12 @@ from .factory import PRECONDITIONERS as PRECONDITIONERS
 from .factory import make_preconditioner as make_preconditioner
 from .ilu import ILUPreconditioner as ILUPreconditioner
 from .jacobi import JacobiPreconditioner as JacobiPreconditioner
+from .operator import LinearOperatorPreconditioner as LinearOperatorPreconditioner
 
 __all__ = ["Preconditioner", "PreconditionerBase", "IdentityPreconditioner",
            "TransposedPreconditioner", "JacobiPreconditioner", "ILUPreconditioner",
-           "AMGPreconditioner", "make_preconditioner", "PRECONDITIONERS", "as_operator"]
+           "AMGPreconditioner", "LinearOperatorPreconditioner", "make_preconditioner",
+           "PRECONDITIONERS", "as_operator"]
 
 
 def __getattr__(name: str) -> Any:
