@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..precond.base import IdentityPreconditioner, Preconditioner
-from ..precond.factory import make_preconditioner
+from ..precond.base import Preconditioner
+from ..precond.factory import resolve_preconditioner
 from ..problem.problem import AdjointProblem
 
 __all__ = ["PreconditionerCache"]
@@ -27,12 +27,14 @@ class PreconditionerCache:
     Parameters
     ----------
     problem : AdjointProblem
-    spec : str, Preconditioner, callable or None
+    spec : str, Preconditioner, LinearOperator, MultilevelSolver, callable or None
         ``"auto"`` (AMG when an assembled matrix is available, else none), ``"amg"``,
-        ``"ilu"``, ``"jacobi"``, ``"none"``/None, a ready :class:`Preconditioner` (used as is,
-        never rebuilt), or a callable ``A -> Preconditioner``.
+        ``"ilu"``, ``"jacobi"``, ``"none"``/None, a ready :class:`Preconditioner` or a scipy
+        ``LinearOperator`` with ``rmatvec`` or a pyamg ``MultilevelSolver`` (used as is,
+        never rebuilt), or a callable ``A -> Preconditioner``; checked by
+        :func:`~krylov_adjoint.precond.resolve_preconditioner`.
     options : dict
-        Keyword arguments for the preconditioner's constructor.
+        Keyword arguments for the preconditioner's constructor (names checked at once).
     rebuild_factor : float or None
         None disables automatic rebuilds.
     reuse : bool
@@ -42,29 +44,19 @@ class PreconditionerCache:
 
     def __init__(self, problem: AdjointProblem, spec: Any, options: dict[str, Any] | None,
                  rebuild_factor: float | None, reuse: bool = True) -> None:
-        if spec is None:
-            spec = "none"
-        if isinstance(spec, str) and spec == "auto":
-            spec = "amg" if problem.operator.has_assembled else "none"
-        self.fixed: Preconditioner | None = None
-        if isinstance(spec, Preconditioner):
-            if spec.shape != (problem.n, problem.n):
-                raise ValueError(f"preconditioner: expected shape ({problem.n}, {problem.n}), "
-                                 f"got {spec.shape}")
-            self.fixed = spec
-        elif spec == "none":
-            self.fixed = IdentityPreconditioner(problem.n)
-        elif not problem.operator.has_assembled:
-            raise ValueError(
-                f"preconditioner={spec!r} is built from an assembled matrix, but the operator "
-                "has no assemble callback: pass assemble=... to ParametricOperator, or a ready "
-                "Preconditioner object"
-            )
+        self.source = resolve_preconditioner(spec, options, n=problem.n,
+                                             has_assembled=problem.operator.has_assembled)
+        self.fixed: Preconditioner | None = self.source.fixed
         if rebuild_factor is not None and not rebuild_factor >= 1.0:
             raise ValueError(f"rebuild_factor must be >= 1 or None, got {rebuild_factor!r}")
         self.problem = problem
-        self.spec = spec
-        self.options = dict(options or {})
+        # What make_preconditioner accepts: the kind or factory set up here, or for a fixed
+        # preconditioner the specification given ("none" for no preconditioning).
+        if self.fixed is None:
+            self.spec = self.source.kind
+        else:
+            self.spec = "none" if self.source.name == "none" else spec
+        self.options = dict(self.source.options)
         self.rebuild_factor = rebuild_factor
         self.reuse = bool(reuse)
         self._setup_theta: np.ndarray | None = None
@@ -76,8 +68,7 @@ class PreconditionerCache:
     @property
     def name(self) -> str:
         """The kind of preconditioner, for reports."""
-        kind = self.spec if isinstance(self.spec, str) else type(self.current).__name__
-        return str(kind)
+        return self.source.name
 
     def request_rebuild(self, reason: str = "rebuild requested") -> None:
         """Set up the preconditioner again at the next call (no effect on a fixed one)."""
@@ -93,7 +84,7 @@ class PreconditionerCache:
             return self.current, False, 0.0, f"{self.name} reused"
         start = time.perf_counter()
         A = self.problem.assemble(theta)
-        self.current = make_preconditioner(self.spec, A, **self.options)
+        self.current = self.source.build(A)
         self._setup_theta = np.array(theta, copy=True)
         seconds = time.perf_counter() - start
         note = f"{self.name} set up ({self.stale_reason})"
