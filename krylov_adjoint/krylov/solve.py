@@ -85,6 +85,16 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     ConvergenceError
         With ``raise_on_failure=True``, when the solve does not converge.
 
+    Notes
+    -----
+    A zero right-hand side (every entry 0) returns x = 0 without iterating. A right-hand
+    side whose norm is below 1e-100 or above 1e100 is solved as ``A (x/s) = b/s`` with ``s``
+    a power of two near ``‖b‖`` (exact), so that e.g. ``1e-170·A x = 1e-170·b`` is solved
+    rather than mistaken for ``b = 0``; norms are computed without underflow or overflow,
+    and everything reported (residuals, target, monitor, x) is in the units of the system
+    given. An unconverged solve whose residual stays far above the target says in its
+    message that A may be singular with an inconsistent right-hand side.
+
     Examples
     --------
     >>> import numpy as np
