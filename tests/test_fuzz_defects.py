@@ -38,8 +38,8 @@ DEFECTS = {
 }
 
 #: How many problems each defect class is tried on (gradient; check_problem).
-GRADIENT_EXAMPLES = 40
-CHECK_EXAMPLES = 8
+GRADIENT_EXAMPLES = 150
+CHECK_EXAMPLES = 20
 
 
 @dataclass

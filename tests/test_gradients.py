@@ -242,6 +242,8 @@ def _cases() -> list:
         for objective in OBJECTIVES:
             for method in methods:
                 for precond in ("none", "jacobi", "ilu"):
+                    if method == "cg" and precond == "ilu":
+                        continue  # ILU is not a symmetric map: CG refuses it
                     cases.append(pytest.param(name, objective, method, precond,
                                               id=f"{name}-{objective}-{method}-{precond}"))
     return cases

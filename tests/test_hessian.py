@@ -13,6 +13,9 @@ import scipy.sparse as sp
 
 import krylov_adjoint as ka
 
+if "vjp_jvp" not in ka.ParametricOperator.__init__.__code__.co_varnames:  # pragma: no cover
+    pytest.skip("the second-order callbacks are not in this tree yet", allow_module_level=True)
+
 N = 12
 ALPHA, GAMMA = 0.3, 0.2
 RNG = np.random.default_rng(3)
@@ -22,11 +25,11 @@ D = RNG.standard_normal(N)
 THETA = RNG.uniform(-0.5, 0.5, N)
 
 
-def dense_A(theta: np.ndarray) -> np.ndarray:
+def dense_matrix(theta: np.ndarray) -> np.ndarray:
     return A0 + np.diag(np.exp(theta)) + np.diag(theta[:-1] ** 2, 1)
 
 
-def dA(theta: np.ndarray, k: int) -> np.ndarray:
+def matrix_derivative(theta: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros((N, N))
     out[k, k] = np.exp(theta[k])
     if k < N - 1:
@@ -54,9 +57,9 @@ def problem(*, second_order: bool = True) -> ka.AdjointProblem:
         return (lam * np.exp(th) * x + 2 * lam * shift(x) * (np.arange(N) < N - 1)) * d
 
     extra = dict(vjp_jvp=vjp_jvp, jvp_transpose=jvp_transpose) if second_order else {}
-    op = ka.ParametricOperator(lambda th, x: dense_A(th) @ x,
-                               rmatvec=lambda th, y: dense_A(th).T @ y, vjp=vjp, jvp=jvp,
-                               n=N, assemble=lambda th: sp.csr_matrix(dense_A(th)), **extra)
+    op = ka.ParametricOperator(lambda th, x: dense_matrix(th) @ x,
+                               rmatvec=lambda th, y: dense_matrix(th).T @ y, vjp=vjp, jvp=jvp,
+                               n=N, assemble=lambda th: sp.csr_matrix(dense_matrix(th)), **extra)
     rhs_extra = dict(vjp_jvp=lambda th, lam, d: -lam * np.sin(th) * d) if second_order else {}
     rhs = ka.RightHandSide(lambda th: B0 + np.sin(th), vjp=lambda th, lam: lam * np.cos(th),
                            jvp=lambda th, d: np.cos(th) * d, **rhs_extra)
@@ -70,10 +73,10 @@ def problem(*, second_order: bool = True) -> ka.AdjointProblem:
 
 
 def dense_gradient(theta: np.ndarray) -> np.ndarray:
-    A = dense_A(theta)
+    A = dense_matrix(theta)
     x = np.linalg.solve(A, B0 + np.sin(theta))
     lam = np.linalg.solve(A.T, x - D + GAMMA * theta)
-    op_term = np.array([lam @ dA(theta, k) @ x for k in range(N)])
+    op_term = np.array([lam @ matrix_derivative(theta, k) @ x for k in range(N)])
     return ALPHA * theta + GAMMA * x - op_term + lam * np.cos(theta)
 
 
@@ -85,10 +88,10 @@ def dense_hessian(theta: np.ndarray, h: float = 1e-5) -> np.ndarray:
 
 def dense_gauss_newton(theta: np.ndarray) -> np.ndarray:
     """J_θθ + J_θx F + Fᵀ J_xθ + Fᵀ J_xx F with F = dx/dθ."""
-    A = dense_A(theta)
+    A = dense_matrix(theta)
     x = np.linalg.solve(A, B0 + np.sin(theta))
     F = np.linalg.solve(A, np.diag(np.cos(theta))
-                        - np.column_stack([dA(theta, k) @ x for k in range(N)]))
+                        - np.column_stack([matrix_derivative(theta, k) @ x for k in range(N)]))
     return ALPHA * np.eye(N) + GAMMA * (F + F.T) + F.T @ F
 
 

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from krylov_adjoint import ConvergenceError, ConvergenceReason, NonFiniteError
 from krylov_adjoint.krylov import solve
-from krylov_adjoint.precond import ILUPreconditioner, JacobiPreconditioner
+from krylov_adjoint.precond import AMGPreconditioner, ILUPreconditioner, JacobiPreconditioner
 
 N = 120
 
@@ -170,7 +170,8 @@ def test_a_tolerance_below_attainable_accuracy_stops_on_stagnation_not_maxiter(m
     n = 400
     T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n)) * 1e6
     A = (T + sp.diags(np.linspace(1.0, 1e3, n))).tocsr()
-    M = ILUPreconditioner(A, drop_tol=1e-3)
+    # CG needs a symmetric preconditioner: ILU is not one, a symmetric AMG V-cycle is.
+    M = AMGPreconditioner(A) if method == "cg" else ILUPreconditioner(A, drop_tol=1e-3)
     b = np.ones(n)
     result = solve(A, b, method=method, M=M, rtol=1e-18, maxiter=5000)
     assert result.reason is ConvergenceReason.DIVERGED_STAGNATION
@@ -179,12 +180,22 @@ def test_a_tolerance_below_attainable_accuracy_stops_on_stagnation_not_maxiter(m
     assert np.linalg.norm(b - A @ result.x) <= 1e-10 * np.linalg.norm(b)
 
 
-def test_gmres_basis_grows_on_demand_and_keeps_its_rows():
-    from krylov_adjoint.krylov.gmres import _Rows
+def test_gmres_basis_grows_on_demand_and_keeps_its_rows(monkeypatch):
+    from krylov_adjoint.krylov import _basis
 
-    rows = _Rows(21, 3)
-    assert rows.rows.shape == (8, 3)  # not restart + 1 vectors up front
+    monkeypatch.setattr(_basis, "ALLOCATE_AT_ONCE", 0)
+    rows = _basis.Rows(21, 3)
+    np.copyto(rows.slot(0), 0.0)
+    assert rows.allocated == 8  # not restart + 1 vectors up front
     for i in range(21):
-        rows.set(i, np.full(3, float(i)))
-    assert rows.rows.shape == (21, 3)
-    np.testing.assert_array_equal(rows.rows[:, 0], np.arange(21.0))
+        np.copyto(rows.slot(i), float(i))
+    assert rows.allocated == 21 and [len(b) for b in rows.blocks] == [8, 8, 5]
+    np.testing.assert_array_equal(np.concatenate(rows.blocks)[:, 0], np.arange(21.0))
+    coefficients = np.arange(1.0, 22.0)
+    np.testing.assert_array_equal(rows.dot(21, np.ones(3)), 3 * np.arange(21.0))
+    expected = np.ones(3) - coefficients @ np.concatenate(rows.blocks)
+    np.testing.assert_allclose(rows.subtract_combination(21, coefficients, np.ones(3)), expected)
+    x = np.ones(3)
+    rows.add_combination(21, coefficients, x)
+    np.testing.assert_allclose(x, 2.0 - expected)
+    assert not rows.row(4).flags.writeable and rows.row(4)[0] == 4.0

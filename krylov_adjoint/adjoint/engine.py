@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import CallbackError, ConvergenceError, MissingCallbackError
 from ..krylov.result import SolveResult
 from ..krylov.solve import METHODS
-from ..krylov.stopping import Monitor, validate_tolerances
+from ..krylov.stopping import Monitor, validate_restart, validate_tolerances
 from ..problem.bound import BoundProblem
 from ..problem.structure import Structure
 from .backend import Backend, SolveSettings
@@ -82,9 +82,7 @@ class GradientEngine:
         self.adjoint_atol = atol if adjoint_atol is None else adjoint_atol
         self.maxiter = validate_tolerances(rtol, atol, maxiter, backend.n)
         validate_tolerances(self.adjoint_rtol, self.adjoint_atol, maxiter, backend.n)
-        if isinstance(restart, bool) or int(restart) != restart or restart < 1:
-            raise ValueError(f"restart must be a positive integer, got {restart!r}")
-        self.rtol, self.atol, self.restart = rtol, atol, int(restart)
+        self.rtol, self.atol, self.restart = rtol, atol, validate_restart(restart)
         self.warm_start, self.raise_on_failure = bool(warm_start), bool(raise_on_failure)
         self.monitor = monitor
         self.check_transpose = bool(check_transpose)

@@ -25,12 +25,17 @@ class AdjointSolver(GradientEngine):
         ``"auto"`` is CG for a problem declared SPD, GMRES otherwise (and GMRES also when
         the preconditioner is known not to be symmetric, e.g. an AMG F-cycle). CG is refused
         unless the problem is declared ``"spd"``, or with a non-symmetric preconditioner.
-    preconditioner : str, Preconditioner, callable or None
+    preconditioner : str, Preconditioner, LinearOperator, MultilevelSolver, callable or None
         ``"auto"`` (AMG when the operator has an ``assemble`` callback, else none), ``"amg"``,
         ``"ilu"``, ``"jacobi"``, ``"none"``/None, a ready preconditioner object with
-        ``apply``/``apply_transpose``, or a callable ``A -> Preconditioner``.
+        ``apply``/``apply_transpose``, a scipy ``LinearOperator`` with ``matvec`` and
+        ``rmatvec`` (its ``rmatvec`` is the transpose), a pyamg ``MultilevelSolver`` (its
+        hierarchy applied with the library's transposed cycle), or a callable
+        ``A -> Preconditioner``. Checked when the solver is made
+        (:func:`~krylov_adjoint.precond.resolve_preconditioner`).
     preconditioner_options : dict, optional
-        Keyword arguments of the preconditioner (e.g. ``{"method": "air"}`` for AMG).
+        Keyword arguments of the preconditioner (e.g. ``{"method": "air"}`` for AMG); unknown
+        names are refused when the solver is made.
     rtol, atol : float
         Primal stopping rule ``‖b − A x‖ ≤ max(rtol‖b‖, atol)`` on the true residual, as in
         scipy.

@@ -14,8 +14,8 @@ from ..adjoint.backend import SolveSettings
 from ..adjoint.result import GradientResult, HessianResult, TangentResult
 from ..krylov.result import SolveResult
 from ..krylov.solve import solve
-from ..precond.base import IdentityPreconditioner, Preconditioner, TransposedPreconditioner
-from ..precond.factory import make_preconditioner
+from ..precond.base import Preconditioner, TransposedPreconditioner
+from ..precond.factory import resolve_preconditioner
 from ..problem.bound import BoundProblem
 from ..problem.problem import AdjointProblem, as_assembled_matrix
 
@@ -33,8 +33,9 @@ class SerialBackend:
     Parameters
     ----------
     problem : AdjointProblem
-    preconditioner : str, Preconditioner, callable or None
-        As in :class:`~krylov_adjoint.AdjointSolver`.
+    preconditioner : str, Preconditioner, LinearOperator, MultilevelSolver, callable or None
+        As in :class:`~krylov_adjoint.AdjointSolver`; resolved and checked at once by
+        :func:`~krylov_adjoint.precond.resolve_preconditioner`.
     options : dict, optional
         Keyword arguments of the preconditioner.
     """
@@ -46,26 +47,14 @@ class SerialBackend:
         self.problem = problem
         self.n = problem.n
         self.structure = problem.structure
-        spec = "none" if preconditioner is None else preconditioner
-        if isinstance(spec, str) and spec == "auto":
-            spec = "amg" if problem.operator.has_assembled else "none"
-        self.M: Preconditioner | None = None
-        if isinstance(spec, Preconditioner):
-            if spec.shape != (problem.n, problem.n):
-                raise ValueError(f"preconditioner: expected shape ({problem.n}, {problem.n}), "
-                                 f"got {spec.shape}")
-            self.M = spec
-        elif isinstance(spec, str) and spec == "none":
-            self.M = IdentityPreconditioner(problem.n)
-        elif not problem.operator.has_assembled:
-            raise ValueError(
-                f"preconditioner={spec!r} is built from an assembled matrix, but the operator "
-                "has no assemble callback: pass assemble=... to ParametricOperator, or a ready "
-                "Preconditioner object")
+        self.source = resolve_preconditioner(preconditioner, options, n=problem.n,
+                                             has_assembled=problem.operator.has_assembled)
+        self.M: Preconditioner | None = self.source.fixed
         self.preconditioner_fixed = self.M is not None
-        self.spec = spec
-        self.options = dict(options or {})
-        self.preconditioner_name = str(spec if isinstance(spec, str) else type(spec).__name__)
+        self.preconditioner_name = self.source.name
+        # what make_preconditioner accepts: the kind or factory set up here, or the fixed one
+        self.spec = self.source.kind if self.M is None else self.M
+        self.options = dict(self.source.options)
         self._assembled: Any = None
         self._last: BoundProblem | None = None
 
@@ -81,7 +70,7 @@ class SerialBackend:
 
     def set_up_preconditioner(self, bound: BoundProblem) -> None:
         A = as_assembled_matrix(bound.assemble(), self.n)
-        self.M = make_preconditioner(self.spec, A, **self.options)
+        self.M = self.source.build(A)
         self._assembled = A
 
     def preconditioner_is_symmetric(self) -> bool | None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ._norm import norm
 from ._run import KrylovRun
 from .result import ConvergenceReason, SolveResult
 
@@ -31,7 +32,7 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
         """Check the true residual: a final result (converged or stagnated), or None and the
         true residual to go on from."""
         true_r = b - matvec(x)
-        rnorm = float(np.linalg.norm(true_r))
+        rnorm = norm(true_r)
         run.replace_last(rnorm)
         if rnorm <= run.target:
             return run.finish(x, run.converged_reason), true_r
@@ -54,7 +55,7 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
             return breakdown("r̂ᵀAMp")
         alpha = rho_next / denom
         s = r - alpha * v
-        s_norm = float(np.linalg.norm(s))
+        s_norm = norm(s)
         if s_norm <= run.target:
             x += alpha * p_hat
             run.iterations += 1
@@ -72,14 +73,14 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
             continue
         s_hat = precond(s)
         t = matvec(s_hat)
-        tt = float(t @ t)
-        run.check_finite(tt, preconditioned=s_hat, product=t)
-        if tt == 0.0:
+        t_norm = norm(t)
+        run.check_finite(t_norm, preconditioned=s_hat, product=t)
+        if t_norm == 0.0:
             return breakdown("‖AMs‖")
-        omega = float(t @ s) / tt
+        omega = float(t @ s) / t_norm / t_norm  # tᵀs / tᵀt, without forming tᵀt (underflow)
         x += alpha * p_hat + omega * s_hat
         r = s - omega * t
-        rnorm = float(np.linalg.norm(r))
+        rnorm = norm(r)
         run.iterations += 1
         run.record(rnorm)
         if rnorm <= run.target:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._checks import readonly
+from ._norm import norm
 from ._run import KrylovRun
 from .result import ConvergenceReason, SolveResult
 
@@ -19,16 +21,20 @@ def cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRu
     A non-positive curvature pᵀAp reports ``DIVERGED_INDEFINITE_MATRIX``; a non-positive
     rᵀMr reports ``DIVERGED_INDEFINITE_PC``.
     """
-    z = precond(r)
+    # r and p are updated in place: their read-only aliases for the callbacks are made once
+    # per vector, not once per call.
+    r_in = readonly(r)
+    z = precond(r_in)
     rho = float(r @ z)
     run.check_finite(rho, preconditioned=z)
     p = z.copy()
+    p_in = readonly(p)
     while True:
         if rho <= 0.0:
             return run.finish(x, ConvergenceReason.DIVERGED_INDEFINITE_PC,
                               f"CG breakdown: rᵀMr = {rho:.3e} <= 0, the preconditioner is not "
                               "positive definite")
-        q = matvec(p)
+        q = matvec(p_in)
         curvature = float(p @ q)
         run.check_finite(curvature, product=q)
         if curvature <= 0.0:
@@ -38,13 +44,14 @@ def cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRu
         alpha = rho / curvature
         x += alpha * p
         r -= alpha * q
-        rnorm = float(np.linalg.norm(r))
+        rnorm = norm(r)
         run.iterations += 1
         run.record(rnorm)
         restart = False
         if rnorm <= run.target:
             r = b - matvec(x)
-            rnorm = float(np.linalg.norm(r))
+            r_in = readonly(r)
+            rnorm = norm(r)
             run.replace_last(rnorm)
             if rnorm <= run.target:
                 return run.finish(x, run.converged_reason)
@@ -53,11 +60,12 @@ def cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRu
             restart = True  # the recurrence drifted: restart from the true residual
         if run.iterations >= maxiter:
             return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
-        z = precond(r)
+        z = precond(r_in)
         rho_next = float(r @ z)
         run.check_finite(rho_next, preconditioned=z)
         if restart:
             p = z.copy()
+            p_in = readonly(p)
         else:
             p *= rho_next / rho
             p += z

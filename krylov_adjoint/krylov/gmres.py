@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from ._basis import Rows
+from ._norm import norm
 from ._run import KrylovRun
 from .result import ConvergenceReason, SolveResult
 
@@ -25,38 +27,51 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
     ``x`` is the initial guess (modified in place), ``r = b − A x`` its residual. The
     preconditioned directions are kept (as in flexible GMRES), so M is applied once per
     iteration; each cycle ends with an explicit true residual, which decides convergence.
+
+    Memory: the Arnoldi basis (up to ``m + 1`` vectors of length N) and the preconditioned
+    directions (up to ``m``), allocated as the first cycle reaches them and never copied
+    (see :class:`._basis.Rows`), plus ``x``, the initial residual (held by the caller) and a
+    few work vectors: ``M v``, ``A M v`` and the orthogonalised ``w``. The peak is about
+    2m + 6 vectors: 66.2 measured with tracemalloc for m = 30, N = 10⁴, with or without
+    a Jacobi preconditioner (b and A not counted). A solve that converges in k < m
+    iterations holds at most max(8, 2k) rows of each basis (bases of up to 8 MB are
+    allocated whole).
     """
     n = b.size
     m = max(1, min(restart, maxiter, n))
-    V = _Rows(m + 1, n)  # the Arnoldi basis
-    Z = _Rows(m, n)  # the preconditioned directions M V
-    rnorm = float(np.linalg.norm(r))
+    run.stall_window = m  # no progress over a whole cycle: stalled
+    V = Rows(m + 1, n)  # the Arnoldi basis
+    Z = Rows(m, n)  # the preconditioned directions M V
+    rnorm = norm(r)
     while True:
         H = np.zeros((m + 1, m))
         cs = np.zeros(m)
         sn = np.zeros(m)
         g = np.zeros(m + 1)
         g[0] = rnorm
-        V.set(0, r / rnorm)
+        np.divide(r, rnorm, out=V.slot(0))
+        del r  # not needed until the cycle's end: one vector less at the peak
         k = 0
         happy = False
         estimate_converged = False
         for j in range(m):
-            z = precond(V.rows[j])
-            Z.set(j, z)
+            z = precond(V.row(j))
+            np.copyto(Z.slot(j), z)
             w = matvec(z)
-            w_norm0 = float(np.linalg.norm(w))
+            w_norm0 = norm(w)
             run.check_finite(w_norm0, preconditioned=z, product=w)
-            basis = V.rows[: j + 1]
-            h = basis @ w
-            w -= h @ basis
-            h_next = float(np.linalg.norm(w))
+            del z
+            h = V.dot(j + 1, w)
+            # w − Vᵀh as a new vector: the operator's output is never written to (it may be
+            # read-only, or an array the operator keeps).
+            w = V.subtract_combination(j + 1, h, w)
+            h_next = norm(w)
             if h_next < _REORTHOGONALISE * w_norm0:
                 # Cancellation in the first pass: orthogonalise once more (twice is enough).
-                h2 = basis @ w
-                w -= h2 @ basis
+                h2 = V.dot(j + 1, w)
+                V.subtract_combination(j + 1, h2, w, in_place=True)
                 h += h2
-                h_next = float(np.linalg.norm(w))
+                h_next = norm(w)
             col = H[:, j]
             col[: j + 1] = h
             col[j + 1] = h_next
@@ -85,12 +100,13 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             if estimate <= run.target or run.iterations >= maxiter:
                 estimate_converged = estimate <= run.target
                 break
-            V.set(j + 1, w / h_next)
+            np.divide(w, h_next, out=V.slot(j + 1))
+            del w
         if k > 0:
             y = solve_triangular(H[:k, :k], g[:k], lower=False, check_finite=False)
-            x += y @ Z.rows[:k]
+            Z.add_combination(k, y, x)
         r = b - matvec(x)
-        rnorm = float(np.linalg.norm(r))
+        rnorm = norm(r)
         run.check_finite(rnorm, product=r)
         if run.history:
             run.replace_last(rnorm)
@@ -104,26 +120,6 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             return run.finish(x, ConvergenceReason.DIVERGED_BREAKDOWN,
                               "GMRES breakdown: the Krylov space became invariant without "
                               "reaching the target (singular or inconsistent system, or a "
-                              "singular preconditioner)")
+                              "singular preconditioner)", singular_hint=True)
         if run.iterations >= maxiter:
             return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
-
-
-class _Rows:
-    """Up to ``limit`` rows of length ``n``, allocated as they are first needed.
-
-    A preconditioned solve often converges in a few iterations of a long restart cycle;
-    the storage grows by doubling instead of holding ``restart + 1`` vectors from the start
-    (0.5 GB for restart 30 at 10⁶ unknowns, for both bases).
-    """
-
-    def __init__(self, limit: int, n: int) -> None:
-        self.limit, self.n = limit, n
-        self.rows = np.empty((min(limit, 8), n))
-
-    def set(self, i: int, value: np.ndarray) -> None:
-        if i >= self.rows.shape[0]:
-            grown = np.empty((min(self.limit, 2 * self.rows.shape[0]), self.n))
-            grown[: self.rows.shape[0]] = self.rows
-            self.rows = grown
-        self.rows[i] = value

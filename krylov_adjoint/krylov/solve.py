@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -10,16 +11,21 @@ import scipy.sparse.linalg as spla
 
 from .._checks import as_real_vector
 from ..errors import ConvergenceError, InputError
+from ._callbacks import Apply, guarded
+from ._norm import norm
 from ._run import KrylovRun
 from .bicgstab import bicgstab
 from .cg import cg
 from .gmres import gmres
 from .result import ConvergenceReason, SolveResult
-from .stopping import Monitor, stopping_target, validate_tolerances
+from .stopping import Monitor, stopping_target, validate_restart, validate_tolerances
 
 __all__ = ["solve", "METHODS"]
 
 METHODS = {"gmres": gmres, "cg": cg, "bicgstab": bicgstab}
+
+# Right-hand sides whose norm lies outside this range are scaled (see _power_of_two_scale).
+_SAFE_RHS = (1e-100, 1e100)
 
 
 def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = None,
@@ -32,21 +38,26 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     ----------
     A : scipy.sparse matrix, ndarray or scipy LinearOperator, shape (N, N)
         The operator; only ``A @ v`` is used. Pass ``A.T`` (and ``M.T``) for a transposed solve.
+        Real; a LinearOperator's ``matvec`` gets a read-only vector and must return a new
+        (or unchanging) float64 array of shape (N,).
     b : array of shape (N,)
     method : {"gmres", "cg", "bicgstab"}
         ``"cg"`` requires A and M symmetric positive definite; a preconditioner whose
         ``is_symmetric`` is False (e.g. an AMG F-cycle) is refused.
-    M : Preconditioner or LinearOperator, optional
-        Right preconditioner M ≈ A⁻¹, applied through ``M.apply`` (or ``M.matvec``).
+    M : Preconditioner, LinearOperator or sparse matrix, optional
+        Right preconditioner M ≈ A⁻¹, applied through ``M.apply`` (or ``M.matvec``). Its
+        input is read-only: a preconditioner must return ``M @ r`` as a float64 array of
+        shape (N,), not modify ``r`` in place.
     x0 : array of shape (N,), optional
         Initial guess (not modified).
     rtol, atol : float
         Stop when ``‖b − A x‖₂ ≤ max(rtol·‖b‖₂, atol)``, the *true* (unpreconditioned) residual,
-        as in scipy. The final residual is always computed explicitly.
+        as in scipy. The final residual is always computed explicitly. Any real scalars
+        (Python or numpy) with ``0 <= rtol < 1`` and ``atol >= 0``, not both 0.
     maxiter : int, optional
         Maximum number of iterations (default ``min(10 N, 10000)``, at least 100).
     restart : int
-        GMRES restart length.
+        GMRES restart length, a positive integer.
     monitor : callable ``(phase, iteration, residual_norm)``, optional
         Called at every iteration, including iteration 0; ``phase`` is the ``phase`` argument.
     raise_on_failure : bool
@@ -63,6 +74,27 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     -------
     SolveResult
 
+    Raises
+    ------
+    CallbackError
+        Naming ``labels[0]`` or ``labels[1]`` when the operator or the preconditioner returns
+        None, a non-array, a wrong shape or a dtype other than float64 (complex included),
+        modifies its input, or raises (the exception is chained).
+    NonFiniteError
+        When a product turns NaN or Inf (naming the operator or the preconditioner).
+    ConvergenceError
+        With ``raise_on_failure=True``, when the solve does not converge.
+
+    Notes
+    -----
+    A zero right-hand side (every entry 0) returns x = 0 without iterating. A right-hand
+    side whose norm is below 1e-100 or above 1e100 is solved as ``A (x/s) = b/s`` with ``s``
+    a power of two near ``‖b‖`` (exact), so that e.g. ``1e-170·A x = 1e-170·b`` is solved
+    rather than mistaken for ``b = 0``; norms are computed without underflow or overflow,
+    and everything reported (residuals, target, monitor, x) is in the units of the system
+    given. An unconverged solve whose residual stays far above the target says in its
+    message that A may be singular with an inconsistent right-hand side.
+
     Examples
     --------
     >>> import numpy as np
@@ -74,67 +106,100 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-    matvec, n = _as_matvec(A)
+    matvec, n = _as_matvec(A, labels[0])
     b = as_real_vector(b, "b", n, callback=False)
     maxiter = validate_tolerances(rtol, atol, maxiter, n)
-    if int(restart) < 1:
-        raise ValueError(f"restart must be a positive integer, got {restart!r}")
-    precond = _as_precond(M, n)
+    rtol, atol = float(rtol), float(atol)
+    restart = validate_restart(restart)
+    precond = _as_precond(M, n, labels[1])
     if method == "cg" and getattr(M, "is_symmetric", None) is False:
         why = getattr(M, "asymmetry", "") or "it is not a symmetric map"
         raise InputError(labels[1], f"conjugate gradients need a symmetric preconditioner, "
                                     f"and this one is not ({why}): use method='gmres', or a "
                                     "symmetric configuration (for AMG a V- or W-cycle with "
                                     "symmetric smoothing)")
-    rhs_norm = float(np.linalg.norm(b))
-    run = KrylovRun(method, rhs_norm, stopping_target(rhs_norm, rtol, atol), rtol, atol,
-                    monitor, labels, phase)
-    if rhs_norm == 0.0:
+    if not b.any():
+        run = KrylovRun(method, 0.0, atol, rtol, atol, monitor, labels, phase)
         run.record(0.0)
-        result = run.finish(np.zeros(n), ConvergenceReason.CONVERGED_ZERO_RHS,
-                            "zero right-hand side: x = 0, no iteration")
-        return result
+        return run.finish(np.zeros(n), ConvergenceReason.CONVERGED_ZERO_RHS,
+                          "zero right-hand side: x = 0, no iteration")
+    rhs_norm = norm(b)
+    scale = _power_of_two_scale(rhs_norm)
+    run = KrylovRun(method, rhs_norm, stopping_target(rhs_norm, rtol, atol), rtol, atol,
+                    monitor, labels, phase, scale=scale)
+    if scale != 1.0:
+        b = b / scale
     if x0 is None:
         x = np.zeros(n)
         r = b.copy()
     else:
         x = np.array(as_real_vector(x0, "x0", n, callback=False), dtype=np.float64, copy=True)
+        if scale != 1.0:
+            x /= scale
         r = b - matvec(x)
-    rnorm = float(np.linalg.norm(r))
+    rnorm = norm(r)
     run.check_finite(rnorm, product=r)
     run.record(rnorm)
     if rnorm <= run.target:
         return run.finish(x, run.converged_reason, "the initial guess already satisfies the "
                                                    "tolerance")
     result = METHODS[method](matvec, b, x, r, run, precond=precond, maxiter=maxiter,
-                             restart=int(restart))
+                             restart=restart)
     if raise_on_failure and not result.converged:
         raise ConvergenceError(result, phase)
     return result
 
 
-def _as_matvec(A: Any) -> tuple[Any, int]:
+def _power_of_two_scale(rhs_norm: float) -> float:
+    """1, or the power of two nearest ``‖b‖`` when ``‖b‖`` is outside ``[1e-100, 1e100]``.
+
+    The methods then iterate on ``A (x/s) = b/s``, whose residuals are of order one, so that
+    their inner products (e.g. CG's rᵀz, BiCGStab's r̂ᵀr) neither underflow nor overflow:
+    ``solve(1e-170 * A, 1e-170 * b)`` is solved, not taken for a zero right-hand side. A power
+    of two divides and multiplies exactly.
+    """
+    if _SAFE_RHS[0] <= rhs_norm <= _SAFE_RHS[1]:
+        return 1.0
+    return math.ldexp(1.0, math.frexp(rhs_norm)[1])
+
+
+def _as_matvec(A: Any, label: str) -> tuple[Apply, int]:
+    """``v -> A @ v`` and N. A user operator's products are guarded (read-only input, output
+    checked, see :func:`._callbacks.guarded`); a matrix's product is the library's own."""
     if sp.issparse(A) or isinstance(A, np.ndarray):
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise InputError("A", f"expected a square matrix, got shape {A.shape}")
+        _refuse_complex(A, "A")
         matrix = A
         return (lambda v: matrix @ v), A.shape[0]
     if isinstance(A, spla.LinearOperator):
         if A.shape[0] != A.shape[1]:
             raise InputError("A", f"expected a square operator, got shape {A.shape}")
-        return A.matvec, A.shape[0]
+        return guarded(A.matvec, label, A.shape[0], "A @ x"), A.shape[0]
     raise InputError("A", "expected a scipy.sparse matrix, an ndarray or a scipy "
                           f"LinearOperator, got {type(A).__name__}")
 
 
-def _as_precond(M: Any, n: int) -> Any:
+def _as_precond(M: Any, n: int, label: str) -> Apply:
+    """``r -> M @ r``: a preconditioner's ``apply`` or a LinearOperator's ``matvec``, guarded
+    (read-only input, output checked), a sparse matrix's product, or a copy when M is None."""
     if M is None:
         return lambda v: v.copy()
-    if M.shape != (n, n):
-        raise InputError("M", f"expected shape ({n}, {n}), got {M.shape}")
+    shape = getattr(M, "shape", None)
+    if shape != (n, n):
+        raise InputError("M", f"expected shape ({n}, {n}), got {shape}")
     if hasattr(M, "apply"):
-        return M.apply
-    if isinstance(M, spla.LinearOperator) or sp.issparse(M):
-        return M.matvec if isinstance(M, spla.LinearOperator) else (lambda v: M @ v)
+        return guarded(M.apply, label, n, "M @ r")
+    if isinstance(M, spla.LinearOperator):
+        return guarded(M.matvec, label, n, "M @ r")
+    if sp.issparse(M):
+        _refuse_complex(M, "M")
+        return lambda v: M @ v
     raise InputError("M", "expected a Preconditioner (apply/apply_transpose), a scipy "
                           f"LinearOperator or a sparse matrix, got {type(M).__name__}")
+
+
+def _refuse_complex(matrix: Any, name: str) -> None:
+    if np.iscomplexobj(matrix):
+        raise InputError(name, f"complex matrices are not supported (dtype {matrix.dtype}): "
+                               "the Krylov methods here are real")

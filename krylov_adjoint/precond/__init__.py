@@ -8,13 +8,17 @@ from .base import PreconditionerBase as PreconditionerBase
 from .base import TransposedPreconditioner as TransposedPreconditioner
 from .base import as_operator as as_operator
 from .factory import PRECONDITIONERS as PRECONDITIONERS
+from .factory import PreconditionerSource as PreconditionerSource
 from .factory import make_preconditioner as make_preconditioner
+from .factory import resolve_preconditioner as resolve_preconditioner
 from .ilu import ILUPreconditioner as ILUPreconditioner
 from .jacobi import JacobiPreconditioner as JacobiPreconditioner
+from .operator import LinearOperatorPreconditioner as LinearOperatorPreconditioner
 
 __all__ = ["Preconditioner", "PreconditionerBase", "IdentityPreconditioner",
            "TransposedPreconditioner", "JacobiPreconditioner", "ILUPreconditioner",
-           "AMGPreconditioner", "make_preconditioner", "PRECONDITIONERS", "as_operator"]
+           "AMGPreconditioner", "LinearOperatorPreconditioner", "make_preconditioner",
+           "resolve_preconditioner", "PreconditionerSource", "PRECONDITIONERS", "as_operator"]
 
 
 def __getattr__(name: str) -> Any:

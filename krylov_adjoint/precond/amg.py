@@ -12,6 +12,7 @@ solve is transposed. The per-level transposed matrices are formed once, on the f
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -85,12 +86,60 @@ def _as_float_csr(A: Any) -> sp.csr_array:
         raise ValueError(f"AMGPreconditioner: A must be square, got shape {matrix.shape}")
     if matrix.shape[0] == 0:
         raise ValueError("AMGPreconditioner: A is empty (0 x 0)")
-    if not np.all(np.isfinite(matrix.data)):
-        bad = int(np.count_nonzero(~np.isfinite(matrix.data)))
-        raise ValueError(f"AMGPreconditioner: A has {bad} non-finite (NaN or Inf) entries")
+    finite = np.isfinite(matrix.data)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        row = int(np.searchsorted(matrix.indptr, bad[0], side="right") - 1)
+        raise ValueError(f"AMGPreconditioner: A has {bad.size} non-finite (NaN or Inf) "
+                         f"entries, the first in row {row}")
     matrix.sum_duplicates()
     matrix.sort_indices()
+    zero = np.flatnonzero(matrix.diagonal() == 0)
+    if zero.size:
+        raise ValueError(
+            f"AMGPreconditioner: zero diagonal entry in row {zero[0]} ({zero.size} in all): "
+            "the smoothers and the smoothing of the interpolation divide by the diagonal; "
+            "AMG needs a nonzero diagonal (for a saddle-point or constrained system, "
+            "precondition another way)"
+        )
     return matrix
+
+
+def _pyamg_solver(method: str) -> Any:
+    """The pyamg set-up function of an AMG method, or a ValueError listing the methods."""
+    solvers = {"sa": pyamg.smoothed_aggregation_solver, "rs": pyamg.ruge_stuben_solver,
+               "air": pyamg.air_solver}
+    if method not in solvers:
+        raise ValueError(
+            f"AMGPreconditioner: unknown method {method!r}; expected one of "
+            f"{', '.join(repr(m) for m in AMG_METHODS)}"
+        )
+    return solvers[method]
+
+
+# pyamg set-up arguments that AMGPreconditioner sets itself (or takes under another name).
+_MANAGED_PYAMG_ARGUMENTS = frozenset(
+    {"A", "B", "presmoother", "postsmoother", "max_levels", "max_coarse"})
+
+
+def _pyamg_option_names(method: str) -> frozenset[str]:
+    """The options forwarded to pyamg's set-up function for ``method``: its named
+    parameters, but those AMGPreconditioner sets itself. (Its ``**kwargs`` go to
+    ``MultilevelSolver``, whose only option, ``coarse_solver``, is AMGPreconditioner's.)"""
+    parameters = inspect.signature(_pyamg_solver(method)).parameters.values()
+    return frozenset(p.name for p in parameters
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) - \
+        _MANAGED_PYAMG_ARGUMENTS
+
+
+def _checked_cycle(cycle: Any) -> str:
+    cycle = str(cycle).upper()
+    if cycle not in CYCLES:
+        raise ValueError(
+            f"AMGPreconditioner: cycle {cycle!r} is not supported; expected one of "
+            f"{', '.join(CYCLES)} (AMLI is not a fixed linear map)"
+        )
+    return cycle
 
 
 def _symmetry(A: sp.csr_array) -> tuple[bool, bool]:
@@ -255,19 +304,9 @@ class AMGPreconditioner(PreconditionerBase):
         **pyamg_options: Any,
     ) -> None:
         start = time.perf_counter()
-        if method not in AMG_METHODS:
-            raise ValueError(
-                f"AMGPreconditioner: unknown method {method!r}; expected one of "
-                f"{', '.join(repr(m) for m in AMG_METHODS)}"
-            )
-        cycle = str(cycle).upper()
-        if cycle not in CYCLES:
-            raise ValueError(
-                f"AMGPreconditioner: cycle {cycle!r} is not supported; expected one of "
-                f"{', '.join(CYCLES)} (AMLI is not a fixed linear map)"
-            )
-        if "B" in pyamg_options:
-            raise ValueError("AMGPreconditioner: pass pyamg's B as near_nullspace=")
+        self.check_options({"method": method, **pyamg_options})
+        solver = _pyamg_solver(method)
+        cycle = _checked_cycle(cycle)
         matrix = _as_float_csr(A)
         n = matrix.shape[0]
 
@@ -317,11 +356,6 @@ class AMGPreconditioner(PreconditionerBase):
         options["coarse_solver"] = (None if coarse_name == "none"
                                     else (coarse_name, dict(coarse_options)))
 
-        solver = {
-            "sa": pyamg.smoothed_aggregation_solver,
-            "rs": pyamg.ruge_stuben_solver,
-            "air": pyamg.air_solver,
-        }[method]
         self.hierarchy = solver(matrix, **options)
 
         self.shape = (n, n)
@@ -336,6 +370,149 @@ class AMGPreconditioner(PreconditionerBase):
         self.transpose_setup_seconds: float | None = None
         self.setup_seconds = time.perf_counter() - start
 
+    @classmethod
+    def option_names(cls, method: str = "sa") -> tuple[str, ...]:
+        """The keyword arguments accepted with ``method``: the constructor's own, then the
+        options forwarded to pyamg's set-up function for that method.
+
+        Examples
+        --------
+        >>> names = AMGPreconditioner.option_names("rs")
+        >>> names[:3], "CF" in names, "aggregate" in names
+        (('method', 'cycle', 'presmoother'), True, False)
+        """
+        own = [p.name for p in inspect.signature(cls).parameters.values()
+               if p.kind is p.KEYWORD_ONLY]
+        return (*own, *sorted(_pyamg_option_names(method)))
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Refuse options that :class:`AMGPreconditioner` would not accept, without setting
+        anything up: an unknown ``method``, pyamg's ``B`` (pass ``near_nullspace``), or a
+        name that neither the constructor nor the method's pyamg set-up function takes.
+
+        Raises
+        ------
+        ValueError
+            Listing the accepted names.
+
+        Examples
+        --------
+        >>> AMGPreconditioner.check_options({"method": "sa", "strength": "symmetric"})
+        >>> AMGPreconditioner.check_options({"methd": "sa"})
+        Traceback (most recent call last):
+        ...
+        ValueError: AMGPreconditioner: unknown option 'methd' (method='sa'); accepted: ...
+        """
+        method = options.get("method", "sa")
+        _pyamg_solver(method)
+        if "B" in options:
+            raise ValueError("AMGPreconditioner: pass pyamg's B as near_nullspace=")
+        accepted = cls.option_names(method)
+        unknown = [name for name in options if name not in accepted]
+        if unknown:
+            plural = "s" if len(unknown) > 1 else ""
+            raise ValueError(
+                f"AMGPreconditioner: unknown option{plural} "
+                f"{', '.join(repr(name) for name in unknown)} (method={method!r}); accepted: "
+                f"{', '.join(accepted)}"
+            )
+
+    @classmethod
+    def from_hierarchy(cls, hierarchy: Any, *, cycle: str = "V", presmoother: Any = None,
+                       postsmoother: Any = None, coarse_solver: Any = "pinv",
+                       symmetric: bool | None = None) -> AMGPreconditioner:
+        """Wrap a pyamg hierarchy set up elsewhere, with its exact transposed cycle.
+
+        ``M`` is the cycle of ``hierarchy.aspreconditioner(cycle)``, and ``Mᵀ`` its
+        transpose on the same levels. pyamg does not record which smoothers and coarse solver
+        a hierarchy was given, so pass them here as they were given to pyamg (the defaults
+        are pyamg's for ``smoothed_aggregation_solver`` and ``ruge_stuben_solver``:
+        symmetric Gauss–Seidel and ``"pinv"``); the set-up checks that one cycle reproduces
+        ``hierarchy.aspreconditioner(cycle)`` on a random vector and refuses the hierarchy
+        otherwise. The hierarchy is used, not copied.
+
+        Parameters
+        ----------
+        hierarchy : pyamg.multilevel.MultilevelSolver
+        cycle : {"V", "W", "F"}
+        presmoother, postsmoother, coarse_solver
+            As for the constructor, and as given to pyamg when ``hierarchy`` was built.
+        symmetric : bool, optional
+            Whether the finest matrix is symmetric; tested once if None.
+
+        Returns
+        -------
+        AMGPreconditioner
+            With ``method == "hierarchy"``.
+
+        Raises
+        ------
+        TypeError
+            If ``hierarchy`` is not a pyamg ``MultilevelSolver``.
+        ValueError
+            If the cycle with these smoothers and coarse solver does not reproduce the
+            hierarchy's own, or for a finest matrix AMG cannot use (zero diagonal, NaN).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pyamg
+        >>> from pyamg.gallery import poisson
+        >>> ml = pyamg.ruge_stuben_solver(poisson((20, 20), format="csr"))
+        >>> M = AMGPreconditioner.from_hierarchy(ml)
+        >>> r = np.ones(400)
+        >>> bool(np.allclose(M.apply(r), ml.aspreconditioner().matvec(r)))
+        True
+        >>> M.is_symmetric
+        True
+        """
+        start = time.perf_counter()
+        if not isinstance(hierarchy, pyamg.multilevel.MultilevelSolver):
+            raise TypeError("AMGPreconditioner.from_hierarchy: expected a pyamg "
+                            f"MultilevelSolver, got {type(hierarchy).__name__}")
+        cycle = _checked_cycle(cycle)
+        pre_specs = parse_smoother_list(
+            _SYMMETRIC_GS if presmoother is None else presmoother, "presmoother")
+        post_specs = parse_smoother_list(
+            _SYMMETRIC_GS if postsmoother is None else postsmoother, "postsmoother")
+        coarse_name, coarse_options = parse_coarse_solver(coarse_solver)
+        self = cls.__new__(cls)
+        self._matrix = _as_float_csr(hierarchy.levels[0].A)
+        self._exactly_symmetric = None
+        self._symmetric = None if symmetric is None else bool(symmetric)
+        self.hierarchy = hierarchy
+        self.shape = self._matrix.shape
+        self.method = "hierarchy"
+        self.cycle = cycle
+        self._pre_specs = pre_specs
+        self._post_specs = post_specs
+        self._coarse_name = coarse_name
+        self._forward = self._build_forward(coarse_options, check=False)
+        self._check_reproduces_hierarchy(presmoother, postsmoother, coarse_solver)
+        self._transposed = None
+        self._map_symmetry = None
+        self.transpose_setup_seconds = None
+        self.setup_seconds = time.perf_counter() - start
+        return self
+
+    def _check_reproduces_hierarchy(self, presmoother: Any, postsmoother: Any,
+                                    coarse_solver: Any) -> None:
+        """Refuse a hierarchy whose own cycle differs from the one built on it."""
+        b = np.random.default_rng(0).standard_normal(self.shape[0])
+        theirs = np.asarray(self.hierarchy.aspreconditioner(self.cycle).matvec(b)).ravel()
+        ours = self._forward(b, self.cycle)
+        scale = max(float(np.abs(theirs).max()), float(np.abs(b).max()))
+        if not float(np.abs(ours - theirs).max()) <= 1e-10 * scale:
+            raise ValueError(
+                "AMGPreconditioner.from_hierarchy: a cycle with presmoother="
+                f"{presmoother!r}, postsmoother={postsmoother!r} and coarse_solver="
+                f"{coarse_solver!r} does not reproduce this hierarchy's own "
+                f"{self.cycle}-cycle (ml.aspreconditioner): pass the smoothers and coarse "
+                "solver the hierarchy was built with (None means symmetric Gauss-Seidel, "
+                "pyamg's default for smoothed aggregation and Ruge-Stueben)"
+            )
+
     @property
     def symmetric(self) -> bool:
         """Whether ``A`` is (taken as) symmetric: the ``symmetric`` argument, or the test
@@ -345,7 +522,7 @@ class AMGPreconditioner(PreconditionerBase):
         return self._symmetric
 
     # ------------------------------------------------------------------ set-up helpers
-    def _build_forward(self, coarse_options: dict[str, Any]) -> Cycle:
+    def _build_forward(self, coarse_options: dict[str, Any], *, check: bool = True) -> Cycle:
         ml_levels = self.hierarchy.levels
         for level in ml_levels:
             # Diagonal duplicates would make a Gauss-Seidel row update inconsistent.
@@ -359,7 +536,8 @@ class AMGPreconditioner(PreconditionerBase):
                                      _fast_format(level.P), pre, post))
         levels.append(CycleLevel(_fast_format(ml_levels[-1].A)))
         self._coarse = CoarseSolver(ml_levels[-1].A, self._coarse_name, coarse_options)
-        self._check_against_pyamg(levels)
+        if check:
+            self._check_against_pyamg(levels)
         return Cycle(levels, self._coarse.solve)
 
     def _check_against_pyamg(self, levels: list[CycleLevel]) -> None:

@@ -16,11 +16,25 @@ __all__ = ["ILUPreconditioner"]
 class ILUPreconditioner(PreconditionerBase):
     """M = (L̃Ũ)⁻¹ from ``scipy.sparse.linalg.spilu``; Mᵀ applies the same factors transposed.
 
+    M is not a symmetric map, even for a symmetric positive definite A (:attr:`is_symmetric`
+    is False): SuperLU's incomplete factorisation reorders columns, pivots rows and drops
+    fill by magnitude, none of which is symmetric. Conjugate gradients therefore refuse it,
+    and ``AdjointSolver(method="auto")`` switches to GMRES with it. (CG with ILU on the 64×64
+    :func:`~krylov_adjoint.gallery.diffusion_2d` problem stopped at 10 000 iterations without
+    converging; the dot test gives ``|⟨Mu, v⟩ − ⟨u, Mv⟩| ≈ 2e-3 ‖Mu‖‖v‖``.)
+
     Parameters
     ----------
     A : sparse matrix
     drop_tol, fill_factor : float
         Passed to :func:`scipy.sparse.linalg.spilu`.
+
+    Attributes
+    ----------
+    is_symmetric : bool
+        False.
+    asymmetry : str
+        Why M is not symmetric.
 
     Examples
     --------
@@ -30,6 +44,10 @@ class ILUPreconditioner(PreconditionerBase):
     >>> bool(np.allclose(A @ M.apply(np.ones(5)), 1.0))
     True
     """
+
+    is_symmetric = False
+    asymmetry = ("an incomplete LU from spilu reorders columns, pivots rows and drops fill by "
+                 "magnitude, so M is not symmetric even for a symmetric A")
 
     def __init__(self, A: Any, *, drop_tol: float = 1e-4, fill_factor: float = 10.0) -> None:
         matrix = sp.csc_matrix(A, dtype=np.float64)
