@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from krylov_adjoint.errors import CallbackError, InputError
-from krylov_adjoint.uq import columnwise, randomized_eigh
+from krylov_adjoint.errors import CallbackError, InputError, MissingCallbackError
+from krylov_adjoint.uq import LaplacePosterior, columnwise, randomized_eigh
 
 N = 40
 
@@ -227,3 +227,149 @@ def test_uq_is_a_package_attribute_imported_on_first_use():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "krylov_adjoint.uq._eigen", "True"]
+
+
+
+# -- LaplacePosterior ------------------------------------------------------------------------
+THETA_MAP = np.linspace(-1.0, 1.0, N)
+
+
+def posterior(H, R, k, rng=0, **options):
+    apply_h, apply_r, solve_r = maps(H, R)
+    pairs = randomized_eigh(apply_h, apply_r, solve_r, k, n_local=N, rng=rng)
+    options.setdefault("apply_R", apply_r)
+    return LaplacePosterior.from_eigh(THETA_MAP, pairs, solve_r, **options)
+
+
+def moderate(n: int = N) -> np.ndarray:
+    return np.logspace(2, -1, n)
+
+
+def test_full_rank_covariance_is_the_inverse_of_h_plus_r():
+    R = prior_precision()
+    H = hessian(R, moderate())
+    post = posterior(H, R, N)
+    exact = np.linalg.inv(H + R)
+    assert post.rank == N
+    np.testing.assert_allclose(post.apply_covariance(np.eye(N)), exact, rtol=0,
+                               atol=1e-8 * np.abs(exact).max())
+    v = np.arange(N, dtype=float)
+    np.testing.assert_allclose(post.apply_covariance(v), exact @ v, rtol=1e-8)
+
+
+def test_low_rank_covariance_error_decreases_with_k():
+    R = prior_precision()
+    H = hessian(R, decaying())
+    exact = np.linalg.inv(H + R)
+    errors = [np.linalg.norm(posterior(H, R, k).apply_covariance(np.eye(N)) - exact)
+              for k in (1, 2, 4, 8, 16)]
+    assert all(b < a for a, b in zip(errors, errors[1:], strict=False)), errors
+    assert errors[-1] < 1e-3 * errors[0], errors
+
+
+def test_full_rank_pointwise_variance_is_the_diagonal_of_the_posterior():
+    R = prior_precision()
+    H = hessian(R, moderate())
+    post = posterior(H, R, N, prior_variance=np.diag(np.linalg.inv(R)))
+    np.testing.assert_allclose(post.pointwise_variance(), np.diag(np.linalg.inv(H + R)),
+                               rtol=1e-8)
+
+
+def test_probed_prior_variance_is_exact_for_a_diagonal_prior_and_close_otherwise():
+    R = np.diag(np.linspace(1.0, 3.0, N))
+    H = hessian(R, moderate())
+    np.testing.assert_allclose(posterior(H, R, N).pointwise_variance(n_probes=3, rng=0),
+                               np.diag(np.linalg.inv(H + R)), rtol=1e-8)
+    R = prior_precision()
+    H = hessian(R, decaying())
+    post = posterior(H, R, 12)
+    reference = np.diag(np.linalg.inv(R)) - (post.eigenvectors**2) @ post.weights
+    few = post.pointwise_variance(n_probes=4, rng=1)
+    many = post.pointwise_variance(n_probes=4000, rng=1)
+    assert np.max(np.abs(many / reference - 1)) < 0.05
+    assert np.max(np.abs(few / reference - 1)) > 0.05  # probing, not the exact diagonal
+
+
+def test_samples_have_the_posterior_covariance():
+    R = prior_precision()
+    H = hessian(R, moderate())
+    L = np.linalg.cholesky(R)
+    post = posterior(H, R, N, prior_sqrt=lambda Z: scipy.linalg.solve_triangular(L.T, Z))
+    X = post.sample(rng=12, n=40000)
+    assert X.shape == (N, 40000)
+    exact = np.linalg.inv(H + R)
+    scale = np.linalg.norm(exact)
+    np.testing.assert_allclose(X.mean(axis=1), THETA_MAP, atol=0.02 * np.sqrt(exact.max()))
+    assert np.linalg.norm(np.cov(X) - exact) < 0.03 * scale
+    assert np.linalg.norm(np.linalg.inv(R) - exact) > 0.3 * scale  # the prior would fail
+
+
+def test_low_rank_samples_have_the_low_rank_covariance_from_either_prior_hook():
+    R = prior_precision()
+    H = hessian(R, decaying())
+    L = np.linalg.cholesky(R)
+    draw = lambda rng: scipy.linalg.solve_triangular(L.T, rng.standard_normal(N))  # noqa: E731
+    post = posterior(H, R, 3, prior_sample=draw)
+    low_rank = post.apply_covariance(np.eye(N))
+    X = post.sample(rng=5, n=30000)
+    assert np.linalg.norm(np.cov(X) - low_rank) < 0.03 * np.linalg.norm(low_rank)
+    # along the R vᵢ the posterior variance is 1/(1+μᵢ) of the prior's (1): a sharp check
+    projected = np.cov(post.eigenvectors.T @ R @ X)
+    np.testing.assert_allclose(np.diag(projected), 1 / (1 + post.eigenvalues), rtol=0.04)
+    np.testing.assert_array_equal(post.sample(rng=5, n=3), post.sample(rng=5, n=3))
+
+
+def test_eigenvalues_above_a_threshold():
+    R = prior_precision()
+    H = hessian(R, decaying())
+    post = posterior(H, R, 10)
+    mu = decaying()[:10]
+    np.testing.assert_allclose(post.eigenvalues_above(), mu[mu > 1], rtol=1e-6)
+    assert post.eigenvalues_above(100.0).size == np.sum(mu > 100)
+    np.testing.assert_allclose(post.weights, mu / (1 + mu), rtol=1e-6)
+
+
+def test_posterior_inputs_and_missing_hooks_are_named():
+    R = prior_precision()
+    H = hessian(R, decaying())
+    _, apply_r, solve_r = maps(H, R)
+    V = np.zeros((N, 2))
+    with pytest.raises(InputError, match="eigenvalues: must be > -1"):
+        LaplacePosterior(THETA_MAP, [1.0, -1.0], V, solve_r)
+    with pytest.raises(InputError, match=r"eigenvectors: expected shape \(40, 2\)"):
+        LaplacePosterior(THETA_MAP, [1.0, 0.5], V.T, solve_r)
+    post = LaplacePosterior(THETA_MAP, [1.0, 0.5], V, solve_r)
+    with pytest.raises(MissingCallbackError, match="apply_R"):
+        post.sample(rng=0)
+    post = LaplacePosterior(THETA_MAP, [1.0, 0.5], V, solve_r, apply_R=apply_r)
+    with pytest.raises(MissingCallbackError, match="prior_sample"):
+        post.sample(rng=0)
+    with pytest.raises(InputError, match="v: expected shape"):
+        post.apply_covariance(np.ones(N + 1))
+
+
+def test_two_ranks_give_the_serial_covariance_and_variance():
+    R = prior_precision()
+    H = hessian(R, decaying())
+    omega = np.random.default_rng(8).standard_normal((N, 16))
+    serial_pairs = randomized_eigh(*maps(H, R), 6, omega=omega)
+    _, solve_r = maps(H, R)[1:]
+    serial = LaplacePosterior.from_eigh(THETA_MAP, serial_pairs, solve_r,
+                                        prior_variance=np.diag(np.linalg.inv(R)))
+    world, ranks = distributed_eigh(H, R, 6, omega=omega)
+    world = TwoRanks(N)
+    block = np.random.default_rng(3).standard_normal((N, 4))
+
+    def rank(r):
+        rows = world.rows[r]
+        post = LaplacePosterior.from_eigh(THETA_MAP[rows], ranks[r],
+                                          world.local_map(r, solve_r),
+                                          prior_variance=np.diag(np.linalg.inv(R))[rows],
+                                          reduce_sum=world.reduce_sum(r))
+        return post.apply_covariance(block[rows]), post.pointwise_variance()
+
+    (c0, v0), (c1, v1) = world.run(rank)
+    np.testing.assert_allclose(np.vstack([c0, c1]), serial.apply_covariance(block),
+                               rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(np.concatenate([v0, v1]), serial.pointwise_variance(),
+                               rtol=1e-9)

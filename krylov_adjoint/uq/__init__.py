@@ -13,5 +13,6 @@ that the same code serves the serial backend and, under MPI, the PETSc one:
 from ._blocks import columnwise as columnwise
 from ._eigen import RandomizedEighResult as RandomizedEighResult
 from ._eigen import randomized_eigh as randomized_eigh
+from ._laplace import LaplacePosterior as LaplacePosterior
 
-__all__ = ["randomized_eigh", "RandomizedEighResult", "columnwise"]
+__all__ = ["randomized_eigh", "RandomizedEighResult", "LaplacePosterior", "columnwise"]
