@@ -346,6 +346,35 @@ def test_posterior_inputs_and_missing_hooks_are_named():
         post.sample(rng=0)
     with pytest.raises(InputError, match="v: expected shape"):
         post.apply_covariance(np.ones(N + 1))
+    with pytest.raises(InputError, match="n: must be positive"):
+        post.sample(rng=0, n=0)
+    post = LaplacePosterior(THETA_MAP, [1.0, 0.5], V, solve_r, apply_R=apply_r,
+                            prior_sample=lambda rng: rng.standard_normal(N - 1))
+    with pytest.raises(CallbackError, match=r"prior_sample: expected shape \(40,\)"):
+        post.sample(rng=0)
+
+
+def test_callbacks_get_read_only_blocks_and_inputs_are_not_modified():
+    R = prior_precision()
+    H = hessian(R, decaying())
+    apply_h, apply_r, solve_r = maps(H, R)
+
+    def in_place(X):
+        X *= 2.0
+        return X
+
+    omega = np.random.default_rng(0).standard_normal((N, 12))
+    before = omega.copy()
+    pairs = randomized_eigh(apply_h, apply_r, solve_r, 2, omega=omega)
+    np.testing.assert_array_equal(omega, before)
+    with pytest.raises(CallbackError, match="apply_H: raised ValueError"):
+        randomized_eigh(in_place, apply_r, solve_r, 2, omega=omega)
+    theta, v = THETA_MAP.copy(), np.ones(N)
+    post = LaplacePosterior.from_eigh(theta, pairs, solve_r)
+    post.apply_covariance(v)
+    np.testing.assert_array_equal(theta, THETA_MAP)
+    np.testing.assert_array_equal(v, np.ones(N))
+    assert not post.mean.flags.writeable and not post.eigenvectors.flags.writeable
 
 
 def test_two_ranks_give_the_serial_covariance_and_variance():

@@ -165,7 +165,7 @@ class LaplacePosterior:
 
         ``rng``: None fresh, an int reproducible; under MPI give each rank its own stream.
         """
-        n = as_size(n, "n")
+        n = as_size(n, "n", minimum=1)
         if self._apply_R is None:
             raise MissingCallbackError("sample needs apply_R (R x for the prior draws x): pass "
                                        "apply_R to LaplacePosterior")
@@ -174,7 +174,6 @@ class LaplacePosterior:
         if self._prior_sample is not None:
             X = np.stack([checked_block(self._prior_sample(generator), "prior_sample",
                                         (n_local,)) for _ in range(n)], axis=1)
-            X = X.reshape(n_local, n)
         elif self._prior_sqrt is not None:
             Z = generator.standard_normal((n_local, n))
             X = checked_block(self._prior_sqrt(Z), "prior_sqrt", (n_local, n))
