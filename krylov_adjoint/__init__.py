@@ -6,7 +6,8 @@ the number of parameters.
 
 :mod:`krylov_adjoint.adapters` (assembled matrices, affine and element operators,
 ``scipy.optimize``) is reached as ``krylov_adjoint.adapters``; it is imported on first use,
-since it loads ``scipy.optimize``.
+since it loads ``scipy.optimize``. :mod:`krylov_adjoint.uq` (the low-rank Laplace
+approximation of the posterior) is reached as ``krylov_adjoint.uq``, also on first use.
 """
 
 import importlib
@@ -42,8 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdjointSolver", "GradientResult", "TangentResult", "HessianResult", "precond", "gallery",
-    "verify",
-    "adapters",
+    "verify", "adapters", "uq",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
     "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",
     "KrylovAdjointError", "InputError", "CallbackError", "MissingCallbackError",
@@ -51,11 +51,11 @@ __all__ = [
 ]
 
 #: Submodules imported on first access (they load heavier dependencies).
-_LAZY_SUBMODULES = ("adapters",)
+_LAZY_SUBMODULES = ("adapters", "uq")
 
 
 def __getattr__(name: str) -> Any:
-    """``krylov_adjoint.adapters``, imported on first use (it loads ``scipy.optimize``)."""
+    """``krylov_adjoint.adapters`` and ``krylov_adjoint.uq``, imported on first use."""
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
