@@ -239,3 +239,136 @@ def test_distributed_operator_accepts_second_order_array_callbacks() -> None:
         DistributedOperator(lambda th, x, out: None, layout=Layout.create(3), structure="spd",
                             vjp=lambda th, x, lam, out: None, interface="vecs",
                             vjp_jvp=lambda th, x, lam, dth, out: None)
+
+
+# --- adapters ----------------------------------------------------------------------------------
+
+def _random_terms(n: int, P: int, seed: int, symmetric: bool) -> list[sp.csr_matrix]:
+    out = []
+    for k in range(P):
+        M = sp.random(n, n, density=0.3, random_state=seed + k, format="csr")
+        out.append((M + M.T).tocsr() if symmetric else M)
+    return out
+
+
+@pytest.mark.parametrize("symmetric", [False, True], ids=["general", "symmetric"])
+def test_affine_operator(symmetric: bool) -> None:
+    n, P = 6, 4
+    op = ka.adapters.affine_operator(sp.identity(n) * 5.0, _random_terms(n, P, 7, symmetric))
+    assert op.structure.is_symmetric == symmetric
+    check_operator(op, np.random.default_rng(0).standard_normal(P))
+    dtheta = np.arange(1.0, P + 1)
+    tangent = sum(d * B for d, B in zip(dtheta, _random_terms(n, P, 7, symmetric), strict=True))
+    y = np.arange(float(n))
+    np.testing.assert_allclose(op.jvp_transpose(np.zeros(P), y, dtheta), tangent.T @ y)
+
+
+def test_affine_rhs() -> None:
+    B = sp.random(5, 3, density=0.5, random_state=0, format="csr")
+    rhs = ka.adapters.affine_rhs(np.ones(5), B)
+    check_rhs(rhs, np.array([1.0, 2.0, 3.0]), 5)
+    np.testing.assert_array_equal(rhs.vjp_jvp(np.ones(3), np.ones(5), np.ones(3)), 0.0)
+
+
+def exp_assembly(n: int = 6, P: int = 3, seed: int = 0) -> tuple[object, ...]:
+    """A(θ) = 5I + Σ_k exp(θ_k) C_k on a fixed CSR pattern, C_k nonsymmetric."""
+    terms = _random_terms(n, P, seed, symmetric=False)
+    base = (sp.identity(n, format="csr") + sum(abs(C) for C in terms)).tocsr()
+    base.sort_indices()
+    rows, cols = np.repeat(np.arange(n), np.diff(base.indptr)), base.indices
+    G = np.stack([np.asarray(C[rows, cols]).ravel() for C in terms], axis=1)
+    v0 = 5.0 * (rows == cols)
+
+    def assemble(theta: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((v0 + G @ np.exp(theta), base.indices, base.indptr), shape=(n, n))
+
+    def assembly_vjp(theta: np.ndarray, bar: np.ndarray) -> np.ndarray:
+        return np.exp(theta) * (G.T @ bar)
+
+    def assembly_jvp(theta: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+        return G @ (np.exp(theta) * dtheta)
+
+    def assembly_vjp_jvp(theta: np.ndarray, bar: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+        return np.exp(theta) * dtheta * (G.T @ bar)
+
+    return assemble, assembly_vjp, assembly_jvp, assembly_vjp_jvp
+
+
+def test_from_assembly() -> None:
+    assemble, vjp, jvp, vjp_jvp = exp_assembly()
+    theta = np.array([0.1, -0.4, 0.3])
+    op = ka.adapters.from_assembly(assemble, vjp, theta, assembly_jvp=jvp,
+                                   assembly_vjp_jvp=vjp_jvp)
+    check_operator(op, theta)
+
+
+def test_from_assembly_missing_vjp_jvp_is_named() -> None:
+    assemble, vjp, jvp, _ = exp_assembly()
+    theta = np.zeros(3)
+    op = ka.adapters.from_assembly(assemble, vjp, theta, assembly_jvp=jvp)
+    assert op.missing_second_order == ("operator.vjp_jvp",)
+    with pytest.raises(MissingCallbackError, match="operator.vjp_jvp"):
+        op.vjp_jvp(theta, np.ones(6), np.ones(6), theta)
+    no_jvp = ka.adapters.from_assembly(assemble, vjp, theta)
+    assert no_jvp.missing_second_order == ("operator.jvp", "operator.vjp_jvp",
+                                           "operator.jvp_transpose")
+    with pytest.raises(TypeError, match="assembly_vjp_jvp"):
+        ka.adapters.from_assembly(assemble, vjp, theta, assembly_vjp_jvp=2)
+
+
+BAR = np.array([[1.0, -1.0], [-1.0, 1.0]])
+BARS = np.array([[0, 1], [1, 2], [2, 3], [3, 4]])
+ELEMENT_CASES = {
+    "linear": dict(scaling="linear"),
+    "exp-dirichlet": dict(scaling="exp", dirichlet_dofs=[0]),
+    "simp-dirichlet": dict(scaling="simp", dirichlet_dofs=[0, 4]),
+    "simp-filter": dict(scaling="simp", simp_penalty=2.5, dirichlet_dofs=[0],
+                        parameter_map=np.array([[0.5, 0.5, 0], [0, 1, 0], [0, 0.5, 0.5],
+                                                [0, 0, 1.0]])),
+    "triple-law": dict(scaling=(np.square, lambda r: 2 * r, lambda r: 2.0 + 0 * r)),
+}
+
+
+@pytest.mark.parametrize("name", list(ELEMENT_CASES))
+def test_element_operator(name: str) -> None:
+    case = dict(ELEMENT_CASES[name])
+    op = ka.adapters.element_operator(BAR, BARS, 5, **case)
+    theta = np.random.default_rng(2).uniform(0.2, 0.9, op.n_params)
+    check_operator(op, theta)
+
+
+def test_element_operator_nonsymmetric_elements() -> None:
+    K = np.random.default_rng(4).standard_normal((4, 2, 2)) + 3 * np.eye(2)
+    op = ka.adapters.element_operator(K, BARS, 5, scaling="exp", dirichlet_dofs=[2])
+    assert not op.structure.is_symmetric
+    check_operator(op, np.array([0.1, 0.5, -0.3, 0.2]))
+
+
+def test_element_dirichlet_rhs() -> None:
+    op = ka.adapters.element_operator(BAR, BARS, 5, scaling="simp", dirichlet_dofs=[0, 4])
+    theta = np.array([0.3, 0.5, 0.7, 0.9])
+    check_rhs(op.dirichlet_rhs(np.ones(5), [1.0, 2.0]), theta, 5)
+    B = np.random.default_rng(5).standard_normal((5, 4))
+    load = ka.RightHandSide(lambda th: np.sin(B @ th),
+                            vjp=lambda th, lam: B.T @ (np.cos(B @ th) * lam),
+                            jvp=lambda th, dth: np.cos(B @ th) * (B @ dth),
+                            vjp_jvp=lambda th, lam, dth: B.T @ (-np.sin(B @ th) * (B @ dth) * lam))
+    check_rhs(load, theta, 5)
+    check_rhs(op.dirichlet_rhs(load, [1.0, -1.0]), theta, 5)
+
+
+def test_element_law_without_second_derivative_is_named() -> None:
+    op = ka.adapters.element_operator(BAR, BARS, 5, scaling=(np.square, lambda r: 2 * r))
+    assert op.missing_second_order == ("operator.vjp_jvp",)
+    rhs = op.dirichlet_rhs(np.ones(5), 0.0)
+    assert rhs.missing_second_order == ()
+    law = ka.adapters.Scaling(np.square, lambda r: 2 * r, "square")
+    with pytest.raises(MissingCallbackError, match="'square' has no second derivative"):
+        law.second_derivative(np.ones(2))
+
+
+@pytest.mark.parametrize("law", ["linear", "exp", "simp"])
+def test_scaling_second_derivatives(law: str) -> None:
+    scaling = ka.adapters.as_scaling(law, simp_penalty=3.0, simp_eps=0.01)
+    rho = np.array([0.2, 0.5, 0.9])
+    close(scaling.second_derivative(rho), central(scaling.derivative, rho, np.ones(3)))
