@@ -372,3 +372,43 @@ def test_scaling_second_derivatives(law: str) -> None:
     scaling = ka.adapters.as_scaling(law, simp_penalty=3.0, simp_eps=0.01)
     rho = np.array([0.2, 0.5, 0.9])
     close(scaling.second_derivative(rho), central(scaling.derivative, rho, np.ones(3)))
+
+
+# --- gallery -----------------------------------------------------------------------------------
+
+MODELS = {
+    "heat-scalar": lambda: ka.gallery.heat_1d(7, dt=0.05),
+    "heat-per-cell": lambda: ka.gallery.heat_1d(7, dt=0.05, diffusivity="per_cell"),
+    "diffusion2d": lambda: ka.gallery.diffusion_2d(5, 4),
+    "diffusion2d-blocks": lambda: ka.gallery.diffusion_2d(6, 5, block=(2, 3)),
+    "diffusion3d": lambda: ka.gallery.diffusion_3d((3, 4, 3)),
+    "convection-both": lambda: ka.gallery.convection_diffusion_2d(5, 4, peclet=20),
+    "convection-diffusivity": lambda: ka.gallery.convection_diffusion_2d(
+        4, 5, parameters="diffusivity", velocity="constant"),
+    "convection-source": lambda: ka.gallery.convection_diffusion_2d(4, 4, parameters="source"),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_gallery_second_order(name: str) -> None:
+    model = MODELS[name]()
+    problem, theta = model.problem, model.theta
+    operator = problem.operator
+    if operator.depends_on_theta:
+        check_operator(operator, theta)
+    else:
+        assert operator.missing_second_order == ()
+    check_rhs(problem.rhs, theta, model.n)
+    x = np.random.default_rng(5).standard_normal(model.n)
+    check_objective(problem.objective, theta, x)
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m != "convection-source"])
+def test_gallery_jvp_transpose_against_derivative_matrices(name: str) -> None:
+    model = MODELS[name]()
+    rng = np.random.default_rng(6)
+    y, dtheta = rng.standard_normal(model.n), rng.standard_normal(model.n_params)
+    tangent = sum(d * M for d, M in zip(dtheta, model.derivative_matrices(model.theta),
+                                        strict=True))
+    got = model.problem.operator.jvp_transpose(model.theta, y, dtheta)
+    np.testing.assert_allclose(got, tangent.T @ y, rtol=1e-12, atol=1e-12 * np.abs(got).max())
