@@ -28,6 +28,9 @@ class AffineOperator(AssembledOperator):
 
         values(θ) = v₀ + G θ,   vjp = Gᵀ (λ_i x_j on the pattern),   jvp values = G dθ.
 
+    ∂A/∂θ does not depend on θ, so ``vjp_jvp`` is zero, and ``jvp_transpose(θ, y, dθ) =
+    (Σ_k dθ_k A_k)ᵀ y`` (the values G dθ on the transposed pattern).
+
     Build it with :func:`affine_operator`.
 
     Attributes
@@ -44,7 +47,7 @@ class AffineOperator(AssembledOperator):
         self.value_map = value_map
         super().__init__(pattern, self._affine_values, self._affine_vjp,
                          values_jvp=self._affine_jvp, structure=structure,
-                         n_params=value_map.shape[1])
+                         n_params=value_map.shape[1], vjp_jvp=self._affine_vjp_jvp)
 
     _fresh_values = True
 
@@ -58,6 +61,10 @@ class AffineOperator(AssembledOperator):
 
     def _affine_jvp(self, theta: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
         return self.value_map @ dtheta
+
+    def _affine_vjp_jvp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
+                        dtheta: np.ndarray) -> np.ndarray:
+        return np.zeros(self.value_map.shape[1])
 
 
 def affine_operator(A0: Any, terms: Any, *, structure: str | Structure = "auto"
@@ -113,7 +120,7 @@ def affine_operator(A0: Any, terms: Any, *, structure: str | Structure = "auto"
 
 
 def affine_rhs(b0: Any, B: Any) -> RightHandSide:
-    """``b(θ) = b₀ + B θ`` with its VJP ``Bᵀλ`` and JVP ``B dθ``.
+    """``b(θ) = b₀ + B θ`` with its VJP ``Bᵀλ``, JVP ``B dθ`` and zero ``vjp_jvp``.
 
     Parameters
     ----------
@@ -162,7 +169,10 @@ def affine_rhs(b0: Any, B: Any) -> RightHandSide:
     def jvp(theta: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
         return np.asarray(operator @ np.asarray(dtheta, dtype=np.float64), dtype=np.float64)
 
-    return RightHandSide(value, vjp=vjp, jvp=jvp)
+    def vjp_jvp(theta: np.ndarray, lam: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+        return np.zeros(operator.shape[1])
+
+    return RightHandSide(value, vjp=vjp, jvp=jvp, vjp_jvp=vjp_jvp)
 
 
 # -- helpers ---------------------------------------------------------------------

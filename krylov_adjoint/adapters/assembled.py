@@ -14,13 +14,15 @@ from ..errors import CallbackError, InputError, MissingCallbackError
 from ..problem.operator import ParametricOperator
 from ..problem.structure import Structure
 from ._matrices import as_sparse
-from .pattern import SparsityPattern, entry_coordinates
+from ._user_layout import UserLayout
+from .pattern import SparsityPattern
 
 __all__ = ["AssembledOperator", "from_assembly"]
 
 Values = Callable[[np.ndarray], np.ndarray]
 ValuesVJP = Callable[[np.ndarray, np.ndarray], np.ndarray]
 ValuesJVP = Callable[[np.ndarray, np.ndarray], np.ndarray]
+ValuesVJPJVP = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 #: Relative tolerance of the symmetry check of declared-symmetric operators.
 SYMMETRY_RTOL = 1e-12
@@ -52,6 +54,13 @@ class AssembledOperator(ParametricOperator):
         P, when known (reported, not enforced).
     vjp : callable ``(theta, x, lam) -> ndarray (P,)``, optional
         A faster operator VJP replacing the generic one (same result).
+    values_vjp_jvp : callable ``(theta, values_bar, dtheta) -> ndarray (P,)``, optional
+        The derivative of ``values_vjp`` in θ along dθ at fixed ``values_bar``; gives the
+        operator's ``vjp_jvp`` (on the same cotangent ``λ_i x_j``), for Hessian-vector
+        products. The operator's ``jvp_transpose`` needs only ``values_jvp``: the values of
+        ∂A/∂θ·dθ on the transposed pattern.
+    vjp_jvp : callable ``(theta, x, lam, dtheta) -> ndarray (P,)``, optional
+        A faster operator ``vjp_jvp`` replacing the generic one (same result).
 
     Examples
     --------
@@ -68,6 +77,8 @@ class AssembledOperator(ParametricOperator):
     array([1., 2., 3.])
     >>> op.vjp(theta, x, lam)                 # λ_i x_i
     array([1., 0., 2.])
+    >>> op.jvp_transpose(theta, lam, np.array([1.0, 1.0, 2.0]))
+    array([1., 0., 4.])
     """
 
     #: True when the ``values`` callback returns a new array at each call (kept without copy).
@@ -76,12 +87,14 @@ class AssembledOperator(ParametricOperator):
     def __init__(self, pattern: SparsityPattern, values: Values, values_vjp: ValuesVJP, *,
                  values_jvp: ValuesJVP | None = None, structure: str | Structure = "general",
                  n_params: int | None = None,
-                 vjp: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
-                 ) -> None:
+                 vjp: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+                 values_vjp_jvp: ValuesVJPJVP | None = None,
+                 vjp_jvp: Callable[..., np.ndarray] | None = None) -> None:
         if not isinstance(pattern, SparsityPattern):
             raise TypeError(f"pattern must be a SparsityPattern, got {type(pattern).__name__}")
         for label, fn in (("values", values), ("values_vjp", values_vjp),
-                          ("values_jvp", values_jvp), ("vjp", vjp)):
+                          ("values_jvp", values_jvp), ("vjp", vjp),
+                          ("values_vjp_jvp", values_vjp_jvp), ("vjp_jvp", vjp_jvp)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
         structure = Structure.coerce(structure)
@@ -91,6 +104,7 @@ class AssembledOperator(ParametricOperator):
         self._values_fn = values
         self._values_vjp_fn = values_vjp
         self._values_jvp_fn = values_jvp
+        self._values_vjp_jvp_fn = values_vjp_jvp
         self._key: bytes | None = None
         self._A: sp.csr_matrix | None = None
         self._AT: sp.csr_matrix | None = None
@@ -99,7 +113,10 @@ class AssembledOperator(ParametricOperator):
             rmatvec=None if structure.is_symmetric else self._apply_transpose,
             vjp=self._pattern_vjp if vjp is None else vjp,
             jvp=None if values_jvp is None else self._apply_tangent,
-            structure=structure, assemble=self.matrix)
+            structure=structure, assemble=self.matrix,
+            vjp_jvp=vjp_jvp if vjp_jvp is not None else (
+                None if values_vjp_jvp is None else self._pattern_vjp_jvp),
+            jvp_transpose=None if values_jvp is None else self._apply_tangent_transpose)
 
     # -- the matrix at θ ------------------------------------------------------------
     def values(self, theta: Any) -> np.ndarray:
@@ -173,6 +190,18 @@ class AssembledOperator(ParametricOperator):
                        ) -> np.ndarray:
         return self.pattern.matrix(self.values_jvp(theta, dtheta)) @ x
 
+    def _apply_tangent_transpose(self, theta: np.ndarray, y: np.ndarray, dtheta: np.ndarray
+                                 ) -> np.ndarray:
+        return self.pattern.matrix(self.values_jvp(theta, dtheta)).T @ y
+
+    def _pattern_vjp_jvp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
+                         dtheta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        out = self._values_vjp_jvp_fn(  # type: ignore[misc]
+            theta, self.pattern.cotangent(lam, x), np.asarray(dtheta, dtype=np.float64))
+        refuse_complex(out, "values_vjp_jvp", callback=True)
+        return np.asarray(out, dtype=np.float64)
+
     def _checked_values(self, theta: np.ndarray) -> np.ndarray:
         values = np.asarray(self._values_fn(theta))
         if values.shape != (self.pattern.nnz,):
@@ -185,54 +214,11 @@ class AssembledOperator(ParametricOperator):
         return np.array(values, dtype=np.float64, copy=True)
 
 
-class _UserLayout:
-    """The layout of the user's assembled matrices: which entry of ``A.data`` goes where.
-
-    Records the index arrays of the first assembly; later assemblies must repeat them.
-    """
-
-    def __init__(self, A: Any) -> None:
-        self.format = "dense" if isinstance(A, np.ndarray) else A.format
-        self.shape = A.shape
-        self.index_arrays = [(label, np.array(a, copy=True))
-                             for label, a in _index_arrays(A).items()]
-        rows, cols = entry_coordinates(A)
-        self.pattern, slots = SparsityPattern.from_coordinates(rows, cols, A.shape[0])
-        identity = slots.size == self.pattern.nnz and np.array_equal(
-            slots, np.arange(slots.size))
-        self.slots = None if identity else slots
-
-    def check(self, A: Any, name: str) -> None:
-        fmt = "dense" if isinstance(A, np.ndarray) else A.format
-        if fmt != self.format or A.shape != self.shape:
-            raise CallbackError(name, f"returned a {fmt} matrix of shape {A.shape}, but the "
-                                f"first assembly gave a {self.format} matrix of shape "
-                                f"{self.shape}: the format and the pattern must stay fixed")
-        for (label, ref), new in zip(self.index_arrays, _index_arrays(A).values(), strict=True):
-            if ref is new or np.array_equal(ref, new):
-                continue
-            raise CallbackError(name, _pattern_change_message(label, ref, new))
-
-    def data(self, A: Any) -> np.ndarray:
-        return A.ravel() if isinstance(A, np.ndarray) else A.data
-
-    def to_values(self, data: np.ndarray) -> np.ndarray:
-        """User entries → values on the canonical pattern (duplicates summed)."""
-        if self.slots is None:
-            return data
-        return np.bincount(self.slots, weights=data, minlength=self.pattern.nnz)
-
-    def to_entries(self, values_bar: np.ndarray) -> np.ndarray:
-        """Cotangent on the canonical pattern → cotangent of each user entry."""
-        out = values_bar if self.slots is None else values_bar[self.slots]
-        return out.reshape(self.shape) if self.format == "dense" else out
-
-
 def from_assembly(assemble: Callable[[np.ndarray], Any],
                   assembly_vjp: Callable[[np.ndarray, np.ndarray], np.ndarray],
                   theta0: Any, *, structure: str | Structure = "general",
-                  assembly_jvp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-                  ) -> AssembledOperator:
+                  assembly_jvp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                  assembly_vjp_jvp: ValuesVJPJVP | None = None) -> AssembledOperator:
     """An operator from a simulator's own assembly ``θ ↦ A(θ)`` and that assembly's VJP.
 
     The library forms the cotangent of the matrix values, ``λ_i x_j`` at each stored entry
@@ -260,7 +246,12 @@ def from_assembly(assemble: Callable[[np.ndarray], Any],
     structure : {"general", "symmetric", "spd"}
         Declared for every θ. A declared symmetry is checked on ``A(theta0)``.
     assembly_jvp : callable ``(theta, dtheta) -> ndarray``, optional
-        ``(∂A.data/∂θ) dθ`` aligned like ``values_bar``; enables forward mode.
+        ``(∂A.data/∂θ) dθ`` aligned like ``values_bar``; enables forward mode, and gives the
+        operator's ``jvp_transpose`` (those values on the transposed pattern).
+    assembly_vjp_jvp : callable ``(theta, values_bar, dtheta) -> ndarray (P,)``, optional
+        The derivative of ``assembly_vjp`` in θ along dθ at fixed ``values_bar`` (aligned
+        like it), i.e. ``Σ_k values_bar[k] ∂²A.data[k]/∂θ² dθ``; with ``assembly_jvp`` it
+        enables Hessian-vector products (zero for an assembly affine in θ).
 
     Returns
     -------
@@ -298,15 +289,16 @@ def from_assembly(assemble: Callable[[np.ndarray], Any],
     """
     if not callable(assemble) or not callable(assembly_vjp):
         raise TypeError("assemble and assembly_vjp must be callable")
-    if assembly_jvp is not None and not callable(assembly_jvp):
-        raise TypeError(f"assembly_jvp must be callable, got {type(assembly_jvp).__name__}")
+    for label, fn in (("assembly_jvp", assembly_jvp), ("assembly_vjp_jvp", assembly_vjp_jvp)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
     theta0 = real_array(theta0, "theta0")
     if theta0.ndim != 1:
         raise ValueError(f"theta0 must be a 1-D array, got shape {theta0.shape}")
     first = _assembled(assemble, theta0)
     if first.shape[0] != first.shape[1]:
         raise CallbackError("assemble", f"A(θ) must be square, got shape {first.shape}")
-    layout = _UserLayout(first)
+    layout = UserLayout(first)
     pending = {"theta": theta0.tobytes(), "matrix": first}
 
     def values(theta: np.ndarray) -> np.ndarray:
@@ -325,9 +317,14 @@ def from_assembly(assemble: Callable[[np.ndarray], Any],
         refuse_complex(data, "assembly_jvp", callback=True)
         return layout.to_values(np.asarray(data, dtype=np.float64).ravel())
 
+    def values_vjp_jvp(theta: np.ndarray, values_bar: np.ndarray,
+                       dtheta: np.ndarray) -> np.ndarray:
+        return assembly_vjp_jvp(theta, layout.to_entries(values_bar), dtheta)  # type: ignore[misc]
+
     op = AssembledOperator(layout.pattern, values, values_vjp,
                            values_jvp=None if assembly_jvp is None else values_jvp,
-                           structure=structure, n_params=theta0.size)
+                           structure=structure, n_params=theta0.size,
+                           values_vjp_jvp=None if assembly_vjp_jvp is None else values_vjp_jvp)
     A0 = op.matrix(theta0)
     if op.structure.is_symmetric:
         check_symmetric(layout.pattern, A0.data, "assemble")
@@ -357,22 +354,3 @@ def _assembled(assemble: Callable[[np.ndarray], Any], theta: np.ndarray) -> Any:
         raise CallbackError("assemble", exc.detail) from exc
     except (TypeError, ValueError) as exc:
         raise CallbackError("assemble", str(exc)) from exc
-
-
-def _index_arrays(A: Any) -> dict[str, np.ndarray]:
-    if isinstance(A, np.ndarray):
-        return {}
-    if A.format == "coo":
-        return {"row": A.row, "col": A.col}
-    return {"indptr": A.indptr, "indices": A.indices}
-
-
-def _pattern_change_message(label: str, ref: np.ndarray, new: np.ndarray) -> str:
-    if ref.shape != new.shape:
-        where = f"{label} has length {new.size} instead of {ref.size}"
-    else:
-        where = f"{label} first differs at position {int(np.flatnonzero(ref != new)[0])}"
-    return ("the sparsity pattern of A(θ) changed since the first assembly "
-            f"({where}). The pattern must be fixed: keep entries that vanish at some θ as "
-            "explicit zeros (scipy's A + B and eliminate_zeros() drop them), or assemble "
-            "through a fixed CSR structure")

@@ -29,6 +29,9 @@ class ElementOperator(AssembledOperator):
         θ̄ = Hᵀ [ s'(ρ_e) Σ_ab λ_{conn[e,a]} x_{conn[e,b]} (K_e)_ab ]_e,
 
     with λ and x set to zero at Dirichlet dofs: eliminated rows and columns do not depend on θ.
+    Its derivative along dθ (``vjp_jvp``, when the law knows s'') is the same sum with
+    ``s''(ρ_e) (H dθ)_e`` in place of ``s'(ρ_e)``; ``jvp_transpose`` applies the values of
+    ∂K/∂θ·dθ transposed (equal to ``jvp`` for symmetric element matrices).
 
     Attributes
     ----------
@@ -63,7 +66,8 @@ class ElementOperator(AssembledOperator):
         self._coefficients: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         super().__init__(pattern, self._element_values, self._element_values_vjp,
                          values_jvp=self._element_values_jvp, structure=structure,
-                         n_params=n_params, vjp=self._element_vjp)
+                         n_params=n_params, vjp=self._element_vjp,
+                         vjp_jvp=self._element_vjp_jvp if scaling.has_second else None)
 
     @property
     def n_elements(self) -> int:
@@ -119,7 +123,9 @@ class ElementOperator(AssembledOperator):
         Returns
         -------
         RightHandSide
-            With VJP ``λᵀ∂b/∂θ = −Hᵀ[s'(ρ_e) (Pλ)_eᵀ K_e g_e] + (∂f/∂θ)ᵀ Pλ`` and JVP.
+            With VJP ``λᵀ∂b/∂θ = −Hᵀ[s'(ρ_e) (Pλ)_eᵀ K_e g_e] + (∂f/∂θ)ᵀ Pλ``, JVP, and
+            ``vjp_jvp`` (s'' in place of s', times H dθ; plus the load's) when the law
+            knows s''.
 
         Examples
         --------
@@ -169,7 +175,15 @@ class ElementOperator(AssembledOperator):
                 out += mask * np.asarray(f.jvp(theta, dtheta), dtype=np.float64)
             return out
 
-        return RightHandSide(value, vjp=vjp, jvp=jvp)
+        def vjp_jvp(theta: np.ndarray, lam: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+            masked = mask * lam
+            out = -self._second_pullback(theta, dtheta, self.element_products(masked, g))
+            if not fixed_load:
+                out = out + np.asarray(f.vjp_jvp(theta, masked, dtheta), dtype=np.float64)
+            return out
+
+        return RightHandSide(value, vjp=vjp, jvp=jvp,
+                             vjp_jvp=vjp_jvp if self.scaling.has_second else None)
 
     # -- value map callbacks -------------------------------------------------------------
     _fresh_values = True
@@ -191,11 +205,26 @@ class ElementOperator(AssembledOperator):
             x, lam = x * self._mask, lam * self._mask
         return self._pullback(theta, self.element_products(lam, x))
 
+    def _element_vjp_jvp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
+                         dtheta: np.ndarray) -> np.ndarray:
+        if self._mask is not None:
+            x, lam = x * self._mask, lam * self._mask
+        return self._second_pullback(theta, dtheta, self.element_products(lam, x))
+
     # -- helpers -------------------------------------------------------------------------
     def _pullback(self, theta: np.ndarray, products: np.ndarray) -> np.ndarray:
         """θ̄ from per-element ``∂/∂s_e`` values: ``Hᵀ (s'(ρ) ⊙ products)``."""
         _, _, ds = self._coefficients_at(theta)
-        rho_bar = ds * products
+        return self._map_transpose(ds * products)
+
+    def _second_pullback(self, theta: np.ndarray, dtheta: np.ndarray,
+                         products: np.ndarray) -> np.ndarray:
+        """The derivative of :meth:`_pullback` along dθ: ``Hᵀ (s''(ρ) ⊙ H dθ ⊙ products)``."""
+        rho = self._coefficients_at(theta)[0]
+        d2s = self.scaling.second_derivative(rho)
+        return self._map_transpose(d2s * self._apply_map(dtheta) * products)
+
+    def _map_transpose(self, rho_bar: np.ndarray) -> np.ndarray:
         if self.parameter_map is None:
             return rho_bar
         return np.asarray(self.parameter_map.T @ rho_bar, dtype=np.float64).ravel()
@@ -243,8 +272,10 @@ def element_operator(element_matrices: Any, connectivity: Any, n_dofs: int, *,
         elasticity with k = 8: ``[2 n₀, 2 n₀ + 1, 2 n₁, …]``).
     n_dofs : int
         N. Every dof must belong to an element or be a Dirichlet dof.
-    scaling : {"linear", "exp", "simp"}, Scaling, ``(s, ds)`` or callable ``rho -> (s, ds)``
-        The law s. ``"simp"`` is ``ε + (1 − ε) ρᵖ``; ``"exp"`` is ``exp(ρ)``.
+    scaling : {"linear", "exp", "simp"}, Scaling, ``(s, ds)``, ``(s, ds, d2s)`` or callable
+        ``rho -> (s, ds)``. The law s. ``"simp"`` is ``ε + (1 − ε) ρᵖ``; ``"exp"`` is
+        ``exp(ρ)``. The operator's ``vjp_jvp`` (Hessian-vector products) needs s'', known
+        for the named laws: give a user law as a triple ``(s, ds, d2s)``.
     simp_penalty, simp_eps : float
         The penalty p and the floor ε of ``"simp"``.
     dirichlet_dofs : int array or bool mask (N,), optional

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import refuse_complex
+from ..errors import MissingCallbackError
 
 __all__ = ["Scaling", "linear", "exponential", "simp", "as_scaling"]
 
@@ -17,7 +18,7 @@ Law = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Scaling:
-    """An elementwise law ``s(θ)`` and its derivative ``s'(θ)``.
+    """An elementwise law ``s(θ)`` and its first (and second) derivatives.
 
     Parameters
     ----------
@@ -29,19 +30,46 @@ class Scaling:
         For messages and reports.
     joint : callable ``theta -> (s(theta), s'(theta))``, optional
         Used by :meth:`both` when computing the two together is cheaper.
+    second : callable ``theta -> s''(theta)``, optional
+        The second derivative, elementwise; needed for Hessian-vector products only.
 
     Examples
     --------
     >>> import numpy as np
-    >>> law = Scaling(np.square, lambda th: 2 * th, "square")
+    >>> law = Scaling(np.square, lambda th: 2 * th, "square", second=lambda th: 0 * th + 2)
     >>> law(np.array([3.0])), law.derivative(np.array([3.0]))
     (array([9.]), array([6.]))
+    >>> law.second_derivative(np.array([3.0]))
+    array([2.])
     """
 
     value: Law
     derivative: Law
     name: str = "custom"
     joint: Callable[[np.ndarray], tuple[Any, Any]] | None = None
+    second: Law | None = None
+
+    @property
+    def has_second(self) -> bool:
+        """True when the second derivative is known."""
+        return self.second is not None
+
+    def second_derivative(self, theta: np.ndarray) -> np.ndarray:
+        """``s''(θ)`` as a float64 array of θ's shape, checked."""
+        if self.second is None:
+            raise MissingCallbackError(
+                f"scaling {self.name!r} has no second derivative: Hessian-vector products "
+                "need s''; give Scaling(..., second=...) or a triple (s, ds, d2s)")
+        theta = np.asarray(theta, dtype=np.float64)
+        raw = self.second(theta)
+        refuse_complex(raw, f"scaling {self.name!r} second", callback=True)
+        out = np.asarray(raw, dtype=np.float64)
+        if out.ndim == 0:  # a constant s'' (e.g. a quadratic law)
+            out = np.full(theta.shape, float(out))
+        if out.shape != theta.shape:
+            raise ValueError(f"scaling {self.name!r}: second returned shape {out.shape} "
+                             f"for θ of shape {theta.shape} (it must act elementwise)")
+        return out
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         """s(θ), elementwise."""
@@ -73,7 +101,8 @@ def linear() -> Scaling:
     array([1., 1.])
     """
     return Scaling(lambda th: np.array(th, dtype=np.float64, copy=True),
-                   lambda th: np.ones_like(th, dtype=np.float64), "linear")
+                   lambda th: np.ones_like(th, dtype=np.float64), "linear",
+                   second=lambda th: np.zeros_like(th, dtype=np.float64))
 
 
 def exponential() -> Scaling:
@@ -85,7 +114,7 @@ def exponential() -> Scaling:
     >>> exponential()(np.array([0.0, np.log(2.0)]))
     array([1., 2.])
     """
-    return Scaling(np.exp, np.exp, "exp")
+    return Scaling(np.exp, np.exp, "exp", second=np.exp)
 
 
 def simp(penalty: float = 3.0, eps: float = 1e-9) -> Scaling:
@@ -112,7 +141,12 @@ def simp(penalty: float = 3.0, eps: float = 1e-9) -> Scaling:
     def derivative(th: np.ndarray) -> np.ndarray:
         return p * (1.0 - e) * np.power(th, p - 1.0)
 
-    return Scaling(value, derivative, f"simp(p={p:g}, eps={e:g})")
+    def second(th: np.ndarray) -> np.ndarray:
+        if p == 1.0:
+            return np.zeros_like(th, dtype=np.float64)
+        return p * (p - 1.0) * (1.0 - e) * np.power(th, p - 2.0)
+
+    return Scaling(value, derivative, f"simp(p={p:g}, eps={e:g})", second=second)
 
 
 def as_scaling(spec: Any, *, simp_penalty: float = 3.0, simp_eps: float = 1e-9) -> Scaling:
@@ -120,7 +154,9 @@ def as_scaling(spec: Any, *, simp_penalty: float = 3.0, simp_eps: float = 1e-9) 
 
     Parameters
     ----------
-    spec : {"linear", "exp", "simp"}, Scaling, ``(s, ds)`` or callable ``theta -> (s, ds)``
+    spec : {"linear", "exp", "simp"}, Scaling, ``(s, ds)``, ``(s, ds, d2s)`` or callable
+        ``theta -> (s, ds)``. Hessian-vector products need the second derivative ``d2s``
+        (known for the named laws; give the triple, or a :class:`Scaling` with ``second``).
     simp_penalty, simp_eps : float
         Used by ``"simp"``.
 
@@ -132,6 +168,8 @@ def as_scaling(spec: Any, *, simp_penalty: float = 3.0, simp_eps: float = 1e-9) 
     >>> law = as_scaling(lambda th: (th**2, 2 * th))
     >>> law.derivative(np.array([3.0]))
     array([6.])
+    >>> law.has_second, as_scaling((np.square, lambda th: 2 * th, lambda th: 2 + 0 * th)).has_second
+    (False, True)
     """
     if isinstance(spec, Scaling):
         return spec
@@ -142,8 +180,8 @@ def as_scaling(spec: Any, *, simp_penalty: float = 3.0, simp_eps: float = 1e-9) 
             raise ValueError(f"scaling must be one of {sorted(named)}, a Scaling, a pair "
                              f"(s, ds) or a callable returning (s, ds); got {spec!r}")
         return named[spec]()
-    if isinstance(spec, tuple | list) and len(spec) == 2 and all(map(callable, spec)):
-        return Scaling(spec[0], spec[1])
+    if isinstance(spec, tuple | list) and len(spec) in (2, 3) and all(map(callable, spec)):
+        return Scaling(spec[0], spec[1], second=spec[2] if len(spec) == 3 else None)
     if callable(spec):
         def value(th: np.ndarray) -> np.ndarray:
             return _pair(spec, th)[0]
@@ -152,8 +190,8 @@ def as_scaling(spec: Any, *, simp_penalty: float = 3.0, simp_eps: float = 1e-9) 
             return _pair(spec, th)[1]
 
         return Scaling(value, derivative, joint=spec)
-    raise TypeError(f"scaling: expected a name, a Scaling, a pair of callables (s, ds) or a "
-                    f"callable theta -> (s, ds), got {type(spec).__name__}")
+    raise TypeError(f"scaling: expected a name, a Scaling, callables (s, ds) or (s, ds, d2s) "
+                    f"or a callable theta -> (s, ds), got {type(spec).__name__}")
 
 
 def _pair(fn: Callable[[np.ndarray], Any], theta: np.ndarray) -> tuple[Any, Any]:

@@ -5,6 +5,10 @@ On the face between cells ``l`` and ``r`` along axis ``a`` (spacing ``h``) the f
 conductivities over the centre-to-centre distance, divided by the cell width. On a boundary face
 the Dirichlet value 0 sits half a cell away, so ``T = 2 k / h²``. With ``k = s·exp(θ)``:
 ``∂T/∂θ_l = T k_r / (k_l + k_r)``, ``∂T/∂θ_r = T k_l / (k_l + k_r)``, ``∂T_boundary/∂θ = T``.
+
+Second order: with the weights ``w_l = k_r / (k_l + k_r)`` and ``w_r = 1 − w_l``,
+``dT = T (w_l dθ_l + w_r dθ_r)`` and ``dw_l = w_l w_r (dθ_r − dθ_l)``, so the derivative of
+``∂T/∂θ_l = T w_l`` along dθ is ``dT w_l + T dw_l`` (and ``dT w_r − T dw_l`` for θ_r).
 """
 
 from __future__ import annotations
@@ -76,6 +80,27 @@ class HarmonicDiffusion:
             grad[first] += self.low[a] * U[first] * L[first]
             grad[last] += self.high[a] * U[last] * L[last]
         return grad.reshape(-1)
+
+    def vjp_jvp_cells(self, x: np.ndarray, lam: np.ndarray, dlog_k: np.ndarray) -> np.ndarray:
+        """The derivative of :meth:`vjp_cells` along ``dlog_k`` at fixed x and λ, flat."""
+        ndim = len(self.shape)
+        U = np.asarray(x).reshape(self.shape)
+        L = np.asarray(lam).reshape(self.shape)
+        D = np.asarray(dlog_k).reshape(self.shape)
+        out = np.zeros(self.shape)
+        for a in range(ndim):
+            left, right = interior_slices(ndim, a)
+            first, last = boundary_slices(ndim, a)
+            wl = self.weight_left[a]
+            wr = 1.0 - wl
+            products = (U[left] - U[right]) * (L[left] - L[right])
+            dT = self.T[a] * (wl * D[left] + wr * D[right])
+            T_dwl = self.T[a] * wl * wr * (D[right] - D[left])
+            out[left] += products * (dT * wl + T_dwl)
+            out[right] += products * (dT * wr - T_dwl)
+            out[first] += self.low[a] * D[first] * U[first] * L[first]
+            out[last] += self.high[a] * D[last] * U[last] * L[last]
+        return out.reshape(-1)
 
     def jvp_stencil(self, dlog_k: np.ndarray) -> FluxStencil:
         """The symmetric stencil ``Σ_c (∂A/∂θ_c) dθ_c``."""

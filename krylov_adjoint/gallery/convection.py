@@ -70,6 +70,9 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
     Returns
     -------
     ModelProblem
+        With the second-order callbacks: the operator's ``vjp_jvp`` and ``jvp_transpose``
+        (equal to ``jvp``: only the symmetric diffusion depends on θ) and a zero rhs
+        ``vjp_jvp`` (b is linear in θ).
 
     Examples
     --------
@@ -126,6 +129,11 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
         diffusion = coefficients(theta)[0]
         return diffusion.jvp_stencil(np.asarray(dtheta)[:n]).apply(x)
 
+    def vjp_jvp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
+                dtheta: np.ndarray) -> np.ndarray:
+        per_cell = coefficients(theta)[0].vjp_jvp_cells(x, lam, np.asarray(dtheta)[:n])
+        return np.concatenate([per_cell, np.zeros(n)]) if has_source else per_cell
+
     def assemble(theta: np.ndarray) -> sp.csr_matrix:
         return coefficients(theta)[1].assemble()
 
@@ -136,9 +144,11 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
             [sp.csr_matrix((n, n)) for _ in range(n_params - n)]
 
     if has_diffusivity:
+        # Only the (symmetric) diffusion depends on θ: jvp is its own transpose.
         operator = ParametricOperator(matvec, n=n, rmatvec=rmatvec, vjp=vjp, jvp=jvp,
                                       structure="general", assemble=assemble,
-                                      prepare=cached.prepare)
+                                      prepare=cached.prepare, vjp_jvp=vjp_jvp,
+                                      jvp_transpose=jvp)
     else:
         operator = ParametricOperator(matvec, n=n, rmatvec=rmatvec, structure="general",
                                       assemble=assemble, depends_on_theta=False)
@@ -165,7 +175,8 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
     if has_source:
         rhs = RightHandSide(lambda th: np.array(th[n_params - n:]),
                             vjp=lambda th, lam: _embed(lam, n_params),
-                            jvp=lambda th, dth: np.array(dth[n_params - n:]))
+                            jvp=lambda th, dth: np.array(dth[n_params - n:]),
+                            vjp_jvp=lambda th, lam, dth: np.zeros(n_params))
     else:
         rhs = RightHandSide(f_true)
 

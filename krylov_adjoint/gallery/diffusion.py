@@ -48,7 +48,9 @@ def diffusion_2d(nx: int, ny: int | None = None, *, block: int | tuple[int, int]
     Returns
     -------
     ModelProblem
-        SPD, b independent of θ (``rhs_derivative`` is None).
+        SPD, b independent of θ (``rhs_derivative`` is None). The operator has the
+        second-order callbacks ``vjp_jvp`` and ``jvp_transpose`` (equal to ``jvp``: every
+        ∂A/∂θ_k is symmetric).
 
     Notes
     -----
@@ -130,6 +132,10 @@ def _diffusion(shape: tuple[int, ...], family: str, block: int | tuple[int, ...]
     def jvp(theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
         return coefficients(theta).jvp_stencil(blocks.expand(dtheta)).apply(x)
 
+    def vjp_jvp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
+                dtheta: np.ndarray) -> np.ndarray:
+        return blocks.reduce(coefficients(theta).vjp_jvp_cells(x, lam, blocks.expand(dtheta)))
+
     def assemble(theta: np.ndarray) -> sp.csr_matrix:
         return coefficients(theta).stencil.assemble()
 
@@ -138,8 +144,10 @@ def _diffusion(shape: tuple[int, ...], family: str, block: int | tuple[int, ...]
         entries = coefficients_at(theta).derivative_entries(blocks.index)
         return matrices_from_entries(n, n_params, *entries)
 
+    # ∂A/∂θ·dθ is a symmetric stencil: jvp is its own transpose.
     operator = ParametricOperator(matvec, n=n, vjp=vjp, jvp=jvp, structure="spd",
-                                  assemble=assemble, prepare=coefficients.prepare)
+                                  assemble=assemble, prepare=coefficients.prepare,
+                                  vjp_jvp=vjp_jvp, jvp_transpose=jvp)
     theta_true = blocks.average(log_conductivity_field(shape))
     theta = theta_true + 0.25 * np.random.default_rng(seed).standard_normal(n_params)
     truth = coefficients_at(theta_true).stencil

@@ -50,7 +50,8 @@ def heat_1d(n: int, *, dt: float = 1e-3, diffusivity: str = "scalar",
     Returns
     -------
     ModelProblem
-        ``grid == (n,)``; ``rhs_derivative`` is None (b does not depend on θ).
+        ``grid == (n,)``; ``rhs_derivative`` is None (b does not depend on θ). The operator
+        has ``vjp_jvp`` and ``jvp_transpose`` (equal to ``jvp``) for Hessian-vector products.
 
     Examples
     --------
@@ -90,6 +91,13 @@ def heat_1d(n: int, *, dt: float = 1e-3, diffusivity: str = "scalar",
         dT = transmissibility(theta) * np.asarray(dtheta)[cell_param]
         return stiffness(dT).apply(x)
 
+    def vjp_jvp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
+                dtheta: np.ndarray) -> np.ndarray:
+        jumps_x = np.diff(np.asarray(x), prepend=0.0, append=0.0)
+        jumps_lam = np.diff(np.asarray(lam), prepend=0.0, append=0.0)
+        dT = transmissibility(theta) * np.asarray(dtheta)[cell_param]
+        return np.bincount(cell_param, weights=dT * jumps_x * jumps_lam, minlength=n_params)
+
     def assemble(theta: np.ndarray) -> sp.csr_matrix:
         return matrix(theta).assemble()
 
@@ -104,8 +112,10 @@ def heat_1d(n: int, *, dt: float = 1e-3, diffusivity: str = "scalar",
         values = np.concatenate([inner, inner, -inner, -inner, T[:1], T[-1:]])
         return matrices_from_entries(n, n_params, params, rows, cols, values)
 
+    # ∂K/∂θ·dθ is a symmetric stencil: jvp is its own transpose.
     operator = ParametricOperator(matvec, n=n, vjp=vjp, jvp=jvp, structure="spd",
-                                  assemble=assemble, prepare=matrix.prepare)
+                                  assemble=assemble, prepare=matrix.prepare,
+                                  vjp_jvp=vjp_jvp, jvp_transpose=jvp)
     nodes = np.arange(1, n + 1) * h
     if initial is None:
         u0 = np.sin(np.pi * nodes) + np.exp(-((nodes - 0.3) ** 2) / (2 * 0.05**2))

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._checks import real_array, refuse_complex
+from ..errors import MissingCallbackError
 
 __all__ = ["Objective", "LinearFunctional", "LeastSquaresMisfit", "Tikhonov"]
 
@@ -22,6 +23,21 @@ class _Deprecated:
 
 
 _UNSET: Any = _Deprecated()
+
+SecondOrder = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+#: The second-order callbacks, with what each one computes (for the error messages).
+_SECOND_ORDER = {
+    "d2J_dx2": "∂²J/∂x²·v",
+    "d2J_dxdtheta": "∂/∂θ(∂J/∂x)·dθ",
+    "d2J_dthetadx": "∂/∂x(∂J/∂θ)·v",
+    "d2J_dtheta2": "∂/∂θ(∂J/∂θ)·dθ",
+}
+
+
+def _zero(theta: Any, x: Any, w: Any) -> None:
+    """A second-order term known to vanish identically (internal: the hess_* give None)."""
+    return None
 
 
 class Objective:
@@ -37,8 +53,15 @@ class Objective:
         Its partial derivative in the state.
     dJ_dtheta : callable ``(theta, x) -> ∂J/∂θ``, shape (P,), optional
         Its partial derivative in the parameters; omit when J does not depend on θ explicitly.
+    d2J_dx2 : callable ``(theta, x, v) -> ∂²J/∂x²·v``, shape (N,), optional
+    d2J_dxdtheta : callable ``(theta, x, dtheta) -> ∂/∂θ(∂J/∂x)·dtheta``, shape (N,), optional
+    d2J_dthetadx : callable ``(theta, x, v) -> ∂/∂x(∂J/∂θ)·v``, shape (P,), optional
+    d2J_dtheta2 : callable ``(theta, x, dtheta) -> ∂/∂θ(∂J/∂θ)·dtheta``, shape (P,), optional
+        The second derivatives, needed for Hessian-vector products (Gauss–Newton products
+        need ``d2J_dx2`` only). The last three are never needed, and never called, when
+        ``dJ_dtheta`` is omitted: they vanish identically then.
 
-    The three are keyword-only. The former form ``Objective(value, grad_x, grad_theta)``,
+    All are keyword-only. The former form ``Objective(value, grad_x, grad_theta)``,
     positional or by those names, with callbacks taking ``(x, theta)``, still works but emits a
     :class:`DeprecationWarning`; the new names are new so that old code cannot reach the θ-first
     form by accident (with P == N a swapped callback would pass every shape check). Giving names
@@ -56,17 +79,32 @@ class Objective:
     >>> J = Objective(J=lambda th, x: 0.5 * float(x @ x), dJ_dx=lambda th, x: x)
     >>> J.value(np.array([3.0, 4.0]), None)
     12.5
+    >>> J.missing_second_order
+    ('objective.d2J_dx2',)
+    >>> J = Objective(J=lambda th, x: 0.5 * float(x @ x), dJ_dx=lambda th, x: x,
+    ...               d2J_dx2=lambda th, x, v: v)
+    >>> J.hess_xx(np.zeros(2), None, np.array([1.0, 2.0])), J.hess_xtheta(np.zeros(2), None, None)
+    (array([1., 2.]), None)
     """
 
     def __init__(self, value: Any = _UNSET, grad_x: Any = _UNSET, grad_theta: Any = _UNSET, *,
                  J: Callable[[np.ndarray, np.ndarray], float] | None = None,
                  dJ_dx: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,  # noqa: N803
-                 dJ_dtheta: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # noqa: N803
+                 dJ_dtheta: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,  # noqa: N803
+                 d2J_dx2: SecondOrder | None = None,  # noqa: N803
+                 d2J_dxdtheta: SecondOrder | None = None,  # noqa: N803
+                 d2J_dthetadx: SecondOrder | None = None,  # noqa: N803
+                 d2J_dtheta2: SecondOrder | None = None  # noqa: N803
                  ) -> None:
         old = {k: v for k, v in (("value", value), ("grad_x", grad_x),
                                  ("grad_theta", grad_theta)) if v is not _UNSET}
+        second = {k: v for k, v in (("d2J_dx2", d2J_dx2), ("d2J_dxdtheta", d2J_dxdtheta),
+                                    ("d2J_dthetadx", d2J_dthetadx), ("d2J_dtheta2", d2J_dtheta2))
+                  if v is not None}
         new = {k: v for k, v in (("J", J), ("dJ_dx", dJ_dx), ("dJ_dtheta", dJ_dtheta))
-               if v is not None}
+               if v is not None} | second
+        #: The second-order callbacks given, by name (internal ones may return None: zero).
+        self._second: dict[str, SecondOrder] = {}
         if old and new:
             raise TypeError(
                 f"Objective: give either J=, dJ_dx=, dJ_dtheta= (callbacks (theta, x)) or the "
@@ -97,6 +135,7 @@ class Objective:
         self._J = J
         self._dJ_dx = dJ_dx
         self._dJ_dtheta = dJ_dtheta
+        self._second = second
 
     def value(self, x: np.ndarray, theta: np.ndarray) -> float:
         """J at (θ, x); internal, called by the library with ``(x, theta)``."""
@@ -111,6 +150,51 @@ class Objective:
         by the library with ``(x, theta)``."""
         return None if self._dJ_dtheta is None else self._dJ_dtheta(theta, x)
 
+    def hess_xx(self, x: np.ndarray, theta: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+        """∂²J/∂x²·v, or None when identically zero; internal, ``(x, theta)`` order."""
+        return self._second_order("d2J_dx2", x, theta, v)
+
+    def hess_xtheta(self, x: np.ndarray, theta: np.ndarray,
+                    dtheta: np.ndarray) -> np.ndarray | None:
+        """∂/∂θ(∂J/∂x)·dθ (shape (N,)), or None when identically zero; internal."""
+        return self._second_order("d2J_dxdtheta", x, theta, dtheta)
+
+    def hess_thetax(self, x: np.ndarray, theta: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+        """∂/∂x(∂J/∂θ)·v (shape (P,)), or None when identically zero; internal."""
+        return self._second_order("d2J_dthetadx", x, theta, v)
+
+    def hess_thetatheta(self, x: np.ndarray, theta: np.ndarray,
+                        dtheta: np.ndarray) -> np.ndarray | None:
+        """∂/∂θ(∂J/∂θ)·dθ (shape (P,)), or None when identically zero; internal."""
+        return self._second_order("d2J_dtheta2", x, theta, dtheta)
+
+    @property
+    def missing_second_order(self) -> tuple[str, ...]:
+        """The second-order callbacks missing for Hessian-vector products, e.g.
+        ``("objective.d2J_dx2",)``; empty when none is."""
+        return tuple(f"objective.{name}" for name in self._needed()
+                     if name not in self._second)
+
+    @property
+    def missing_gauss_newton(self) -> tuple[str, ...]:
+        """The callbacks missing for Gauss–Newton products (which need ``d2J_dx2`` only)."""
+        return () if "d2J_dx2" in self._second else ("objective.d2J_dx2",)
+
+    def _needed(self) -> tuple[str, ...]:
+        """The second-order terms that do not vanish for want of ∂J/∂θ."""
+        return tuple(_SECOND_ORDER) if self._dJ_dtheta is not None else ("d2J_dx2",)
+
+    def _second_order(self, name: str, x: np.ndarray, theta: np.ndarray,
+                      w: np.ndarray) -> np.ndarray | None:
+        if name not in self._needed():
+            return None
+        fn = self._second.get(name)
+        if fn is None:
+            raise MissingCallbackError(
+                f"objective.{name} was not supplied: the Hessian needs {_SECOND_ORDER[name]}. "
+                f"Pass Objective(..., {name}=...)")
+        return fn(theta, x, w)
+
     def __add__(self, other: Objective) -> Objective:
         if not isinstance(other, Objective):
             return NotImplemented
@@ -123,11 +207,32 @@ class Objective:
                 return None
             return parts[0] if len(parts) == 1 else np.asarray(parts[0]) + np.asarray(parts[1])
 
-        return Objective(
+        total = Objective(
             J=lambda th, x: first.value(x, th) + second.value(x, th),
             dJ_dx=lambda th, x: np.asarray(first.grad_x(x, th)) + np.asarray(second.grad_x(x, th)),
             dJ_dtheta=grad_theta,
         )
+        missing = {m.removeprefix("objective.")
+                   for m in first.missing_second_order + second.missing_second_order}
+        total._second = {name: _summed(getattr(Objective, method), first, second)
+                         for name, method in zip(_SECOND_ORDER, _HESS_METHODS, strict=True)
+                         if name not in missing}
+        return total
+
+
+_HESS_METHODS = ("hess_xx", "hess_xtheta", "hess_thetax", "hess_thetatheta")
+
+
+def _summed(method: Callable[..., Any], first: Objective, second: Objective) -> SecondOrder:
+    """The θ-first callback of a sum's second-order term: None + None = None."""
+
+    def term(th: np.ndarray, x: np.ndarray, w: np.ndarray) -> Any:
+        parts = [p for p in (method(first, x, th, w), method(second, x, th, w)) if p is not None]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else np.asarray(parts[0]) + np.asarray(parts[1])
+
+    return term
 
 
 def _check_callable(callbacks: dict[str, Any]) -> None:
@@ -163,6 +268,7 @@ class LinearFunctional(Objective):
         weights.flags.writeable = False
         self.c = weights
         super().__init__(J=lambda th, x: float(weights @ x), dJ_dx=lambda th, x: weights)
+        self._second = {"d2J_dx2": _zero}
 
 
 class LeastSquaresMisfit(Objective):
@@ -215,7 +321,13 @@ class LeastSquaresMisfit(Objective):
                 r = w * r
             return r if obsT is None else obsT @ r
 
-        super().__init__(J=value, dJ_dx=grad_x)
+        def hess_xx(th: Any, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+            r = v if obs is None else obs @ v
+            if w is not None:
+                r = w * r
+            return r if obsT is None else obsT @ r
+
+        super().__init__(J=value, dJ_dx=grad_x, d2J_dx2=hess_xx)
 
 
 class Tikhonov(Objective):
@@ -265,4 +377,10 @@ class Tikhonov(Objective):
             r = apply_l(shifted(th))
             return self.alpha * (r if regT is None else regT @ r)
 
+        def hess_thetatheta(th: np.ndarray, x: Any, dth: np.ndarray) -> np.ndarray:
+            r = apply_l(dth)
+            return self.alpha * (r if regT is None else regT @ r)
+
         super().__init__(J=value, dJ_dx=lambda th, x: np.zeros_like(x), dJ_dtheta=grad_theta)
+        self._second = {"d2J_dx2": _zero, "d2J_dxdtheta": _zero, "d2J_dthetadx": _zero,
+                        "d2J_dtheta2": hess_thetatheta}

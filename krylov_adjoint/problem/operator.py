@@ -18,6 +18,8 @@ __all__ = ["ParametricOperator"]
 Matvec = Callable[[np.ndarray, np.ndarray], np.ndarray]
 OperatorVJP = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 OperatorJVP = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+OperatorVJPJVP = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+OperatorJVPTranspose = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 Assemble = Callable[[np.ndarray], Any]
 
 
@@ -61,6 +63,8 @@ class OperatorCallbacks:
     _rmatvec: Matvec
     _vjp: OperatorVJP | None
     _jvp: OperatorJVP | None
+    _vjp_jvp: OperatorVJPJVP | None = None
+    _jvp_transpose: OperatorJVPTranspose | None = None
     _assemble: Assemble | None
     _prepare: Callable[[np.ndarray], Any] | None
     #: The bound problem whose θ was prepared last (``prepare`` runs again on a change).
@@ -86,6 +90,57 @@ class OperatorCallbacks:
             raise MissingCallbackError(
                 "operator.jvp was not supplied: forward mode needs (∂A/∂θ·dθ)x")
         return self._jvp(theta, x, dtheta)
+
+    def vjp_jvp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
+                dtheta: np.ndarray) -> np.ndarray | None:
+        """``∂/∂θ[lamᵀ(∂A/∂θ)x]·dtheta`` at fixed x and λ; None for a constant operator."""
+        if not self.depends_on_theta:
+            return None
+        if self._vjp_jvp is None:
+            raise MissingCallbackError(
+                "operator.vjp_jvp was not supplied: the full Hessian needs "
+                "∂/∂θ[λᵀ(∂A/∂θ)x]·dθ; gauss_newton_vector_product works without it")
+        return self._vjp_jvp(theta, x, lam, dtheta)
+
+    def jvp_transpose(self, theta: np.ndarray, y: np.ndarray,
+                      dtheta: np.ndarray) -> np.ndarray | None:
+        """``(∂A/∂θ·dtheta)ᵀ y``; None for a constant operator.
+
+        Without a ``jvp_transpose`` callback, ``jvp`` stands in for an operator declared
+        symmetric (then every ∂A/∂θ·dθ is symmetric too).
+        """
+        if not self.depends_on_theta:
+            return None
+        if self._jvp_transpose is not None:
+            return self._jvp_transpose(theta, y, dtheta)
+        if self.structure.is_symmetric and self._jvp is not None:
+            return self._jvp(theta, y, dtheta)
+        raise MissingCallbackError(
+            "operator.jvp_transpose was not supplied: the full Hessian needs (∂A/∂θ·dθ)ᵀy "
+            "(operator.jvp stands in for it when the operator is declared symmetric); "
+            "gauss_newton_vector_product works without it")
+
+    @property
+    def missing_second_order(self) -> tuple[str, ...]:
+        """The callbacks missing for full Hessian-vector products (empty when none are).
+
+        The full Hessian needs ``jvp`` (the tangent solve), ``vjp_jvp`` and
+        ``jvp_transpose`` (``jvp`` stands in for it when declared symmetric).
+        """
+        if not self.depends_on_theta:
+            return ()
+        missing = list(self.missing_gauss_newton)
+        if self._vjp_jvp is None:
+            missing.append("operator.vjp_jvp")
+        if self._jvp_transpose is None and not (self.structure.is_symmetric
+                                                and self._jvp is not None):
+            missing.append("operator.jvp_transpose")
+        return tuple(missing)
+
+    @property
+    def missing_gauss_newton(self) -> tuple[str, ...]:
+        """The callbacks missing for Gauss–Newton products: ``("operator.jvp",)`` or ``()``."""
+        return () if self.has_jvp else ("operator.jvp",)
 
     def prepare(self, theta: np.ndarray) -> None:
         """The user's ``prepare(theta)`` hook (nothing without one)."""
@@ -144,6 +199,13 @@ class ParametricOperator(OperatorCallbacks):
     prepare : callable ``theta -> None``, optional
         Called once per new θ, before the other callbacks at that θ: compute θ-dependent
         coefficients there once instead of in every ``matvec``.
+    vjp_jvp : callable ``(theta, x, lam, dtheta) -> ∂/∂θ[lamᵀ(∂A/∂θ)x]·dtheta``, optional
+        The derivative of ``vjp`` in θ along dθ at fixed x and λ, shape (P,). Needed (with
+        ``jvp`` and ``jvp_transpose``) for full Hessian-vector products; Gauss–Newton
+        products need only ``jvp``.
+    jvp_transpose : callable ``(theta, y, dtheta) -> (∂A/∂θ · dtheta)ᵀ y``, shape (N,), optional
+        The transpose of the linear map x ↦ ``jvp(theta, x, dtheta)``. Defaults to ``jvp``
+        when ``structure`` is ``"symmetric"`` or ``"spd"``.
 
     Examples
     --------
@@ -155,23 +217,41 @@ class ParametricOperator(OperatorCallbacks):
     ...     vjp=lambda th, x, lam: lam * x, jvp=lambda th, x, dth: dth * x)
     >>> op.matvec(np.array([1.0, 2.0, 3.0]), np.ones(3))
     array([1., 2., 3.])
+
+    Here ∂A/∂θ does not depend on θ, so ``vjp_jvp`` is zero; ``jvp`` stands in for
+    ``jvp_transpose`` (declared spd):
+
+    >>> op.missing_second_order
+    ('operator.vjp_jvp',)
+    >>> op2 = ParametricOperator(
+    ...     matvec=lambda th, x: th * x, n=3, structure="spd",
+    ...     vjp=lambda th, x, lam: lam * x, jvp=lambda th, x, dth: dth * x,
+    ...     vjp_jvp=lambda th, x, lam, dth: np.zeros_like(th))
+    >>> op2.missing_second_order
+    ()
+    >>> op2.jvp_transpose(np.ones(3), np.array([1.0, 2.0, 3.0]), np.ones(3))
+    array([1., 2., 3.])
     """
 
     def __init__(self, matvec: Matvec, *, n: int, rmatvec: Matvec | None = None,
                  vjp: OperatorVJP | None = None, jvp: OperatorJVP | None = None,
                  structure: str | Structure = "general", assemble: Assemble | None = None,
                  prepare: Callable[[np.ndarray], Any] | None = None,
-                 depends_on_theta: bool = True) -> None:
+                 depends_on_theta: bool = True, vjp_jvp: OperatorVJPJVP | None = None,
+                 jvp_transpose: OperatorJVPTranspose | None = None) -> None:
         self.structure = Structure.coerce(structure)
         rmatvec = check_operator_callbacks(
             self.structure, matvec, rmatvec, vjp, depends_on_theta,
-            {"jvp": jvp, "assemble": assemble, "prepare": prepare},
+            {"jvp": jvp, "assemble": assemble, "prepare": prepare, "vjp_jvp": vjp_jvp,
+             "jvp_transpose": jvp_transpose},
             constant_hint="use ParametricOperator.constant(A)")
         self.n = as_size(n, "n", minimum=1)
         self._matvec = matvec
         self._rmatvec = rmatvec
         self._vjp = vjp
         self._jvp = jvp
+        self._vjp_jvp = vjp_jvp
+        self._jvp_transpose = jvp_transpose
         self._assemble = assemble
         self._prepare = prepare
         self.depends_on_theta = depends_on_theta

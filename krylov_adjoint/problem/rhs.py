@@ -23,6 +23,9 @@ class RightHandSide:
         Required when ``value`` is callable.
     jvp : callable ``(theta, dtheta) -> (∂b/∂θ) dtheta``, shape (N,), optional
         Enables forward mode.
+    vjp_jvp : callable ``(theta, lam, dtheta) -> ∂/∂θ[lamᵀ∂b/∂θ]·dtheta``, shape (P,), optional
+        The derivative of ``vjp`` in θ along dθ at fixed λ; needed for full Hessian-vector
+        products when b depends on θ (zero when b is affine in θ).
 
     Examples
     --------
@@ -33,13 +36,17 @@ class RightHandSide:
     ...                     jvp=lambda th, dth: dth.copy())
     >>> rhs.depends_on_theta
     True
+    >>> rhs.missing_second_order
+    ('rhs.vjp_jvp',)
     >>> RightHandSide(np.ones(3)).value(None)
     array([1., 1., 1.])
     """
 
     def __init__(self, value: np.ndarray | Callable[[np.ndarray], np.ndarray], *,
                  vjp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                 jvp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> None:
+                 jvp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                 vjp_jvp: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+                 ) -> None:
         if callable(value):
             if vjp is None:
                 raise ValueError(
@@ -55,11 +62,12 @@ class RightHandSide:
             fixed.flags.writeable = False
             self._fixed = fixed
             self._value = None
-        for label, fn in (("vjp", vjp), ("jvp", jvp)):
+        for label, fn in (("vjp", vjp), ("jvp", jvp), ("vjp_jvp", vjp_jvp)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"rhs {label} must be callable, got {type(fn).__name__}")
         self._vjp = vjp
         self._jvp = jvp
+        self._vjp_jvp = vjp_jvp
 
     @property
     def depends_on_theta(self) -> bool:
@@ -88,3 +96,27 @@ class RightHandSide:
         if self._jvp is None:
             raise MissingCallbackError("rhs.jvp was not supplied: forward mode needs (∂b/∂θ)dθ")
         return self._jvp(theta, dtheta)
+
+    def vjp_jvp(self, theta: np.ndarray, lam: np.ndarray,
+                dtheta: np.ndarray) -> np.ndarray | None:
+        """∂/∂θ[λᵀ∂b/∂θ]·dθ at fixed λ, or None for a fixed b."""
+        if self._fixed is not None:
+            return None
+        if self._vjp_jvp is None:
+            raise MissingCallbackError(
+                "rhs.vjp_jvp was not supplied: the full Hessian needs ∂/∂θ[λᵀ∂b/∂θ]·dθ "
+                "(zero when b is affine in θ); gauss_newton_vector_product works without it")
+        return self._vjp_jvp(theta, lam, dtheta)
+
+    @property
+    def missing_second_order(self) -> tuple[str, ...]:
+        """The callbacks missing for full Hessian-vector products (empty when none are)."""
+        if self._fixed is not None:
+            return ()
+        missing = () if self._jvp is not None else ("rhs.jvp",)
+        return missing + (() if self._vjp_jvp is not None else ("rhs.vjp_jvp",))
+
+    @property
+    def missing_gauss_newton(self) -> tuple[str, ...]:
+        """The callbacks missing for Gauss–Newton products: ``("rhs.jvp",)`` or ``()``."""
+        return () if self.has_jvp else ("rhs.jvp",)

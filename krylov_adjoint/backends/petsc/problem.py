@@ -78,6 +78,12 @@ class DistributedOperator(OperatorCallbacks):
         calls of such a callback can still deadlock; prefer ``"arrays"`` with a halo.
     depends_on_theta : bool
         False for an operator independent of θ (no ``vjp`` needed).
+    vjp_jvp : callable ``(theta, x, lam, dtheta) -> ∂/∂θ[lamᵀ(∂A/∂θ)x]·dθ``, optional
+        This rank's owned entries, like ``vjp``; for Hessian-vector products.
+    jvp_transpose : callable ``(theta, y, dtheta) -> (∂A/∂θ·dθ)ᵀy``, optional
+        This rank's rows, like ``jvp``; defaults to ``jvp`` when declared symmetric. These two
+        are array callbacks only: with ``interface="vecs"`` they are refused
+        (:class:`ValueError`).
 
     Examples
     --------
@@ -99,17 +105,23 @@ class DistributedOperator(OperatorCallbacks):
                  assemble: Callable[..., Any] | None = None,
                  prepare: Callable[..., Any] | None = None, halo: Halo | None = None,
                  theta_halo: Halo | None = None, interface: str = ARRAYS,
-                 depends_on_theta: bool = True) -> None:
+                 depends_on_theta: bool = True, vjp_jvp: Callable[..., Any] | None = None,
+                 jvp_transpose: Callable[..., Any] | None = None) -> None:
         self.structure = Structure.coerce(structure)
         if interface not in (ARRAYS, VECS):
             raise ValueError(f"interface must be 'arrays' or 'vecs', got {interface!r}")
+        if interface == VECS and (vjp_jvp is not None or jvp_transpose is not None):
+            raise ValueError("vjp_jvp and jvp_transpose are array callbacks only: pass them "
+                             "with interface='arrays' (and a halo for ghosted inputs)")
         rmatvec = check_operator_callbacks(
             self.structure, matvec, rmatvec, vjp, depends_on_theta,
-            {"jvp": jvp, "assemble": assemble, "prepare": prepare},
+            {"jvp": jvp, "assemble": assemble, "prepare": prepare, "vjp_jvp": vjp_jvp,
+             "jvp_transpose": jvp_transpose},
             constant_hint="pass depends_on_theta=False")
         self.layout = layout if layout is not None else Layout.create(n, n_local, comm=comm,
                                                                       name="x")
         self._matvec, self._rmatvec, self._vjp, self._jvp = matvec, rmatvec, vjp, jvp
+        self._vjp_jvp, self._jvp_transpose = vjp_jvp, jvp_transpose
         self._assemble, self._prepare = assemble, prepare
         self.halo, self.theta_halo = halo, theta_halo
         self.interface = interface
