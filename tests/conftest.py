@@ -181,6 +181,15 @@ def dense_reference(model: gallery.ModelProblem, theta: np.ndarray) -> Reference
     return Reference(float(problem.objective.value(x, theta)), gradient, x)
 
 
+def dense_hessian_action(model: gallery.ModelProblem, theta: np.ndarray,
+                         dtheta: np.ndarray) -> np.ndarray:
+    """H·dθ as a central difference of the dense reference gradient along dθ."""
+    h = 1e-5 * max(1.0, float(np.abs(theta).max())) / float(np.abs(dtheta).max())
+    plus = dense_reference(model, theta + h * dtheta).gradient
+    minus = dense_reference(model, theta - h * dtheta).gradient
+    return (plus - minus) / (2 * h)
+
+
 def relative_error(a: Any, b: Any) -> float:
     """‖a − b‖ / ‖b‖."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -257,20 +266,31 @@ def distributed_problem(model: gallery.ModelProblem, *, structure: str | None = 
     def assemble(th: np.ndarray) -> Any:
         return op.assemble(theta_of(th)).tocsr()[xl.start:xl.stop]
 
+    def vjp_jvp(th: np.ndarray, x: np.ndarray, lam: np.ndarray, dth: np.ndarray) -> Any:
+        return rows(op.vjp_jvp(theta_of(th), whole(xl, x), whole(xl, lam), whole(tl, dth)), tl)
+
+    def jvp_transpose(th: np.ndarray, y: np.ndarray, dth: np.ndarray) -> Any:
+        return rows(op.jvp_transpose(theta_of(th), whole(xl, y), whole(tl, dth)))
+
     declared = structure or op.structure.value
     general = declared == "general"
+    second = op.depends_on_theta and not op.missing_second_order
     operator = DistributedOperator(
         matvec, layout=xl, rmatvec=rmatvec if general else None,
         vjp=vjp if op.depends_on_theta else None,
         jvp=jvp if (op.depends_on_theta and op.has_jvp) else None,
         structure=declared, assemble=assemble, prepare=prepare,
-        depends_on_theta=op.depends_on_theta)
+        depends_on_theta=op.depends_on_theta, vjp_jvp=vjp_jvp if second else None,
+        jvp_transpose=jvp_transpose if second else None)
 
     if rhs.depends_on_theta:
         b = ka.RightHandSide(
             lambda th: rows(rhs.value(whole(tl, th))),
             vjp=lambda th, lam: rows(rhs.vjp(whole(tl, th), whole(xl, lam)), tl),
-            jvp=lambda th, dth: rows(rhs.jvp(whole(tl, th), whole(tl, dth))))
+            jvp=lambda th, dth: rows(rhs.jvp(whole(tl, th), whole(tl, dth))),
+            vjp_jvp=None if rhs.missing_second_order else
+            lambda th, lam, dth: rows(rhs.vjp_jvp(whole(tl, th), whole(xl, lam),
+                                                  whole(tl, dth)), tl))
     else:
         b = rows(rhs.value(None))
 
@@ -278,10 +298,20 @@ def distributed_problem(model: gallery.ModelProblem, *, structure: str | None = 
         J = objective.value(whole(xl, x), whole(tl, th))
         return J if rank == 0 else 0.0
 
+    def second(method: Any, out: Any, direction: Any) -> Any:
+        """A second derivative of J on local arrays (None: identically zero)."""
+        def local(th: np.ndarray, x: np.ndarray, v: np.ndarray) -> Any:
+            return rows(method(whole(xl, x), whole(tl, th), whole(direction, v)), out)
+        return local
+
     J = ka.Objective(
         J=value,
         dJ_dx=lambda th, x: rows(objective.grad_x(whole(xl, x), whole(tl, th))),
-        dJ_dtheta=lambda th, x: rows(objective.grad_theta(whole(xl, x), whole(tl, th)), tl))
+        dJ_dtheta=lambda th, x: rows(objective.grad_theta(whole(xl, x), whole(tl, th)), tl),
+        d2J_dx2=second(objective.hess_xx, xl, xl),
+        d2J_dxdtheta=second(objective.hess_xtheta, xl, tl),
+        d2J_dthetadx=second(objective.hess_thetax, tl, xl),
+        d2J_dtheta2=second(objective.hess_thetatheta, tl, tl))
     return DistributedProblem(operator, b, J, theta_layout=tl)
 
 
@@ -332,6 +362,12 @@ class Run:
 
     def whole_gradient(self, result: Any) -> np.ndarray:
         return result.gradient if self.layout is None else result.gather_gradient(root=None)
+
+    def whole(self, local: np.ndarray, size: int) -> np.ndarray:
+        """The whole θ-like vector from this rank's part."""
+        if self.layout is None:
+            return np.asarray(local)
+        return self.layout.gather(np.ascontiguousarray(local, dtype=float), root=None)
 
     def close(self) -> None:
         if self.layout is not None:

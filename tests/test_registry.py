@@ -14,6 +14,7 @@ from conftest import (
     GRADIENT_RTOL,
     PROBLEMS,
     check_gradient,
+    dense_hessian_action,
     dense_reference,
     params,
     petsc_missing,
@@ -100,3 +101,29 @@ def test_declared_spd_but_nonsymmetric_operator_is_refused(backend):
     with run(kind, model, structure="spd", preconditioner="none") as r:
         with pytest.raises(ka.CallbackError, match="not symmetric"):
             r.solver.gradient(r.local(model.theta))
+
+
+@pytest.mark.parametrize("case", params(methods=["auto"], preconditioners=["amg"]))
+def test_hessian_vector_product_matches_dense_reference(case):
+    with run_case(case) as r:
+        model = r.model
+        v, w = np.random.default_rng(5).standard_normal((2, model.n_params))
+        theta = r.local(model.theta)
+        Hv, Hw = (r.whole(r.solver.hessian_vector_product(theta, np.array(r.local(d)))
+                          .product, model.n_params) for d in (v, w))
+        assert relative_error(Hv, dense_hessian_action(model, model.theta, v)) <= 1e-6
+        scale = np.linalg.norm(Hv) * np.linalg.norm(w) + np.linalg.norm(Hw) * np.linalg.norm(v)
+        assert abs(w @ Hv - v @ Hw) <= 1e-9 * scale  # symmetric
+
+
+@pytest.mark.parametrize("case", params(methods=["auto"], preconditioners=["amg"]))
+def test_gauss_newton_product_is_symmetric_positive_semidefinite(case):
+    with run_case(case) as r:
+        model = r.model
+        v, w = np.random.default_rng(6).standard_normal((2, model.n_params))
+        theta = r.local(model.theta)
+        Gv, Gw = (r.whole(r.solver.gauss_newton_vector_product(theta, np.array(r.local(d)))
+                          .product, model.n_params) for d in (v, w))
+        scale = np.linalg.norm(Gv) * np.linalg.norm(w) + np.linalg.norm(Gw) * np.linalg.norm(v)
+        assert abs(w @ Gv - v @ Gw) <= 1e-9 * scale
+        assert v @ Gv >= -1e-12 * np.linalg.norm(Gv) * np.linalg.norm(v)

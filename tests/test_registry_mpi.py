@@ -44,3 +44,13 @@ def test_preconditioner_reuse_and_directional_derivative(records):
 def test_declared_spd_but_nonsymmetric_operator_is_refused_on_every_rank(records):
     for r in records:
         assert r["refused"].startswith("CallbackError") and "not symmetric" in r["refused"], r
+
+
+def test_hessian_actions_match_the_dense_reference_and_the_serial_solver(records):
+    for name, r in records[0]["hessian"].items():
+        assert r["hessian_error"] <= GRADIENT_RTOL, (name, r)
+        assert r["hessian_vs_serial"] <= 1e-8, (name, r)
+        assert r["gauss_newton_vs_serial"] <= 1e-8, (name, r)
+    for other in records[1:]:  # the distributed numbers are global: every rank agrees
+        assert [r["hessian_error"] for r in other["hessian"].values()] == \
+            [r["hessian_error"] for r in records[0]["hessian"].values()]

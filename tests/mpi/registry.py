@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conftest import (  # noqa: E402
     PROBLEMS,
+    dense_hessian_action,
     dense_reference,
     mpi_cases,
     relative_error,
@@ -66,6 +67,22 @@ def reuse_and_tangent(name: str) -> dict:
         }
 
 
+def hessian_case(name: str) -> dict:
+    """H·dθ and the Gauss–Newton action against the dense reference and the serial solver."""
+    model = PROBLEMS[name].build()
+    v = np.random.default_rng(5).standard_normal(model.n_params)
+    with run("serial", model) as serial:
+        serial_hessian = serial.solver.hessian_vector_product(model.theta, v).product
+        serial_gauss_newton = serial.solver.gauss_newton_vector_product(model.theta, v).product
+    with run("petsc", model) as r:
+        theta, direction = r.local(model.theta), np.array(r.local(v))
+        H = r.whole(r.solver.hessian_vector_product(theta, direction).product, v.size)
+        G = r.whole(r.solver.gauss_newton_vector_product(theta, direction).product, v.size)
+    return {"hessian_error": relative_error(H, dense_hessian_action(model, model.theta, v)),
+            "hessian_vs_serial": relative_error(H, serial_hessian),
+            "gauss_newton_vs_serial": relative_error(G, serial_gauss_newton)}
+
+
 def refused() -> str:
     model = PROBLEMS["convection"].build()
     with run("petsc", model, structure="spd", preconditioner="none") as r:
@@ -87,6 +104,7 @@ def main() -> None:
             record["cases"][key] = {"error": f"{type(exc).__name__}: {exc}"}
     record["reuse"] = {name: reuse_and_tangent(name) for name in ("diffusion", "convection")}
     record["refused"] = refused()
+    record["hessian"] = {name: hessian_case(name) for name in PROBLEMS}
     emit(record)
 
 
