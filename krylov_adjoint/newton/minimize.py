@@ -137,7 +137,10 @@ def newton_cg(solver: SecondOrderSolver, theta0: Any, *, prior: Any = None,
     -----
     The first trial ``α = 1`` is evaluated with a gradient (J and g, 2 solves), since it is
     accepted in most iterations and its gradient is then the next one; the backtracks use
-    J alone (1 solve), and the accepted point then costs one more gradient.
+    J alone (1 solve), and the accepted point then costs one more gradient. The Hessian
+    actions at θ_k follow the gradient at θ_k, so a solver that keeps x and λ of its last
+    gradient (as :class:`~krylov_adjoint.AdjointSolver` does) spends two solves per action;
+    an action whose result says ``gradient_reused=False`` is counted with its extra gradient.
 
     Examples
     --------
@@ -208,7 +211,7 @@ def newton_cg(solver: SecondOrderSolver, theta0: Any, *, prior: Any = None,
                             "%.3e); taking the preconditioned steepest descent", k + 1, slope)
                 p = -np.asarray(precondition(g), dtype=np.float64)
                 slope = float(inner(g, p))
-            alpha, backtracks, J_new, g_new, accepted = _armijo(
+            alpha, backtracks, J_new, theta_new, g_new = _armijo(
                 solver, theta, p, J, slope, c_armijo, max_backtracks, counts)
             record = NewtonIteration(
                 iteration=k + 1, objective=J, gradient_norm=gnorm, hessian=kind, forcing=eta,
@@ -224,7 +227,7 @@ def newton_cg(solver: SecondOrderSolver, theta0: Any, *, prior: Any = None,
                      eta, cg.iterations, cg.reason, alpha, backtracks, counts.solves)
             if callback is not None:
                 callback(record)
-            if not accepted:
+            if g_new is None:
                 reason = "line_search_failed"
                 message = (
                     f"at iteration {k + 1} no step met the Armijo condition after "
@@ -232,8 +235,7 @@ def newton_cg(solver: SecondOrderSolver, theta0: Any, *, prior: Any = None,
                     f"against J(theta) = {J:.6e}, slope g'p = {slope:.3e}); the gradient or "
                     "the Hessian action may be inaccurate (tighten the solver's rtol)")
                 break
-            theta = theta + alpha * p
-            J, g = J_new, g_new
+            theta, J, g = theta_new, J_new, g_new
             gnorm = _norm(g, inner)
     except KrylovAdjointError as exc:
         _attach_history(exc, history, log)
@@ -281,7 +283,10 @@ def _hessian_action(solver: SecondOrderSolver, theta: np.ndarray, kind: str, cou
 
     def hessp(v: np.ndarray) -> np.ndarray:
         counts.hessian_actions += 1
-        product = np.asarray(act(theta, v).product, dtype=np.float64)
+        result = act(theta, v)
+        if not getattr(result, "gradient_reused", True):  # x and λ at θ were solved again
+            counts.gradients += 1
+        product = np.asarray(result.product, dtype=np.float64)
         if product.shape != theta.shape:
             raise CallbackError(f"solver.{name}", f"returned a product of shape "
                                 f"{product.shape} for theta of shape {theta.shape}")
@@ -292,22 +297,28 @@ def _hessian_action(solver: SecondOrderSolver, theta: np.ndarray, kind: str, cou
 
 def _armijo(solver: SecondOrderSolver, theta: np.ndarray, p: np.ndarray, J: float,
             slope: float, c: float, max_backtracks: int, counts: _Counts
-            ) -> tuple[float, int, float, np.ndarray | None, bool]:
-    """``(alpha, backtracks, J_new, g_new, accepted)``; g_new is None when not accepted."""
+            ) -> tuple[float, int, float, np.ndarray, np.ndarray | None]:
+    """``(alpha, backtracks, J_new, theta_new, g_new)``; g_new is None when no step passed.
+
+    ``theta_new`` is the very array the last gradient was evaluated at, kept as the next
+    iterate.
+    """
     alpha = 1.0
-    J_new, g_new = _gradient(solver, theta + p, counts)
+    trial = theta + p
+    J_new, g_new = _gradient(solver, trial, counts)
     backtracks = 0
     while not J_new <= J + c * alpha * slope:  # NaN fails too
         if backtracks == max_backtracks:
-            return alpha, backtracks, J_new, None, False
+            return alpha, backtracks, J_new, trial, None
         backtracks += 1
         alpha *= _SHRINK
-        J_new = float(solver.objective(theta + alpha * p))
+        trial = theta + alpha * p
+        J_new = float(solver.objective(trial))
         counts.objectives += 1
         g_new = None
     if g_new is None:
-        J_new, g_new = _gradient(solver, theta + alpha * p, counts)
-    return alpha, backtracks, J_new, g_new, True
+        J_new, g_new = _gradient(solver, trial, counts)
+    return alpha, backtracks, J_new, trial, g_new
 
 
 # -- inputs -------------------------------------------------------------------------------

@@ -99,7 +99,8 @@ class NewtonResult:
     history : tuple of NewtonIteration
         One frozen record per iteration.
     gradient_evaluations, hessian_actions, objective_evaluations : int
-        Totals (a gradient evaluation also gives J).
+        Totals (a gradient evaluation also gives J; a gradient a Hessian action had to
+        recompute, ``gradient_reused=False`` in its result, is counted too).
     solves : int
         Total linear solves: 2 per gradient, 2 per Hessian action, 1 per J-only evaluation.
     """
