@@ -345,6 +345,24 @@ def test_history_and_counts_of_solves_match_the_calls(caplog):
                                              "forcing", "solves"}
 
 
+@dataclass(frozen=True)
+class RecomputingProduct:
+    product: np.ndarray
+    gradient_reused: bool = False
+
+
+def test_a_hessian_action_that_solves_the_gradient_again_is_counted():
+    problem = DenseLeastSquares(12, noise=0.2)
+    real = problem.hessian_vector_product
+    problem.hessian_vector_product = (  # type: ignore[method-assign]
+        lambda th, v: RecomputingProduct(real(th, v).product))
+    res = newton_cg(problem, np.zeros(12), gtol=1e-8, gauss_newton_iterations=1)
+    newton_actions = problem.calls["hessian"]
+    assert newton_actions > 0
+    assert res.gradient_evaluations == problem.calls["gradient"] + newton_actions
+    assert res.solves == 2 * (res.gradient_evaluations + res.hessian_actions)
+
+
 def test_inputs_are_checked():
     problem = DenseLeastSquares(4)
     with pytest.raises(ka.InputError, match="gtol"):
