@@ -7,7 +7,8 @@ the number of parameters.
 :mod:`krylov_adjoint.adapters` (assembled matrices, affine and element operators,
 ``scipy.optimize``) is reached as ``krylov_adjoint.adapters``; it is imported on first use,
 since it loads ``scipy.optimize``. :mod:`krylov_adjoint.uq` (the low-rank Laplace
-approximation of the posterior) is reached as ``krylov_adjoint.uq``, also on first use.
+approximation of the posterior) and :mod:`krylov_adjoint.newton` (inexact Newton–CG on the
+solvers' Hessian actions) are reached the same way, also on first use.
 """
 
 import importlib
@@ -28,6 +29,7 @@ from .errors import KrylovAdjointError as KrylovAdjointError
 from .errors import MissingCallbackError as MissingCallbackError
 from .errors import MissingDependencyError as MissingDependencyError
 from .errors import NonFiniteError as NonFiniteError
+from .errors import OptimizationError as OptimizationError
 from .krylov import ConvergenceReason as ConvergenceReason
 from .krylov import SolveResult as SolveResult
 from .problem import AdjointProblem as AdjointProblem
@@ -43,19 +45,20 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdjointSolver", "GradientResult", "TangentResult", "HessianResult", "precond", "gallery",
-    "verify", "adapters", "uq",
+    "verify", "adapters", "uq", "newton",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
     "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",
     "KrylovAdjointError", "InputError", "CallbackError", "MissingCallbackError",
-    "NonFiniteError", "ConvergenceError", "MissingDependencyError", "krylov",
+    "NonFiniteError", "ConvergenceError", "OptimizationError", "MissingDependencyError",
+    "krylov",
 ]
 
 #: Submodules imported on first access (they load heavier dependencies).
-_LAZY_SUBMODULES = ("adapters", "uq")
+_LAZY_SUBMODULES = ("adapters", "uq", "newton")
 
 
 def __getattr__(name: str) -> Any:
-    """``krylov_adjoint.adapters`` and ``krylov_adjoint.uq``, imported on first use."""
+    """``krylov_adjoint.adapters``, ``.uq`` and ``.newton``, imported on first use."""
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,7 @@ __all__ = [
     "MissingCallbackError",
     "NonFiniteError",
     "ConvergenceError",
+    "OptimizationError",
     "MissingDependencyError",
 ]
 
@@ -122,6 +123,27 @@ class ConvergenceError(KrylovAdjointError, RuntimeError):
             f"{result.iterations} iterations (residual {final:.3e}, "
             f"target {result.target:.3e}). Pass raise_on_failure=False to get the result "
             "with its reason instead."
+        )
+
+
+class OptimizationError(KrylovAdjointError, RuntimeError):
+    """An optimiser stopped without converging and the caller asked for an exception.
+
+    Raised by :func:`krylov_adjoint.newton.newton_cg` when its line search fails or its
+    iterations run out, unless ``raise_on_failure=False``.
+
+    Attributes
+    ----------
+    result : object
+        The optimiser's result (a :class:`~krylov_adjoint.newton.NewtonResult`): the last
+        accepted θ, its ``reason`` and ``message``, and the history of every iteration.
+    """
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        super().__init__(
+            f"optimisation did not converge ({result.reason}): {result.message}. Pass "
+            "raise_on_failure=False to get the result with its reason instead."
         )
 
 

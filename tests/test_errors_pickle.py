@@ -11,6 +11,7 @@ import concurrent.futures
 import copy
 import inspect
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,16 @@ def failed_result() -> SolveResult:
     return SolveResult(x=np.arange(3.0), reason=ConvergenceReason.DIVERGED_MAXITER,
                        iterations=2, residual_norms=np.array([1.0, 0.5, 0.25]), target=1e-8,
                        rhs_norm=1.0, seconds=0.01, method="gmres", message="ran out")
+
+
+def failed_newton_result() -> Any:
+    from krylov_adjoint.newton import NewtonResult
+
+    return NewtonResult(
+        theta=np.arange(3.0), objective=1.0, gradient=np.ones(3), gradient_norm=3**0.5,
+        initial_gradient_norm=2.0, target=2e-6, iterations=0, converged=False,
+        reason="maxiter", message="1 iterations reached", history=(), gradient_evaluations=1,
+        hessian_actions=0, objective_evaluations=0, solves=2)
 
 
 FAILURES = (collective.RankFailure(1, "operator.matvec", "ValueError", "bad value"),
@@ -47,6 +58,7 @@ EXCEPTIONS = {
     "NonFiniteError": lambda: errors.NonFiniteError("rhs", "contains 1 non-finite value"),
     "ConvergenceError": lambda: errors.ConvergenceError(failed_result(), "adjoint"),
     "ConvergenceError-default-phase": lambda: errors.ConvergenceError(failed_result()),
+    "OptimizationError": lambda: errors.OptimizationError(failed_newton_result()),
     "MissingDependencyError": lambda: errors.MissingDependencyError(
         "the PETSc backend needs 'petsc4py'"),
     "MissingDependencyError-with-name": lambda: errors.MissingDependencyError(
@@ -81,7 +93,10 @@ def assert_same(restored: BaseException, original: BaseException) -> None:
     assert restored.args == original.args
     assert getattr(restored, "__notes__", None) == getattr(original, "__notes__", None)
     for name, value in vars(original).items():
-        if name == "result":
+        if name == "result" and not isinstance(value, SolveResult):  # a NewtonResult
+            assert restored.result.reason == value.reason
+            np.testing.assert_array_equal(restored.result.theta, value.theta)
+        elif name == "result":
             assert restored.result.reason is value.reason
             assert restored.result.iterations == value.iterations
             np.testing.assert_array_equal(restored.result.x, value.x)
