@@ -54,3 +54,10 @@ def test_hessian_actions_match_the_dense_reference_and_the_serial_solver(records
     for other in records[1:]:  # the distributed numbers are global: every rank agrees
         assert [r["hessian_error"] for r in other["hessian"].values()] == \
             [r["hessian_error"] for r in records[0]["hessian"].values()]
+
+
+def test_newton_cg_distributed_follows_the_serial_iterates(records):
+    for r in records:
+        n = r["newton"]
+        assert n["converged"] and n["iterations"][0] == n["iterations"][1], n
+        assert n["theta_vs_serial"] <= 1e-8, n

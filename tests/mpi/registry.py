@@ -83,6 +83,23 @@ def hessian_case(name: str) -> dict:
             "gauss_newton_vs_serial": relative_error(G, serial_gauss_newton)}
 
 
+def newton(name: str = "tikhonov") -> dict:
+    """Newton–CG to ‖g‖/‖g₀‖ ≤ 1e-8, serially and distributed (global inner products)."""
+    from krylov_adjoint.newton import newton_cg
+
+    model = PROBLEMS[name].build()
+    with run("serial", model) as serial:
+        reference = newton_cg(serial.solver, model.theta, gtol=1e-8)
+    with run("petsc", model) as r:
+        mpi_comm = r.layout.comm
+        result = newton_cg(r.solver, r.local(model.theta), gtol=1e-8,
+                           dot=lambda a, b: mpi_comm.allreduce(float(a @ b)))
+        theta = r.whole(result.theta, model.n_params)
+    return {"iterations": [result.iterations, reference.iterations],
+            "converged": bool(result.converged),
+            "theta_vs_serial": relative_error(theta, reference.theta)}
+
+
 def refused() -> str:
     model = PROBLEMS["convection"].build()
     with run("petsc", model, structure="spd", preconditioner="none") as r:
@@ -105,6 +122,7 @@ def main() -> None:
     record["reuse"] = {name: reuse_and_tangent(name) for name in ("diffusion", "convection")}
     record["refused"] = refused()
     record["hessian"] = {name: hessian_case(name) for name in PROBLEMS}
+    record["newton"] = newton()
     emit(record)
 
 
