@@ -61,3 +61,9 @@ def test_newton_cg_distributed_follows_the_serial_iterates(records):
         n = r["newton"]
         assert n["converged"] and n["iterations"][0] == n["iterations"][1], n
         assert n["theta_vs_serial"] <= 1e-8, n
+
+
+def test_laplace_eigenvalues_distributed_match_the_serial_ones(records):
+    for r in records:
+        assert r["laplace"]["eigenvalues_vs_serial"] <= 1e-8, r["laplace"]
+        assert r["laplace"]["eigenvalues"] == records[0]["laplace"]["eigenvalues"]
