@@ -11,6 +11,8 @@ this rank's part of θ in, the same report on every rank out); see :mod:`.space`
   :func:`rhs_jvp_test`, :func:`objective_gradient_test`: are the derivative callbacks
   right?
 - :func:`taylor_test`, :func:`taylor_test_solver`: is the whole gradient right?
+- :func:`second_order_taylor_test`, :func:`hessian_gradient_test`,
+  :func:`hessian_symmetry_test`: is the Hessian action right?
 - :func:`check_problem`: all of the above on a problem, one report naming each failing
   callback.
 """
@@ -21,6 +23,9 @@ from .dot import DotTestReport as DotTestReport
 from .dot import dot_test as dot_test
 from .dot import operator_dot_test as operator_dot_test
 from .dot import preconditioner_dot_test as preconditioner_dot_test
+from .hessian import hessian_gradient_test as hessian_gradient_test
+from .hessian import hessian_symmetry_test as hessian_symmetry_test
+from .hessian import second_order_taylor_test as second_order_taylor_test
 from .partials import ObjectiveGradientReport as ObjectiveGradientReport
 from .partials import objective_gradient_test as objective_gradient_test
 from .report import CheckResult as CheckResult
@@ -36,7 +41,9 @@ from .vjp import rhs_vjp_test as rhs_vjp_test
 __all__ = [
     "dot_test", "operator_dot_test", "preconditioner_dot_test",
     "operator_vjp_test", "operator_jvp_test", "rhs_vjp_test", "rhs_jvp_test",
-    "objective_gradient_test", "taylor_test", "taylor_test_solver", "check_problem",
+    "objective_gradient_test", "taylor_test", "taylor_test_solver",
+    "second_order_taylor_test", "hessian_gradient_test", "hessian_symmetry_test",
+    "check_problem",
     "DotTestReport", "DerivativeReport", "ObjectiveGradientReport", "TaylorReport",
     "CheckResult", "VerificationReport",
 ]

@@ -1,0 +1,112 @@
+"""Verification of second order on both backends: the Hessian's Taylor tests (rates 3 and 2),
+its symmetry (and the Gauss–Newton one's), and each second-order callback, with injected
+defects named; the same checks on 2 ranks under mpirun."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import test_hessian as model_hessian
+from conftest import petsc_missing, run
+
+import krylov_adjoint as ka
+from krylov_adjoint import gallery
+from krylov_adjoint import verify as kv
+
+BACKENDS = [pytest.param("serial"),
+            pytest.param("petsc", marks=pytest.mark.skipif(petsc_missing() is not None,
+                                                           reason=str(petsc_missing())))]
+
+
+def hand_written(**callbacks) -> gallery.ModelProblem:
+    """tests/test_hessian.py's model (every kind of second-order term) as a ModelProblem;
+    ``callbacks`` replace some of its callbacks (see :func:`broken`)."""
+    problem = model_hessian.problem()
+    if callbacks:
+        problem = rebuild(problem, **callbacks)
+    return gallery.ModelProblem(problem, model_hessian.THETA.copy(), "hand-written",
+                                (model_hessian.N,))
+
+
+MODELS = {
+    "diffusion": lambda: gallery.diffusion_2d(6, 5),
+    "convection": lambda: gallery.convection_diffusion_2d(6, 5),
+    "heat": lambda: gallery.heat_1d(20),
+    "hand": hand_written,
+}
+
+
+def rebuild(problem: ka.AdjointProblem, **replace) -> ka.AdjointProblem:
+    """The problem with some callbacks replaced: operator ``vjp_jvp``/``jvp_transpose``,
+    ``rhs_vjp_jvp``, objective ``d2J_*`` (given in the user's argument order)."""
+    op, rhs, J = problem.operator, problem.rhs, problem.objective
+    operator = ka.ParametricOperator(
+        op.matvec, n=op.n, rmatvec=None if op.symmetric_rmatvec else op.rmatvec, vjp=op.vjp,
+        jvp=op.jvp, structure=op.structure.value, assemble=op.assemble,
+        vjp_jvp=replace.get("vjp_jvp", op.vjp_jvp),
+        jvp_transpose=replace.get("jvp_transpose", op.jvp_transpose))
+    b = ka.RightHandSide(rhs.value, vjp=rhs.vjp, jvp=rhs.jvp,
+                         vjp_jvp=replace.get("rhs_vjp_jvp", rhs.vjp_jvp))
+    second = {name: replace.get(name, getattr(J, method)) for name, method in (
+        ("d2J_dx2", "hess_xx"), ("d2J_dxdtheta", "hess_xtheta"),
+        ("d2J_dthetadx", "hess_thetax"), ("d2J_dtheta2", "hess_thetatheta"))}
+    # the internal methods take (x, θ, v); the user's callbacks (θ, x, v)
+    second = {name: (fn if name in replace else
+                     (lambda m: lambda th, x, v: m(x, th, v))(fn))
+              for name, fn in second.items()}
+    objective = ka.Objective(J=lambda th, x: J.value(x, th), dJ_dx=lambda th, x: J.grad_x(x, th),
+                             dJ_dtheta=lambda th, x: J.grad_theta(x, th), **second)
+    return ka.AdjointProblem(operator, b, objective, n_params=problem.n_params)
+
+
+# -- the Hessian's Taylor tests and symmetry --------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_hessian_checks_pass_with_the_expected_rates(backend, name):
+    model = MODELS[name]()
+    with run(backend, model, rtol=1e-12, preconditioner="none") as r:
+        theta = r.local(model.theta)
+        third = kv.second_order_taylor_test(r.solver, theta, rng=0)
+        assert third.passed and third.order == 3, third.summary()
+        assert np.all(np.abs(third.rates[third.usable] - 3) <= 0.1), third.summary()
+        assert third.usable.sum() >= 2
+        second = kv.hessian_gradient_test(r.solver, theta, rng=0)
+        assert second.passed, second.summary()
+        assert np.all(np.abs(second.rates[second.usable] - 2) <= 0.1), second.summary()
+        for gauss_newton in (False, True):
+            symmetry = kv.hessian_symmetry_test(r.solver, theta, gauss_newton=gauss_newton,
+                                                rng=0)
+            assert symmetry.passed, symmetry.summary()
+        assert symmetry.name == "gauss_newton.symmetry"
+
+
+def test_taylor_report_generalises_the_order():
+    fun = lambda th: float(np.sum(np.sin(th)))  # noqa: E731
+    theta = np.array([0.3, 1.2, -0.5])
+    report = kv.taylor_test(fun, theta, np.cos(theta), rng=0)
+    assert report.order == 2 and report.name == "gradient.taylor"
+    assert "Taylor test PASSED" in report.summary()
+    assert report.as_check().name == "gradient.taylor"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wrong_hessian_term_fails_the_taylor_tests(backend):
+    model = hand_written(vjp_jvp=lambda th, x, lam, d: -model_hessian.problem().operator
+                         .vjp_jvp(th, x, lam, d))
+    with run(backend, model, rtol=1e-12, preconditioner="none") as r:
+        theta = r.local(model.theta)
+        third = kv.second_order_taylor_test(r.solver, theta, rng=0)
+        assert not third.passed and round(third.rates[-1]) == 2, third.summary()
+        second = kv.hessian_gradient_test(r.solver, theta, rng=0)
+        assert not second.passed and round(second.rates[-1]) == 1, second.summary()
+        # the term is symmetric itself: the symmetry test cannot see it
+        assert kv.hessian_symmetry_test(r.solver, theta, rng=0).passed
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wrong_jvp_transpose_breaks_the_symmetry(backend):
+    good = model_hessian.problem().operator
+    model = hand_written(jvp_transpose=lambda th, y, d: 2 * good.jvp_transpose(th, y, d))
+    with run(backend, model, rtol=1e-12, preconditioner="none") as r:
+        report = kv.hessian_symmetry_test(r.solver, r.local(model.theta), rng=0)
+        assert not report.passed and report.name == "hessian.symmetry", report.summary()
