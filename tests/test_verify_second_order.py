@@ -110,3 +110,100 @@ def test_a_wrong_jvp_transpose_breaks_the_symmetry(backend):
     with run(backend, model, rtol=1e-12, preconditioner="none") as r:
         report = kv.hessian_symmetry_test(r.solver, r.local(model.theta), rng=0)
         assert not report.passed and report.name == "hessian.symmetry", report.summary()
+
+
+# -- each second-order callback, and check_problem naming the broken one -----------------------
+def problem_on(backend: str, model: gallery.ModelProblem):
+    if backend == "serial":
+        return model.problem
+    from conftest import distributed_problem
+
+    return distributed_problem(model)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_each_second_order_callback_passes_on_correct_problems(backend, name):
+    model = MODELS[name]()
+    problem, theta = problem_on(backend, model), model.theta
+    if backend == "petsc":
+        theta = problem.theta_layout.local_part(theta)
+    reports = [kv.operator_vjp_jvp_test(problem, theta, rng=0),
+               kv.operator_jvp_transpose_test(problem, theta, rng=0),
+               kv.rhs_vjp_jvp_test(problem, theta, rng=0),
+               *kv.objective_hessian_test(problem, theta, rng=0).reports]
+    for report in reports:
+        assert isinstance(report, kv.DerivativeReport) and report.passed, report.summary()
+    assert not reports[0].skipped and not reports[1].skipped and not reports[3].skipped
+    if name == "hand":
+        assert not any(r.skipped for r in reports)
+
+
+def _good():
+    problem = model_hessian.problem()
+    return problem.operator, problem.rhs, problem.objective
+
+
+#: One injected defect per second-order callback: (callback replaced, the broken callback).
+DEFECTS = {
+    "operator.vjp_jvp": ("vjp_jvp", lambda th, x, lam, d: -_good()[0].vjp_jvp(th, x, lam, d)),
+    "operator.jvp_transpose": ("jvp_transpose",
+                               lambda th, y, d: 2 * _good()[0].jvp_transpose(th, y, d)),
+    "rhs.vjp_jvp": ("rhs_vjp_jvp", lambda th, lam, d: -_good()[1].vjp_jvp(th, lam, d)),
+    "objective.d2J_dx2": ("d2J_dx2", lambda th, x, v: 1.5 * v),
+    "objective.d2J_dxdtheta": ("d2J_dxdtheta",
+                               lambda th, x, d: -model_hessian.GAMMA * d),
+    "objective.d2J_dthetadx": ("d2J_dthetadx",
+                               lambda th, x, v: 2 * model_hessian.GAMMA * v),
+    "objective.d2J_dtheta2": ("d2J_dtheta2", lambda th, x, d: -model_hessian.ALPHA * d),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("culprit", list(DEFECTS))
+def test_check_problem_names_the_broken_second_order_callback(backend, culprit):
+    keyword, broken = DEFECTS[culprit]
+    model = hand_written(**{keyword: broken})
+    problem, theta = problem_on(backend, model), model.theta
+    if backend == "petsc":
+        theta = problem.theta_layout.local_part(theta)
+    report = kv.check_problem(problem, theta, rng=0)
+    assert not report.passed
+    assert report.failures[0] == culprit, report.summary()
+    # the first-order checks and the gradient are unaffected
+    for name in ("operator.vjp", "rhs.vjp", "objective.grad_x", "gradient.taylor"):
+        assert name not in report.failures, report.summary()
+    # the Hessian's own checks see every defect
+    assert set(report.failures) & {"hessian.taylor", "hessian.gradient", "hessian.symmetry",
+                                   "gauss_newton.symmetry"}, report.summary()
+    if culprit == "operator.vjp_jvp":
+        assert {"hessian.taylor", "hessian.gradient"} <= set(report.failures)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_missing_second_order_callbacks_are_skipped_and_named(backend):
+    model = gallery.ModelProblem(model_hessian.problem(second_order=False),
+                                 model_hessian.THETA.copy(), "no-second-order", (12,))
+    problem, theta = problem_on(backend, model), model.theta
+    if backend == "petsc":
+        theta = problem.theta_layout.local_part(theta)
+    report = kv.check_problem(problem, theta, rng=0)
+    assert report.passed, report.summary()
+    rows = {c.name: c for c in report.checks}
+    for name in ("operator.vjp_jvp", "rhs.vjp_jvp"):
+        assert rows[name].skipped and rows[name].detail == "not supplied", rows[name]
+    for name in ("hessian.taylor", "hessian.gradient", "hessian.symmetry"):
+        assert rows[name].skipped and "operator.vjp_jvp" in rows[name].detail
+    assert not rows["gauss_newton.symmetry"].skipped and rows["gauss_newton.symmetry"].passed
+    assert "hessian.taylor" not in kv.check_problem(problem, theta, rng=0,
+                                                    second_order=False).names
+
+
+def test_per_callback_checks_fail_on_defects():
+    for culprit, (keyword, broken) in DEFECTS.items():
+        problem = hand_written(**{keyword: broken}).problem
+        reports = [kv.operator_vjp_jvp_test(problem, model_hessian.THETA, rng=0),
+                   kv.operator_jvp_transpose_test(problem, model_hessian.THETA, rng=0),
+                   kv.rhs_vjp_jvp_test(problem, model_hessian.THETA, rng=0),
+                   *kv.objective_hessian_test(problem, model_hessian.THETA, rng=0).reports]
+        assert [r.name for r in reports if not r.passed] == [culprit]

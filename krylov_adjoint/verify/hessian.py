@@ -93,7 +93,7 @@ def second_order_taylor_test(solver: Any, theta: Any, *, direction: Any = None,
         steps, np.abs(change), np.abs(change - steps * slope - 0.5 * steps**2 * curvature),
         max(abs(J0), float(np.abs(values).max())), run.noise, rate_range, min_rates,
         values=values, value=J0, slope=slope, order=3, curvature=curvature,
-        name="hessian.taylor", predictor="the gradient and the Hessian")
+        name="hessian.taylor", predictor="the second-order expansion")
 
 
 def hessian_gradient_test(solver: Any, theta: Any, *, direction: Any = None,
