@@ -207,3 +207,22 @@ def test_per_callback_checks_fail_on_defects():
                    kv.rhs_vjp_jvp_test(problem, model_hessian.THETA, rng=0),
                    *kv.objective_hessian_test(problem, model_hessian.THETA, rng=0).reports]
         assert [r.name for r in reports if not r.passed] == [culprit]
+
+
+@pytest.mark.mpi
+def test_second_order_checks_under_mpirun_on_two_ranks():
+    from test_petsc_mpi import run_mpi
+
+    records, _, _ = run_mpi("verify_second_order.py", 2, timeout=200)
+    for r in records:
+        for name in MODELS:
+            assert r[f"{name}_passed"], (name, r)
+            assert {"operator.vjp_jvp", "hessian.taylor", "hessian.gradient",
+                    "hessian.symmetry", "gauss_newton.symmetry"} <= set(r[f"{name}_names"])
+            third, second = r[f"{name}_third_order_rates"], r[f"{name}_second_order_rates"]
+            assert third and all(abs(rate - 3) <= 0.1 for rate in third), (name, third)
+            assert second and all(abs(rate - 2) <= 0.1 for rate in second), (name, second)
+        failures = r["operator.vjp_jvp_failures"]
+        assert failures[0] == "operator.vjp_jvp" and "hessian.taylor" in failures, r
+        assert r["objective.d2J_dthetadx_failures"][0] == "objective.d2J_dthetadx", r
+    assert records[0] == {**records[1], "rank": 0}
