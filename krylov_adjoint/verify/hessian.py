@@ -9,13 +9,13 @@ import numpy as np
 from .._checks import readonly
 from ..errors import ConvergenceError
 from ._random import RandomLike, as_float_vector, scaled_direction
+from ._remainders import analyse_remainders
 from .dot import DotTestReport, dot_trials
 from .space import dot, norm, space_of
 from .taylor import (
     TaylorReport,
     _prepare,
     _raise_unless_converged,
-    analyse_remainders,
     check_options,
     solver_samples,
 )
