@@ -228,17 +228,12 @@ class BoundProblem:
         ``r = ∂²J/∂x²·ẋ + ∂²J/∂x∂θ·dθ − (∂A/∂θ·dθ)ᵀλ`` (the last term dropped for
         Gauss–Newton). ``*_operator`` are the inputs as the operator's callbacks see them
         (ghosted on PETSc with a halo)."""
-        objective, theta = self.objective, self.theta
-        terms = [(self._second("objective.d2J_dx2", objective.hess_xx, x, theta, xdot,
-                               length=self.n_local), 1.0),
-                 (self._second("objective.d2J_dxdtheta", objective.hess_xtheta, x, theta,
-                               dtheta, length=self.n_local), 1.0)]
-        if not gauss_newton and self.operator.depends_on_theta:
-            lam_op = lam if lam_operator is None else lam_operator
-            d_op = dtheta if dtheta_operator is None else dtheta_operator
-            term = self.call_operator("operator.jvp_transpose", self.operator.jvp_transpose,
-                                      self.theta_operator, readonly(lam_op), readonly(d_op))
-            terms.append((self._vector("operator.jvp_transpose", term, self.n_local), -1.0))
+        terms = [(self.objective_second("d2J_dx2", x, xdot), 1.0),
+                 (self.objective_second("d2J_dxdtheta", x, dtheta), 1.0)]
+        if not gauss_newton:
+            terms.append((self.operator_jvp_transpose(
+                lam if lam_operator is None else lam_operator,
+                dtheta if dtheta_operator is None else dtheta_operator), -1.0))
         return _combine(terms, self.n_local)
 
     def hessian_action(self, x: np.ndarray, xdot: np.ndarray, lam: np.ndarray,
@@ -256,26 +251,51 @@ class BoundProblem:
         """
         seen = {"x": x, "xdot": xdot, "lam": lam, "lamdot": lamdot, "dtheta": dtheta,
                 **(operator_inputs or {})}
-        objective, theta, rhs, P = self.objective, self.theta, self.rhs_callbacks, \
-            self.params_local
-        terms = [(self._second("objective.d2J_dtheta2", objective.hess_thetatheta, x, theta,
-                               dtheta, length=P), 1.0),
-                 (self._second("objective.d2J_dthetadx", objective.hess_thetax, x, theta,
-                               xdot, length=P), 1.0),
+        terms = [(self.objective_second("d2J_dtheta2", x, dtheta), 1.0),
+                 (self.objective_second("d2J_dthetadx", x, xdot), 1.0),
                  (self.operator_vjp(seen["x"], seen["lamdot"]), -1.0),
                  (self.rhs_vjp(lamdot), 1.0)]
         if not gauss_newton:
-            terms.append((self.operator_vjp(seen["xdot"], seen["lam"]), -1.0))
-            if self.operator.depends_on_theta:
-                term = self.call_operator("operator.vjp_jvp", self.operator.vjp_jvp,
-                                          self.theta_operator, readonly(seen["x"]),
-                                          readonly(seen["lam"]), readonly(seen["dtheta"]))
-                terms.append((self._vector("operator.vjp_jvp", term, P), -1.0))
-            if rhs.depends_on_theta:
-                term = self._call("rhs.vjp_jvp", rhs.vjp_jvp, theta, readonly(lam),
-                                  readonly(dtheta))
-                terms.append((self._vector("rhs.vjp_jvp", term, P), 1.0))
-        return _combine(terms, P)
+            terms += [(self.operator_vjp(seen["xdot"], seen["lam"]), -1.0),
+                      (self.operator_vjp_jvp(seen["x"], seen["lam"], seen["dtheta"]), -1.0),
+                      (self.rhs_vjp_jvp(lam, dtheta), 1.0)]
+        return _combine(terms, self.params_local)
+
+    def operator_vjp_jvp(self, x: np.ndarray, lam: np.ndarray,
+                         dtheta: np.ndarray) -> np.ndarray | None:
+        """∂/∂θ[λᵀ(∂A/∂θ)x]·dθ (owned θ entries); None for an operator independent of θ."""
+        if not self.operator.depends_on_theta:
+            return None
+        out = self.call_operator("operator.vjp_jvp", self.operator.vjp_jvp, self.theta_operator,
+                                 readonly(x), readonly(lam), readonly(dtheta))
+        return self._vector("operator.vjp_jvp", out, self.params_local)
+
+    def operator_jvp_transpose(self, y: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
+        """(∂A/∂θ·dθ)ᵀy; None for an operator independent of θ."""
+        if not self.operator.depends_on_theta:
+            return None
+        out = self.call_operator("operator.jvp_transpose", self.operator.jvp_transpose,
+                                 self.theta_operator, readonly(y), readonly(dtheta))
+        return self._vector("operator.jvp_transpose", out, self.n_local)
+
+    def rhs_vjp_jvp(self, lam: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
+        """∂/∂θ[λᵀ∂b/∂θ]·dθ (owned θ entries); None for a fixed b."""
+        if not self.rhs_callbacks.depends_on_theta:
+            return None
+        out = self._call("rhs.vjp_jvp", self.rhs_callbacks.vjp_jvp, self.theta, readonly(lam),
+                         readonly(dtheta))
+        return self._vector("rhs.vjp_jvp", out, self.params_local)
+
+    def objective_second(self, name: str, x: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+        """An objective second derivative at (x, θ) applied to ``v``, checked; ``name`` is
+        ``"d2J_dx2"`` (v like x), ``"d2J_dxdtheta"`` (v like θ), ``"d2J_dthetadx"`` (v like
+        x) or ``"d2J_dtheta2"`` (v like θ). None when identically zero."""
+        method, length = {"d2J_dx2": ("hess_xx", self.n_local),
+                          "d2J_dxdtheta": ("hess_xtheta", self.n_local),
+                          "d2J_dthetadx": ("hess_thetax", self.params_local),
+                          "d2J_dtheta2": ("hess_thetatheta", self.params_local)}[name]
+        return self._second(f"objective.{name}", getattr(self.objective, method), x,
+                            self.theta, v, length=length)
 
     def _second(self, name: str, fn: Callable[..., Any], *args: Any,
                 length: int) -> np.ndarray | None:

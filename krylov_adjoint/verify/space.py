@@ -31,8 +31,9 @@ class Space(Protocol):
     ``n``, ``n_params`` are global sizes; ``n_local``, ``params_local`` this rank's.
     ``bind(θ)`` returns the problem at θ with ``matvec``, ``rmatvec``, ``operator_vjp``,
     ``operator_jvp``, ``b``, ``rhs_vjp``, ``rhs_jvp``, ``objective_value`` (global),
-    ``objective_grad_x`` and ``objective_grad_theta`` on local arrays; a failing callback
-    raises on every rank, naming it.
+    ``objective_grad_x`` and ``objective_grad_theta`` on local arrays, and the second-order
+    ``operator_vjp_jvp``, ``operator_jvp_transpose``, ``rhs_vjp_jvp`` and
+    ``objective_second(name, x, v)``; a failing callback raises on every rank, naming it.
     """
 
     problem: Any

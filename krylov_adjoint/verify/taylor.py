@@ -1,4 +1,9 @@
-"""Taylor tests: the gradient predicts J(θ + h dθ) to second order in h."""
+"""Taylor tests: the gradient predicts J(θ + h dθ) to second order in h.
+
+The analysis (remainders, noise floor, usable rates, verdict) is written once for any
+expected order: :mod:`.hessian` runs it at order 3 (the Hessian's Taylor test) and on the
+norms of gradient remainders (order 2).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import numpy as np
 from ..errors import ConvergenceError
 from ..krylov.result import SolveResult
 from ._random import RandomLike, as_float_vector, as_generator, relative_step, scaled_direction
+from ._remainders import ROUNDOFF_FACTOR as ROUNDOFF_FACTOR
+from ._remainders import analyse_remainders
 from .report import CheckResult, format_number
 from .space import dot, norm, space_of
 
@@ -20,8 +27,6 @@ __all__ = ["TaylorReport", "taylor_test", "taylor_test_solver"]
 FIRST_STEP = 1e-2
 #: Number of halvings of the first step when ``steps`` is not given.
 HALVINGS = 5
-#: Remainders below ``ROUNDOFF_FACTOR · eps · max|J|`` are round-off.
-ROUNDOFF_FACTOR = 1e3
 #: A solve with true residual ``r`` changes J by about ``λᵀr``, at most ``‖λ‖‖r‖``;
 #: remainders below ``SOLVER_NOISE_FACTOR · ‖λ‖ · max‖r‖`` are solver noise (two
 #: evaluations per remainder, and a margin).
@@ -40,6 +45,13 @@ class TaylorReport:
 
     Rates are ``log(rₖ / rₖ₊₁) / log(hₖ / hₖ₊₁)`` (``log₂(rₖ / rₖ₊₁)`` for halved steps).
 
+    The same report serves the other Taylor tests, with ``order`` the expected rate of
+    ``remainders``: :func:`~krylov_adjoint.verify.second_order_taylor_test` (order 3:
+    ``|Jₖ − J₀ − hₖ s − ½hₖ² c|`` with ``c = dθᵀH dθ``) and
+    :func:`~krylov_adjoint.verify.hessian_gradient_test` (order 2, on gradients:
+    ``values`` are ``‖g(θ + hₖ dθ)‖``, ``value`` is ``‖g(θ)‖``, ``slope`` is ``‖H dθ‖``,
+    the remainders ``‖gₖ − g₀‖`` and ``‖gₖ − g₀ − hₖ H dθ‖``).
+
     Attributes
     ----------
     steps : ndarray
@@ -52,7 +64,7 @@ class TaylorReport:
         ``gradient·dθ``, the predicted derivative along dθ.
     first_order_remainders, first_order_rates : ndarray
     remainders, rates : ndarray
-        Second-order remainders and their rates.
+        The remainders of order ``order`` (second-order for a gradient) and their rates.
     usable : ndarray of bool
         Which rates count: both remainders above ``noise_floor`` (round-off or solver
         noise), and not in the leading run of out-of-range rates at the largest steps
@@ -76,6 +88,12 @@ class TaylorReport:
         J does not change measurably along dθ and the gradient predicts no change either
         (J locally constant): nothing contradicts the gradient, nothing confirms it.
         ``passed`` is True then; try another direction or point to learn more.
+    order : int
+        The expected rate of ``remainders`` (2 for a gradient, 3 for a Hessian).
+    curvature : float
+        ``dθᵀH dθ`` for ``order`` 3 (NaN otherwise).
+    name : str
+        The row name of :meth:`as_check` by default (``"gradient.taylor"``, ...).
     """
 
     steps: np.ndarray
@@ -95,6 +113,9 @@ class TaylorReport:
     passed: bool
     note: str = ""
     inconclusive: bool = False
+    order: int = 2
+    curvature: float = float("nan")
+    name: str = "gradient.taylor"
 
     def __post_init__(self) -> None:
         for name in ("steps", "values", "first_order_remainders", "first_order_rates",
@@ -116,12 +137,13 @@ class TaylorReport:
         """The verdict, then one line per step: h, J, both remainders and rates."""
         lo, hi = self.rate_range
         verdict = "PASSED" if self.passed else "FAILED"
-        head = (f"Taylor test {verdict}: {int(self.usable.sum())} usable rate(s), min "
+        head = (f"Taylor test {verdict} ({self.name}, order {self.order}): "
+                f"{int(self.usable.sum())} usable rate(s), min "
                 f"{self.min_rate:.3f}, mean {self.mean_rate:.3f}, expected in [{lo:g}, {hi:g}]"
                 f" (noise floor {format_number(self.noise_floor)})")
         lines = [head] + ([f"note: {self.note}"] if self.note else [])
-        lines.append(f"{'h':>10}  {'J(θ+h dθ)':>22}  {'|J-J0|':>9}  {'rate':>5}  "
-                     f"{'|J-J0-h g·dθ|':>13}  {'rate':>5}  used")
+        lines.append(f"{'h':>10}  {'value':>22}  {'1st order':>9}  {'rate':>5}  "
+                     f"{'remainder':>13}  {'rate':>5}  used")
         for k, h in enumerate(self.steps):
             rate1 = f"{self.first_order_rates[k - 1]:5.2f}" if k else " " * 5
             rate2 = f"{self.rates[k - 1]:5.2f}" if k else " " * 5
@@ -131,15 +153,16 @@ class TaylorReport:
                          f"{format_number(self.remainders[k]):>13}  {rate2}  {used}")
         return "\n".join(lines)
 
-    def as_check(self, name: str = "gradient.taylor") -> CheckResult:
-        """This report as a row of a :class:`VerificationReport`."""
+    def as_check(self, name: str | None = None) -> CheckResult:
+        """This report as a row of a :class:`VerificationReport` (named ``name``, by default
+        the report's)."""
         lo, hi = self.rate_range
         rates = ", ".join(f"{r:.2f}" for r in self.rates[self.usable])
         detail = f"rates [{rates}], expected in [{lo:g}, {hi:g}]"
         if self.note:
             detail += f"; {self.note}"
-        return CheckResult(name, self.passed, self.error, 0.5 * (hi - lo), detail, report=self,
-                           inconclusive=self.inconclusive)
+        return CheckResult(name or self.name, self.passed, self.error, 0.5 * (hi - lo), detail,
+                           report=self, inconclusive=self.inconclusive)
 
 
 def taylor_test(fun: Callable[[np.ndarray], float], theta: Any, gradient: Any, *,
@@ -196,7 +219,7 @@ def taylor_test(fun: Callable[[np.ndarray], float], theta: Any, gradient: Any, *
     (False, 1)
     """
     theta, gradient, direction, steps = _prepare(theta, gradient, direction, steps, rng)
-    _check_options(rate_range, min_rates)
+    check_options(rate_range, min_rates)
     J0 = float(fun(theta.copy()) if value is None else value)
     values = np.array([float(fun(theta + h * direction)) for h in steps])
     return _analyse(steps, values, J0, float(gradient @ direction), float(noise_floor),
@@ -248,14 +271,40 @@ def taylor_test_solver(solver: Any, theta: Any, *, direction: Any = None, steps:
     >>> taylor_test_solver(solver, np.array([1.0, 2.0, 4.0]), rng=0).passed
     True
     """
+    check_options(rate_range, min_rates)
+    run = solver_samples(solver, theta, direction, steps, rng)
+    return _analyse(run.steps, run.values, run.result.objective,
+                    dot(run.space, run.result.gradient, run.direction), run.noise, rate_range,
+                    min_rates)
+
+
+@dataclass(frozen=True, eq=False)
+class SolverSamples:
+    """J along a line through θ from a solver: the gradient at θ, the direction, the steps,
+    ``J(θ + hₖ dθ)`` and the solver-noise level of J (see :func:`taylor_test_solver`)."""
+
+    space: Any
+    theta: np.ndarray
+    result: Any
+    direction: np.ndarray
+    steps: np.ndarray
+    values: np.ndarray
+    noise: float
+
+
+def solver_samples(solver: Any, theta: Any, direction: Any, steps: Any, rng: RandomLike,
+                   first_step: float | None = None) -> SolverSamples:
+    """The gradient at θ and J at ``θ + hₖ dθ`` by converged solves (collective on PETSc).
+
+    ``first_step`` overrides ``FIRST_STEP`` for the default steps.
+    """
     space = space_of(solver.problem)
     theta = space.check_theta(theta)
     result = solver.gradient(theta)
     _raise_unless_converged(result.primal, "primal")
     _raise_unless_converged(result.adjoint_solve, "adjoint")
-    theta, gradient, direction, steps = _prepare(theta, result.gradient, direction, steps,
-                                                 space.generator(rng), space)
-    _check_options(rate_range, min_rates)
+    theta, _, direction, steps = _prepare(theta, result.gradient, direction, steps,
+                                          space.generator(rng), space, first_step)
     values, residuals = [], [result.primal.residual_norm]
     for h in steps:
         point = space.check_theta(theta + h * direction)
@@ -264,8 +313,7 @@ def taylor_test_solver(solver: Any, theta: Any, *, direction: Any = None, steps:
         values.append(space.bind(point).objective_value(primal.x))
         residuals.append(primal.residual_norm)
     noise = SOLVER_NOISE_FACTOR * norm(space, np.asarray(result.adjoint)) * max(residuals)
-    return _analyse(steps, np.array(values), result.objective,
-                    dot(space, gradient, direction), noise, rate_range, min_rates)
+    return SolverSamples(space, theta, result, direction, steps, np.array(values), noise)
 
 
 def _raise_unless_converged(result: SolveResult, phase: str) -> None:
@@ -274,17 +322,18 @@ def _raise_unless_converged(result: SolveResult, phase: str) -> None:
 
 
 def _prepare(theta: Any, gradient: Any, direction: Any, steps: Any, rng: RandomLike,
-             space: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+             space: Any = None, first_step: float | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     theta = as_float_vector(theta, "theta")
     gradient = as_float_vector(gradient, "gradient", theta.size)
     if direction is None:
         direction = scaled_direction(theta, as_generator(rng),
                                      float if space is None else space.total)
     direction = as_float_vector(direction, "direction", theta.size)
-    return theta, gradient, direction, _steps(theta, direction, steps, space)
+    return theta, gradient, direction, _steps(theta, direction, steps, space, first_step)
 
 
-def _check_options(rate_range: tuple[float, float], min_rates: int) -> None:
+def check_options(rate_range: tuple[float, float], min_rates: int) -> None:
     lo, hi = (float(r) for r in rate_range)
     if not lo < hi:
         raise ValueError(f"rate_range must be (low, high) with low < high, got {rate_range!r}")
@@ -295,75 +344,24 @@ def _check_options(rate_range: tuple[float, float], min_rates: int) -> None:
 def _analyse(steps: np.ndarray, values: np.ndarray, J0: float, slope: float,
              noise_floor: float, rate_range: tuple[float, float], min_rates: int
              ) -> TaylorReport:
-    """Remainders, rates, the noise floor, the usable rates and the verdict."""
+    """The gradient's Taylor test from the values of J: see :func:`analyse_remainders`."""
     if not (np.isfinite(J0) and np.isfinite(values).all()):
         raise ValueError(f"the function returned a non-finite value (J(θ) = {J0}, "
                          f"J(θ + h dθ) = {values})")
-    lo, hi = (float(r) for r in rate_range)
-    first = np.abs(values - J0)
-    second = np.abs(values - J0 - steps * slope)
-    floor = max(noise_floor,
-                ROUNDOFF_FACTOR * np.finfo(float).eps * max(abs(J0), np.abs(values).max()))
-    rates, first_rates = _rates(second, steps), _rates(first, steps)
-
-    above = second > floor
-    measured = above[:-1] & above[1:]
-    in_range = (rates >= lo) & (rates <= hi)
-    usable = measured.copy()
-    first_good = np.flatnonzero(measured & in_range)
-    if first_good.size:  # rates before the first in-range one are pre-asymptotic
-        usable[: first_good[0]] = False
-    wrong = usable & ~in_range
-    count = int(usable.sum())
-    notes = []
-    inconclusive = False
-    dropped = int((measured & ~usable).sum())
-    if dropped:
-        notes.append(f"{dropped} leading rate(s) at the largest steps treated as "
-                     "pre-asymptotic")
-    if wrong.any():
-        passed = False
-    elif count >= int(min_rates):
-        passed = True
-    elif not above.any():
-        passed = bool(first.max() > floor)
-        if passed:
-            notes.append("every second-order remainder is at noise level while J changes: J "
-                         "is linear along dθ and the gradient predicts it")
-        else:  # no change of J, and the gradient predicts none (else remainders were above)
-            passed = inconclusive = True
-            notes.append("inconclusive: J does not change measurably along dθ, and the "
-                         "gradient predicts no change; try another θ or direction")
-    elif count and not above[-1]:
-        passed = True
-        notes.append(f"the remainders reach the noise floor after {count} usable rate(s): "
-                     "the gradient predicts J to within the noise at the smaller steps")
-    else:
-        passed = False
-        notes.append(f"inconclusive: {count} usable rate(s), {int(min_rates)} needed; use "
-                     "larger steps or evaluate J more accurately")
-    note = "; ".join(notes)
-    finite = rates[usable]
-    return TaylorReport(
-        steps=steps, values=values, value=J0, slope=slope, first_order_remainders=first,
-        first_order_rates=first_rates, remainders=second, rates=rates, usable=usable,
-        noise_floor=floor, rate_range=(lo, hi), min_rates=int(min_rates),
-        min_rate=float(finite.min()) if finite.size else float("nan"),
-        mean_rate=float(finite.mean()) if finite.size else float("nan"),
-        passed=bool(passed), note=note, inconclusive=inconclusive)
+    return analyse_remainders(
+        steps, np.abs(values - J0), np.abs(values - J0 - steps * slope),
+        max(abs(J0), float(np.abs(values).max())), noise_floor, rate_range, min_rates,
+        values=values, value=J0, slope=slope)
 
 
-def _steps(theta: np.ndarray, direction: np.ndarray, steps: Any, space: Any) -> np.ndarray:
+def _steps(theta: np.ndarray, direction: np.ndarray, steps: Any, space: Any,
+           first_step: float | None = None) -> np.ndarray:
     if steps is None:
-        first = (relative_step(theta, direction, FIRST_STEP) if space is None else
-                 relative_step(theta, direction, FIRST_STEP, lambda a: norm(space, a)))
+        size = FIRST_STEP if first_step is None else first_step
+        first = (relative_step(theta, direction, size) if space is None else
+                 relative_step(theta, direction, size, lambda a: norm(space, a)))
         return first * 0.5 ** np.arange(HALVINGS + 1)
     out = as_float_vector(steps, "steps")
     if out.size < 2 or not (out > 0).all() or not (np.diff(out) < 0).all():
         raise ValueError(f"steps must be at least two positive, decreasing sizes, got {out}")
     return out
-
-
-def _rates(remainders: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(remainders[:-1] / remainders[1:]) / np.log(steps[:-1] / steps[1:])

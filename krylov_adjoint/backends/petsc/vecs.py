@@ -356,3 +356,33 @@ class BoundVecs:
 
     def objective_grad_theta(self, x: np.ndarray) -> np.ndarray | None:
         return self._local("objective.grad_theta", self.bound.objective_grad_theta(x))
+
+    # -- second order: the checked calls, with the operator's halos ------------------------------
+    def _ghosted(self, *inputs: tuple[str, np.ndarray]) -> list[np.ndarray]:
+        """Collective: the operator's view of local x-like (``"x"``, ``"lam"``, ``"y"``) and
+        θ-like (``"dtheta"``) arrays, ghosted through its halos."""
+        self.vecs._refuse_vecs_interface()
+        op, out = self.vecs.operator, []
+        for slot, array in inputs:
+            layout, halo = ((self.problem.theta_layout, op.theta_halo) if slot == "dtheta"
+                            else (self.problem.x_layout, op.halo))
+            vec = layout.create_vec()
+            vec.setArray(array)
+            out.append(np.array(self.vecs._ghost(halo, vec, slot)))
+            vec.destroy()
+        return out
+
+    def operator_vjp_jvp(self, x: np.ndarray, lam: np.ndarray,
+                         dtheta: np.ndarray) -> np.ndarray | None:
+        inputs = self._ghosted(("x", x), ("lam", lam), ("dtheta", dtheta))
+        return self._local("operator.vjp_jvp", self.bound.operator_vjp_jvp(*inputs))
+
+    def operator_jvp_transpose(self, y: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
+        inputs = self._ghosted(("lam", y), ("dtheta", dtheta))
+        return self._local("operator.jvp_transpose", self.bound.operator_jvp_transpose(*inputs))
+
+    def rhs_vjp_jvp(self, lam: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
+        return self._local("rhs.vjp_jvp", self.bound.rhs_vjp_jvp(lam, dtheta))
+
+    def objective_second(self, name: str, x: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+        return self._local(f"objective.{name}", self.bound.objective_second(name, x, v))
