@@ -205,13 +205,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             args.k, n_local=model.n_params, rng=2)
     clock.lap("eigenpairs")
     exact = model.n_params <= EXACT_PRIOR_VARIANCE_MAX
-    posterior = LaplacePosterior.from_eigh(
-        theta_map, pairs, prior.apply_inverse, apply_R=prior.apply,
-        prior_variance=prior.variance() if exact
-        else prior.sampled_variance(args.prior_samples, np.random.default_rng(3)),
-        prior_sample=prior.sample)
-    variance = posterior.pointwise_variance()
-    std = np.sqrt(np.maximum(variance, 0.0))
+    prior_variance = prior.variance() if exact else prior.sampled_variance(
+        args.prior_samples, np.random.default_rng(3))
+    posterior = LaplacePosterior.from_eigh(theta_map, pairs, prior.apply_inverse,
+                                           apply_R=prior.apply, prior_variance=prior_variance,
+                                           prior_sample=prior.sample)
+    std = np.sqrt(np.maximum(posterior.pointwise_variance(), 0.0))
+    prior_std = np.sqrt(prior_variance)
     samples = posterior.sample(rng=4, n=args.samples)
     clock.lap("posterior")
 
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "eigen_hessian_actions": pairs.n_apply_H,
         "prior_variance": "exact" if exact else f"{args.prior_samples} prior samples",
         "mean_posterior_std": float(std.mean()),
+        "mean_prior_std": float(prior_std.mean()),
         "truth_within_2std": covered,
         "samples": int(samples.shape[1]),
         "seconds": clock.elapsed,
@@ -270,7 +271,8 @@ def plot(grid: tuple[int, ...], truth: np.ndarray, theta_map: np.ndarray, std: n
     for ax, values, title, cmap, limits in (
             (axes[0], truth, "true log-conductivity θ★", "RdBu_r", (lo, hi)),
             (axes[1], theta_map, "MAP estimate θ_MAP", "RdBu_r", (lo, hi)),
-            (axes[2], std, "posterior standard deviation", "viridis", (None, None))):
+            (axes[2], std, "posterior standard deviation", "viridis",
+             tuple(np.percentile(std, [1.0, 99.0])))):
         image = ax.imshow(values.reshape(grid).T, origin="lower", extent=extent, cmap=cmap,
                           vmin=limits[0], vmax=limits[1])
         ax.set_title(title)
