@@ -51,6 +51,8 @@ CASES = [
          "app_inverse_conductivity_3d.png", ("--3d",), out="file"),
     Case("source_inversion", "source_inversion.py", "app_source_inversion.png", out="dir",
          extra_checks=("transpose_matters",)),
+    Case("bayesian_inverse_conductivity", "bayesian_inverse_conductivity.py",
+         "app_bayesian_inverse_conductivity.png", extra_checks=("laplace",)),
 ]
 
 
@@ -118,3 +120,9 @@ def test_example_quick_run(case: Case, tmp_path: Path) -> None:
         # M in place of Mᵀ: the adjoint GMRES needs far more iterations (or hits its cap)
         exact = summary["adjoint_iterations_exact_transpose"]
         assert summary["adjoint_iterations_primal_M"] > 5 * exact, summary
+    if "laplace" in case.extra_checks:
+        # the Hessian action checked at rate 2, Newton-CG to |g|/|g0| <= 1e-6, pairs found
+        assert 1.9 <= summary["hessian_check_min_rate"] <= 2.1, summary
+        assert summary["converged"] and summary["gradient_reduction"] <= 1e-6, summary
+        assert 0 < summary["eigenvalues_above_one"] <= summary["k"], summary
+        assert summary["mean_posterior_std"] > 0, summary
