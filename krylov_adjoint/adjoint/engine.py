@@ -29,7 +29,7 @@ from ..problem.structure import Structure
 from .backend import Backend, SolveSettings
 from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, probe_transpose
 from .result import GradientResult, HessianResult, TangentResult
-from .reuse import ROUTINE, PreconditionerReuse
+from .reuse import PreconditionerReuse
 
 __all__ = ["GradientEngine", "choose_method"]
 
@@ -126,7 +126,7 @@ class GradientEngine:
         converged = primal.converged and adjoint_solve.converged
         self._gradient_state = ((bound, self._warm["primal"], self._warm["adjoint"])
                                 if converged else None)
-        if self._derivative_check_due(rebuilt):
+        if self._derivative_check_due(automatic_setup=bool(abandoned)):
             tick = time.perf_counter()
             self._check_derivatives(bound, x, lam)
             times["check"] = time.perf_counter() - tick
@@ -277,15 +277,16 @@ class GradientEngine:
         times["bind"] = time.perf_counter() - tick
         return bound
 
-    def _derivative_check_due(self, rebuilt: bool) -> bool:
-        """At the first gradient, and at every set-up but the routine ones of
-        ``reuse_preconditioner=False`` (there the check would cost ~2 % of each gradient)."""
+    def _derivative_check_due(self, *, automatic_setup: bool) -> bool:
+        """At the first gradient, and when the reuse rule had to set the preconditioner up
+        again within the call (a failed or slowed solve: the problem changed). Not at routine
+        or requested set-ups, where it would cost 1–3 % of every such gradient."""
         if not self.check_gradient:
             return False
         if not self._derivatives_checked:
             self._derivatives_checked = True
             return True
-        return rebuilt and self.reuse.last_reason != ROUTINE
+        return automatic_setup
 
     def _probe_transpose(self, bound: BoundProblem) -> None:
         if self._probe_pair is None:

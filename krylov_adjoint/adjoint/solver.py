@@ -70,11 +70,11 @@ class AdjointSolver(GradientEngine):
         assembled matrix at every preconditioner set-up. A mismatch raises
         :class:`~krylov_adjoint.CallbackError` instead of returning a wrong gradient.
     check_gradient : bool
-        At the first gradient and at every set-up the reuse rule makes (not the routine
-        ones of ``reuse_preconditioner=False``), compare each derivative callback (``operator.vjp``,
-        ``rhs.vjp``, ``objective.grad_theta``) with a central difference of its term of the
-        Lagrangian along one random dθ (two evaluations of A x, b and J, no solve); a wrong
-        sign or scale raises :class:`~krylov_adjoint.CallbackError` naming the callback.
+        At the first gradient, and when the reuse rule has to set the preconditioner up again
+        within a call (a failed or slowed solve), compare each derivative callback
+        (``operator.vjp``, ``rhs.vjp``, ``objective.grad_theta``) with a central difference of
+        its term of the Lagrangian along one random dθ (two evaluations of A x, b and J, no
+        solve); a wrong sign or scale raises :class:`~krylov_adjoint.CallbackError` naming it.
         Turn it off for a problem that is not differentiable at θ.
 
     Examples
