@@ -161,13 +161,15 @@ def main(argv: list[str]) -> dict[str, Any] | None:
                         help="cells per side (default 64; 20 with --quick)")
     parser.add_argument("--noise", type=float, default=0.01,
                         help="noise standard deviation, relative to max |data|")
-    parser.add_argument("--alpha", type=float, default=1.0,
+    parser.add_argument("--alpha", type=float, default=3.0,
                         help="prior precision α (R = αI, prior variance 1/α)")
     parser.add_argument("--k", type=int, default=None,
-                        help="eigenpairs of the Laplace approximation (default 80; 30 with "
+                        help="eigenpairs of the Laplace approximation (default 60; 30 with "
                              "--quick)")
-    parser.add_argument("--rtol", type=float, default=1e-10, help="tolerance of the solves")
-    parser.add_argument("--gtol", type=float, default=1e-9,
+    parser.add_argument("--rtol", type=float, default=1e-12,
+                        help="tolerance of the solves (the gradient must be accurate below "
+                             "gtol·|g0|: with 1e-10 Newton-CG stalled at |g|/|g0| ~ 1e-9)")
+    parser.add_argument("--gtol", type=float, default=1e-8,
                         help="Newton-CG stops at |g|/|g0| <= gtol (tight: the eigenpairs are "
                              "taken at the MAP point, the same on any number of ranks)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
@@ -177,7 +179,7 @@ def main(argv: list[str]) -> dict[str, Any] | None:
     if args.n is None:
         args.n = 20 if args.quick else 64
     if args.k is None:
-        args.k = 30 if args.quick else 80
+        args.k = 30 if args.quick else 60
     petsc()  # initialise PETSc with the command line's options
     comm = mpi().COMM_WORLD
     rank = comm.Get_rank()
