@@ -45,10 +45,8 @@ import numpy as np
 import krylov_adjoint as ka
 from krylov_adjoint.backends.petsc import PetscAdjointSolver, gallery
 from krylov_adjoint.backends.petsc._import import mpi, petsc
-from krylov_adjoint.backends.petsc.diffusion import LocalDiffusion
-from krylov_adjoint.backends.petsc.dmda import StructuredGrid
 from krylov_adjoint.backends.petsc.gallery import distribute_objective
-from krylov_adjoint.backends.petsc.problem import DistributedOperator, DistributedProblem
+from krylov_adjoint.backends.petsc.problem import DistributedProblem
 from krylov_adjoint.newton import newton_cg
 from krylov_adjoint.uq import LaplacePosterior, columnwise, randomized_eigh
 
@@ -68,70 +66,6 @@ class IdentityPrior:
     def apply_inverse(self, X: np.ndarray) -> np.ndarray:
         """R⁻¹ X = X/α (the Newton–CG preconditioner, the prior covariance)."""
         return np.asarray(X, dtype=np.float64) / self.alpha
-
-
-def vjp_jvp_cells(k: LocalDiffusion, x: np.ndarray, lam: np.ndarray,
-                  dlog_k: np.ndarray) -> np.ndarray:
-    """The derivative of ``k.vjp_cells(x, lam)`` along ``dlog_k`` at fixed x and λ (owned cells).
-
-    On a face with cells l, r: ``T = (2/h²) k_l k_r/(k_l + k_r)`` gives ``∂T/∂θ_l = T w_l``
-    with ``w_l = k_r/(k_l + k_r)``, and ``∂w_l/∂θ_r = −∂w_l/∂θ_l = w_l w_r``; the face adds
-    ``T w_l (Δx)(Δλ)`` to cell l and ``T w_r (Δx)(Δλ)`` to cell r, whose derivatives along dθ
-    are below. A boundary face adds ``T_b x λ`` with ``∂T_b/∂θ = T_b``. (The same as the
-    serial gallery's ``vjp_jvp_cells``, on the ghosted box.)
-    """
-    grid = k.grid
-    X = np.asarray(x).reshape(grid.ghosted_shape)
-    L = np.asarray(lam).reshape(grid.ghosted_shape)
-    D = np.asarray(dlog_k).reshape(grid.ghosted_shape)
-    Xo, Lo, Do = X[grid.interior], L[grid.interior], D[grid.interior]
-    out = np.zeros(grid.owned_shape)
-    for a, f in enumerate(k.faces):
-        U, V, E = X[f.box], L[f.box], D[f.box]
-        wl = k.weight_left[a]
-        wr = 1.0 - wl
-        products = (U[f.lower] - U[f.upper]) * (V[f.lower] - V[f.upper])
-        dT = k.T[a] * (wl * E[f.lower] + wr * E[f.upper])
-        T_dwl = k.T[a] * wl * wr * (E[f.upper] - E[f.lower])
-        to_lower = products * (dT * wl + T_dwl)
-        to_upper = products * (dT * wr - T_dwl)
-        out[f.right_cells] += to_lower[f.right_faces]      # the face's lower cell
-        out[f.left_cells] += to_upper[f.left_faces]
-        if k.low[a] is not None:
-            out[f.first] += k.low[a] * Do[f.first] * Xo[f.first] * Lo[f.first]
-        if k.high[a] is not None:
-            out[f.last] += k.high[a] * Do[f.last] * Xo[f.last] * Lo[f.last]
-    return out.reshape(-1)
-
-
-def diffusion_operator(grid: StructuredGrid) -> DistributedOperator:
-    """The gallery's distributed diffusion operator, with the second-order callback
-    ``vjp_jvp`` that Hessian actions need (and ``jvp_transpose = jvp``: dA is symmetric)."""
-    state: dict[str, LocalDiffusion] = {}
-
-    def prepare(theta: np.ndarray) -> None:
-        state["k"] = LocalDiffusion(grid, theta)
-
-    def matvec(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return state["k"].stencil.apply(x)
-
-    def vjp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
-        return state["k"].vjp_cells(x, lam)
-
-    def jvp(theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
-        return state["k"].jvp_stencil(dtheta).apply(x)
-
-    def vjp_jvp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
-                dtheta: np.ndarray) -> np.ndarray:
-        return vjp_jvp_cells(state["k"], x, lam, dtheta)
-
-    def assemble(theta: np.ndarray) -> Any:
-        return state["k"].stencil.rows()
-
-    return DistributedOperator(matvec, layout=grid.layout, vjp=vjp, jvp=jvp,
-                               vjp_jvp=vjp_jvp, jvp_transpose=jvp, structure="spd",
-                               assemble=assemble, prepare=prepare, halo=grid,
-                               theta_halo=grid)
 
 
 def noisy_misfit(model: gallery.DistributedModel, noise: float, seed: int
@@ -194,7 +128,7 @@ def main(argv: list[str]) -> dict[str, Any] | None:
     model = gallery.diffusion_2d(args.n, comm=comm)
     misfit, sigma, observations = noisy_misfit(model, args.noise, args.seed)
     prior = IdentityPrior(args.alpha)
-    problem = DistributedProblem(diffusion_operator(model.grid), model.problem.rhs,
+    problem = DistributedProblem(model.problem.operator, model.problem.rhs,
                                  misfit + ka.Tikhonov(args.alpha),
                                  theta_layout=model.grid.layout)
     P = problem.n_params

@@ -246,3 +246,21 @@ def test_single_rank_gradient_matches_serial_and_taylor():
         assert verify.taylor_test_solver(solver, model.theta, rng=1).passed
     assert verify.operator_dot_test(model.problem, model.theta, rng=0).passed
     assert verify.operator_vjp_test(model.problem, model.theta, rng=0).passed
+
+
+@pytest.mark.parametrize("build", [
+    lambda: gallery.diffusion_2d(8, 6), lambda: gallery.diffusion_3d(4),
+    lambda: gallery.convection_diffusion_2d(6, 5, peclet=20.0),
+    lambda: gallery.convection_diffusion_2d(6, 5, peclet=20.0, parameters="diffusivity")],
+    ids=["diffusion_2d", "diffusion_3d", "convection_both", "convection_diffusivity"])
+def test_distributed_gallery_hessian_actions_match_the_serial_models(build):
+    model = build()
+    v = np.random.default_rng(0).standard_normal(model.serial.n_params)
+    serial = ka.AdjointSolver(model.serial.problem, rtol=1e-12)
+    expected = serial.hessian_vector_product(model.serial.theta, v).product
+    with PetscAdjointSolver(model.problem, rtol=1e-12) as solver:
+        result = solver.hessian_vector_product(model.theta, model.local_theta(v))
+        product = model.gather_theta(np.asarray(result.product), root=None)
+        check = ka.verify.hessian_gradient_test(solver, model.theta, rng=0)
+    assert np.linalg.norm(product - expected) <= 1e-8 * np.linalg.norm(expected)
+    assert check.passed, check.summary()

@@ -131,12 +131,18 @@ def _diffusion(serial: ModelProblem, comm: Any, proc_sizes: Any) -> DistributedM
     def jvp(theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
         return state["k"].jvp_stencil(dtheta).apply(x)
 
+    def vjp_jvp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
+                dtheta: np.ndarray) -> np.ndarray:
+        return state["k"].vjp_jvp_cells(x, lam, dtheta)
+
     def assemble(theta: np.ndarray) -> sp.csr_matrix:
         return state["k"].stencil.rows()
 
+    # ∂A/∂θ·dθ is symmetric: the transpose of the JVP operator is the JVP
     operator = DistributedOperator(matvec, layout=grid.layout, vjp=vjp, jvp=jvp,
-                                   structure="spd", assemble=assemble, prepare=prepare,
-                                   halo=grid, theta_halo=grid)
+                                   vjp_jvp=vjp_jvp, jvp_transpose=jvp, structure="spd",
+                                   assemble=assemble, prepare=prepare, halo=grid,
+                                   theta_halo=grid)
     p = serial.problem
     b = grid.local_part(p.rhs.value(None))
     problem = DistributedProblem(operator, b, distribute_objective(p.objective, grid),
@@ -189,18 +195,26 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
     def jvp(theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
         return state["d"].jvp_stencil(dtheta).apply(x)
 
+    def vjp_jvp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
+                dtheta: np.ndarray) -> np.ndarray:
+        per_cell = state["d"].vjp_jvp_cells(x, lam, dtheta)
+        return np.concatenate([per_cell, np.zeros(n_local)]) if both else per_cell
+
     def assemble(theta: np.ndarray) -> sp.csr_matrix:
         return state["A"].rows()
 
+    # only the (symmetric) diffusion depends on θ: the JVP operator is its own transpose
     theta_halo = _LeadingCells(grid) if both else grid
     operator = DistributedOperator(matvec, layout=grid.layout, rmatvec=rmatvec, vjp=vjp,
-                                   jvp=jvp, structure="general", assemble=assemble,
-                                   prepare=prepare, halo=grid, theta_halo=theta_halo)
+                                   jvp=jvp, vjp_jvp=vjp_jvp, jvp_transpose=jvp,
+                                   structure="general", assemble=assemble, prepare=prepare,
+                                   halo=grid, theta_halo=theta_halo)
     p = serial.problem
     if both:
         rhs = RightHandSide(lambda th: np.array(th[n_local:]),
                             vjp=lambda th, lam: np.concatenate([np.zeros(n_local), lam]),
-                            jvp=lambda th, dth: np.array(dth[n_local:]))
+                            jvp=lambda th, dth: np.array(dth[n_local:]),
+                            vjp_jvp=lambda th, lam, dth: np.zeros(2 * n_local))
         theta_layout = Layout.create(local_size=2 * n_local, comm=grid.comm, name="theta")
     else:
         rhs = RightHandSide(grid.local_part(p.rhs.value(None)))
