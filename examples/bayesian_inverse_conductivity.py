@@ -242,8 +242,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def plot(grid: tuple[int, ...], truth: np.ndarray, theta_map: np.ndarray, std: np.ndarray,
-         eigenvalues: np.ndarray, O: sp.csr_matrix, out: str) -> None:
-    """Truth, MAP point, posterior standard deviation and the eigenvalue decay."""
+         eigenvalues: np.ndarray, O: sp.csr_matrix | None, out: Any, *,
+         std_title: str = "posterior standard deviation",
+         eigen_title: str = "eigenvalues of H_GN v = μ R v") -> None:
+    """Truth, MAP point, posterior standard deviation (sensors shown when ``O`` is given
+    and has at most 400 rows) and the eigenvalue decay."""
     plt = _common.pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.9))
     lo, hi = float(truth.min()), float(truth.max())
@@ -251,7 +254,7 @@ def plot(grid: tuple[int, ...], truth: np.ndarray, theta_map: np.ndarray, std: n
     for ax, values, title, cmap, limits in (
             (axes[0], truth, "true log-conductivity θ★", "RdBu_r", (lo, hi)),
             (axes[1], theta_map, "MAP estimate θ_MAP", "RdBu_r", (lo, hi)),
-            (axes[2], std, "posterior standard deviation", "viridis",
+            (axes[2], std, std_title, "viridis",
              tuple(np.percentile(std, [1.0, 99.0])))):
         image = ax.imshow(values.reshape(grid).T, origin="lower", extent=extent, cmap=cmap,
                           vmin=limits[0], vmax=limits[1])
@@ -259,7 +262,7 @@ def plot(grid: tuple[int, ...], truth: np.ndarray, theta_map: np.ndarray, std: n
         ax.set_xticks([])
         ax.set_yticks([])
         fig.colorbar(image, ax=ax, shrink=0.85)
-    if O.shape[0] <= 400:  # the sensors, where they do not hide the field
+    if O is not None and O.shape[0] <= 400:  # the sensors, where they do not hide the field
         sensors = np.unravel_index(O.indices, grid)
         axes[2].plot((sensors[0] + 0.5) / grid[0], (sensors[1] + 0.5) / grid[1], ".",
                      color="w", markersize=2, alpha=0.6)
@@ -269,7 +272,7 @@ def plot(grid: tuple[int, ...], truth: np.ndarray, theta_map: np.ndarray, std: n
                      label="μᵢ")
     axes[3].axhline(1.0, color="k", lw=1.0, ls="--", label="μ = 1")
     axes[3].set_xlabel("i")
-    axes[3].set_title("eigenvalues of H_GN v = μ R v")
+    axes[3].set_title(eigen_title)
     axes[3].grid(True, which="both", alpha=0.3)
     axes[3].legend()
     _common.save_figure(fig, out)

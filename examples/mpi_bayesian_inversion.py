@@ -41,6 +41,7 @@ from typing import Any
 
 import _common  # first: it sets the BLAS threads before numpy loads
 import numpy as np
+from bayesian_inverse_conductivity import plot
 
 import krylov_adjoint as ka
 from krylov_adjoint.backends.petsc import PetscAdjointSolver, gallery
@@ -182,8 +183,9 @@ def main(argv: list[str]) -> dict[str, Any] | None:
     if rank != 0:
         return None
     out = _common.figure_path(args.out, FIGURE)
-    plot(model.serial.grid, np.asarray(truth), full_map, full_std, pairs.eigenvalues,
-         args.alpha, out)
+    plot(model.serial.grid, np.asarray(truth), full_map, full_std, pairs.eigenvalues, None,
+         out, std_title=f"posterior std (prior {1.0 / np.sqrt(args.alpha):.3g})",
+         eigen_title="eigenvalues of H_GN v = μ αv")
     above = int(np.sum(pairs.eigenvalues > 1.0))
     if above == pairs.k == args.k:  # (fewer pairs come back when H_GN's rank is below k)
         print(f"all {pairs.k} eigenvalues exceed 1: more directions are informed by the data "
@@ -222,36 +224,6 @@ def main(argv: list[str]) -> dict[str, Any] | None:
     # full precision (not print_summary's six digits): runs on 1 and 2 ranks are compared
     print(json.dumps(summary), flush=True)
     return summary
-
-
-def plot(grid: tuple[int, ...], truth: np.ndarray, theta_map: np.ndarray, std: np.ndarray,
-         eigenvalues: np.ndarray, alpha: float, out: Any) -> None:
-    """Truth, MAP point, posterior standard deviation and the eigenvalue decay."""
-    plt = _common.pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.9))
-    lo, hi = float(truth.min()), float(truth.max())
-    extent = (0.0, 1.0, 0.0, 1.0)
-    for ax, values, title, cmap, limits in (
-            (axes[0], truth, "true log-conductivity θ★", "RdBu_r", (lo, hi)),
-            (axes[1], theta_map, "MAP estimate θ_MAP", "RdBu_r", (lo, hi)),
-            (axes[2], std, f"posterior std (prior {1.0 / np.sqrt(alpha):.3g})", "viridis",
-             (float(std.min()), float(std.max())))):
-        image = ax.imshow(values.reshape(grid).T, origin="lower", extent=extent, cmap=cmap,
-                          vmin=limits[0], vmax=limits[1])
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.colorbar(image, ax=ax, shrink=0.85)
-    index = np.arange(1, eigenvalues.size + 1)
-    positive = eigenvalues > 0
-    axes[3].semilogy(index[positive], eigenvalues[positive], "o-", markersize=3, lw=1.2,
-                     label="μᵢ")
-    axes[3].axhline(1.0, color="k", lw=1.0, ls="--", label="μ = 1")
-    axes[3].set_xlabel("i")
-    axes[3].set_title("eigenvalues of H_GN v = μ αv")
-    axes[3].grid(True, which="both", alpha=0.3)
-    axes[3].legend()
-    _common.save_figure(fig, out)
 
 
 if __name__ == "__main__":
