@@ -67,3 +67,9 @@ def test_laplace_eigenvalues_distributed_match_the_serial_ones(records):
     for r in records:
         assert r["laplace"]["eigenvalues_vs_serial"] <= 1e-8, r["laplace"]
         assert r["laplace"]["eigenvalues"] == records[0]["laplace"]["eigenvalues"]
+
+
+def test_lu_on_several_ranks_needs_a_parallel_direct_solver(records):
+    for r in records:
+        assert r["lu"] == "has a parallel direct solver" or (
+            r["lu"].startswith("ValueError") and "parallel direct solver" in r["lu"]), r["lu"]

@@ -52,6 +52,8 @@ class Backend(Protocol):
     preconditioner_fixed: bool
     #: The kind of preconditioner, for reports.
     preconditioner_name: str
+    #: True for a kind set up again for every new θ unless asked otherwise (a factorisation).
+    preconditioner_refresh_per_theta: bool
 
     def bind(self, theta: Any) -> tuple[BoundProblem, bool]:
         """The problem at θ (checked; collective) and whether θ differs from the last one."""

@@ -71,7 +71,7 @@ class GradientEngine:
                  atol: float = 0.0, adjoint_rtol: float | None = None,
                  adjoint_atol: float | None = None, maxiter: int | None = None,
                  restart: int = 30, warm_start: bool = True, raise_on_failure: bool = True,
-                 rebuild_factor: float | None = 1.5, reuse_preconditioner: bool = True,
+                 rebuild_factor: float | None = 1.5, reuse_preconditioner: bool | None = None,
                  monitor: Monitor | None = None, check_transpose: bool = True,
                  check_gradient: bool = True,
                  known_methods: Any = METHODS) -> None:
@@ -90,6 +90,8 @@ class GradientEngine:
         self._derivatives_checked = False
         #: (bound problem, x, λ) of the last gradient, reused by Hessian actions at that θ.
         self._gradient_state: tuple[Any, Any, Any] | None = None
+        if reuse_preconditioner is None:  # a factorisation is of A(θ): new θ, new set-up
+            reuse_preconditioner = not backend.preconditioner_refresh_per_theta
         self.reuse = PreconditionerReuse(rebuild_factor, reuse=reuse_preconditioner,
                                          fixed=backend.preconditioner_fixed)
         self._warm: dict[str, Any] = {}

@@ -27,7 +27,8 @@ class AdjointSolver(GradientEngine):
         unless the problem is declared ``"spd"``, or with a non-symmetric preconditioner.
     preconditioner : str, Preconditioner, LinearOperator, MultilevelSolver, callable or None
         ``"auto"`` (AMG when the operator has an ``assemble`` callback, else none), ``"amg"``,
-        ``"ilu"``, ``"jacobi"``, ``"none"``/None, a ready preconditioner object with
+        ``"ilu"``, ``"jacobi"``, ``"lu"`` (a sparse direct factorisation: both solves in one
+        iteration at its θ), ``"none"``/None, a ready preconditioner object with
         ``apply``/``apply_transpose``, a scipy ``LinearOperator`` with ``matvec`` and
         ``rmatvec`` (its ``rmatvec`` is the transpose), a pyamg ``MultilevelSolver`` (its
         hierarchy applied with the library's transposed cycle), or a callable
@@ -57,10 +58,11 @@ class AdjointSolver(GradientEngine):
         up again at the current θ and the solve continued, within the same call
         (:class:`~krylov_adjoint.adjoint.reuse.PreconditionerReuse`); None never rebuilds
         automatically.
-    reuse_preconditioner : bool
+    reuse_preconditioner : bool or None
         Keep the preconditioner across θ (rebuilt per ``rebuild_factor``). False sets it up
         again for every new θ, e.g. in topology optimisation where A changes a lot per step:
-        once per θ, shared by the primal and adjoint solves either way.
+        once per θ, shared by the primal and adjoint solves either way. None (the default):
+        True, except for ``"lu"``, a factorisation of A(θ) itself (True lags it).
     monitor : callable ``(phase, iteration, residual_norm)``, optional
         Called at every Krylov iteration of every solve; ``phase`` is ``"primal"``,
         ``"adjoint"`` or ``"tangent"``.
@@ -99,7 +101,7 @@ class AdjointSolver(GradientEngine):
                  rtol: float = 1e-8, atol: float = 0.0, adjoint_rtol: float | None = None,
                  adjoint_atol: float | None = None, maxiter: int | None = None,
                  restart: int = 30, warm_start: bool = True, raise_on_failure: bool = True,
-                 rebuild_factor: float | None = 1.5, reuse_preconditioner: bool = True,
+                 rebuild_factor: float | None = 1.5, reuse_preconditioner: bool | None = None,
                  monitor: Monitor | None = None, check_transpose: bool = True,
                  check_gradient: bool = True) -> None:
         from ..backends.serial import SerialBackend

@@ -52,6 +52,7 @@ class SerialBackend:
         self.M: Preconditioner | None = self.source.fixed
         self.preconditioner_fixed = self.M is not None
         self.preconditioner_name = self.source.name
+        self.preconditioner_refresh_per_theta = self.source.refresh_per_theta
         # what make_preconditioner accepts: the kind or factory set up here, or the fixed one
         self.spec = self.source.kind if self.M is None else self.M
         self.options = dict(self.source.options)

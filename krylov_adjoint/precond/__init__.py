@@ -1,4 +1,4 @@
-"""Preconditioners with ``apply`` and ``apply_transpose``: Jacobi, ILU, AMG (lazy)."""
+"""Preconditioners with ``apply`` and ``apply_transpose``: Jacobi, ILU, LU, AMG (lazy)."""
 
 from typing import Any
 
@@ -13,12 +13,14 @@ from .factory import make_preconditioner as make_preconditioner
 from .factory import resolve_preconditioner as resolve_preconditioner
 from .ilu import ILUPreconditioner as ILUPreconditioner
 from .jacobi import JacobiPreconditioner as JacobiPreconditioner
+from .lu import LUPreconditioner as LUPreconditioner
 from .operator import LinearOperatorPreconditioner as LinearOperatorPreconditioner
 
 __all__ = ["Preconditioner", "PreconditionerBase", "IdentityPreconditioner",
            "TransposedPreconditioner", "JacobiPreconditioner", "ILUPreconditioner",
-           "AMGPreconditioner", "LinearOperatorPreconditioner", "make_preconditioner",
-           "resolve_preconditioner", "PreconditionerSource", "PRECONDITIONERS", "as_operator"]
+           "LUPreconditioner", "AMGPreconditioner", "LinearOperatorPreconditioner",
+           "make_preconditioner", "resolve_preconditioner", "PreconditionerSource",
+           "PRECONDITIONERS", "as_operator"]
 
 
 def __getattr__(name: str) -> Any:

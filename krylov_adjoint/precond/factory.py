@@ -31,11 +31,12 @@ PRECONDITIONERS: dict[str, str] = {
     "jacobi": "krylov_adjoint.precond.jacobi:JacobiPreconditioner",
     "ilu": "krylov_adjoint.precond.ilu:ILUPreconditioner",
     "amg": "krylov_adjoint.precond.amg:AMGPreconditioner",
+    "lu": "krylov_adjoint.precond.lu:LUPreconditioner",
 }
 
-_ACCEPTED = ("'auto', 'amg', 'ilu', 'jacobi', 'none' (or None), a ready preconditioner (shape, "
-             "apply, apply_transpose), a scipy LinearOperator with matvec and rmatvec, a pyamg "
-             "MultilevelSolver, or a callable A -> preconditioner")
+_ACCEPTED = ("'auto', 'amg', 'ilu', 'jacobi', 'lu', 'none' (or None), a ready preconditioner "
+             "(shape, apply, apply_transpose), a scipy LinearOperator with matvec and rmatvec, a "
+             "pyamg MultilevelSolver, or a callable A -> preconditioner")
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +74,16 @@ class PreconditionerSource:
     fixed: Preconditioner | None = None
     kind: str | Callable[..., Preconditioner] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def refresh_per_theta(self) -> bool:
+        """True for a kind that is set up again for every new θ by default (a factorisation:
+        ``refresh_per_theta`` on its class)."""
+        if not isinstance(self.kind, str):
+            return False
+        module_name, class_name = PRECONDITIONERS[self.kind].split(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        return bool(getattr(cls, "refresh_per_theta", False))
 
     def build(self, A: Any) -> Preconditioner:
         """Set up the preconditioner on the assembled matrix ``A`` (scipy.sparse, N × N).

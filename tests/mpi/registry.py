@@ -122,6 +122,22 @@ def laplace_eigenvalues(name: str = "diffusion", k: int = 5) -> dict:
             "eigenvalues": [float(e) for e in result.eigenvalues]}
 
 
+def lu_without_parallel_direct_solver() -> str:
+    """preconditioner="lu" on several ranks of a PETSc build without MUMPS & co."""
+    from krylov_adjoint.backends.petsc import PetscAdjointSolver
+    from krylov_adjoint.backends.petsc import gallery as petsc_gallery
+    from krylov_adjoint.backends.petsc._import import petsc
+
+    if any(petsc().Sys.hasExternalPackage(name) for name in ("mumps", "superlu_dist")):
+        return "has a parallel direct solver"
+    model = petsc_gallery.diffusion_2d(8, 6)
+    try:
+        PetscAdjointSolver(model.problem, preconditioner="lu").destroy()
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+    return "not refused"
+
+
 def refused() -> str:
     model = PROBLEMS["convection"].build()
     with run("petsc", model, structure="spd", preconditioner="none") as r:
@@ -146,6 +162,7 @@ def main() -> None:
     record["hessian"] = {name: hessian_case(name) for name in PROBLEMS}
     record["newton"] = newton()
     record["laplace"] = laplace_eigenvalues()
+    record["lu"] = lu_without_parallel_direct_solver()
     emit(record)
 
 

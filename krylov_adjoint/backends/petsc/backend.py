@@ -39,6 +39,10 @@ PC_ALIASES = {"amg": "gamg", "none": "none", None: "none"}
 
 #: PC types that need no assembled matrix.
 _MATRIX_FREE_PCS = ("none", "shell", "python")
+#: Direct factorisations: set up again for every new θ by default.
+_FACTORISATIONS = ("lu", "cholesky")
+#: External packages that give PETSc a parallel LU.
+_PARALLEL_DIRECT = ("mumps", "superlu_dist", "strumpack", "pastix")
 
 
 class PetscBackend:
@@ -90,6 +94,7 @@ class PetscBackend:
         self.pc_type = self.primal.ksp.getPC().getType()
         self.preconditioner_fixed = self.pc_type in _MATRIX_FREE_PCS
         self.preconditioner_name = self.pc_type
+        self.preconditioner_refresh_per_theta = self.pc_type in _FACTORISATIONS
         if self.preconditioner_fixed:
             self.primal.ksp.setOperators(self.shell.A, self.shell.A)
         adjoint_options = PETSc.Options(options_prefix + "adjoint_")
@@ -113,6 +118,13 @@ class PetscBackend:
         if pc_type == "hypre" and not petsc().Sys.hasExternalPackage("hypre"):
             raise ValueError("preconditioner='hypre': this PETSc build has no hypre "
                              "(configure PETSc with --download-hypre); 'gamg' is built in")
+        if pc_type in _FACTORISATIONS and self.comm.Get_size() > 1 and not any(
+                petsc().Sys.hasExternalPackage(name) for name in _PARALLEL_DIRECT):
+            raise ValueError(
+                f"preconditioner={preconditioner!r} on {self.comm.Get_size()} ranks: this PETSc "
+                "build has no parallel direct solver (MUMPS, SuperLU_dist, STRUMPACK or "
+                "PaStiX; configure PETSc with --download-mumps), and PETSc's own LU is serial. "
+                "Use 'gamg', or one rank")
         if pc_type not in _MATRIX_FREE_PCS and not op.has_assembled:
             raise ValueError(
                 f"preconditioner={preconditioner!r} is built from an assembled matrix, but "

@@ -45,10 +45,12 @@ class PetscAdjointSolver(GradientEngine):
         As in :class:`~krylov_adjoint.AdjointSolver` (the same engine decides set-ups,
         warm starts and checks); the stopping rule is the serial one,
         ``‖b − A x‖ ≤ max(rtol‖b‖, atol)`` on the unpreconditioned residual.
-    reuse_preconditioner : bool
+    reuse_preconditioner : bool or None
         Keep the preconditioner across θ (rebuilt per ``rebuild_factor``), as the serial
         solver does. False sets it up again for every new θ: once per θ, shared by the
-        primal and adjoint solves either way.
+        primal and adjoint solves either way. None: True, except for the factorisations
+        ``"lu"`` and ``"cholesky"`` (on several ranks they need a parallel direct solver in the
+        PETSc build, MUMPS or SuperLU_dist; refused clearly otherwise).
     adjoint_pc : {"auto", "shared", "transpose", "explicit"}
         How the adjoint solve is preconditioned from the primal set-up (see
         :mod:`krylov_adjoint.backends.petsc.adjoint_pc`). Giving ``-<prefix>adjoint_pc_type``
@@ -90,7 +92,7 @@ class PetscAdjointSolver(GradientEngine):
                  rtol: float = 1e-8, atol: float = 0.0, adjoint_rtol: float | None = None,
                  adjoint_atol: float | None = None, maxiter: int | None = None,
                  restart: int = 30, warm_start: bool = True, raise_on_failure: bool = True,
-                 rebuild_factor: float | None = 1.5, reuse_preconditioner: bool = True,
+                 rebuild_factor: float | None = 1.5, reuse_preconditioner: bool | None = None,
                  monitor: Monitor | None = None, adjoint_pc: str = "auto",
                  options_prefix: str = "ka_", check_residual: bool = True,
                  check_transpose: bool = True, check_gradient: bool = True) -> None:
