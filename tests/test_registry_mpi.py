@@ -73,3 +73,8 @@ def test_lu_on_several_ranks_needs_a_parallel_direct_solver(records):
     for r in records:
         assert r["lu"] == "has a parallel direct solver" or (
             r["lu"].startswith("ValueError") and "parallel direct solver" in r["lu"]), r["lu"]
+
+
+def test_jacobians_by_adjoint_and_tangent_solves_match_the_serial_one(records):
+    for r in records:
+        assert r["jacobian"]["adjoint"] <= 1e-8 and r["jacobian"]["tangent"] <= 1e-8, r

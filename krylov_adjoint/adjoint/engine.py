@@ -28,6 +28,7 @@ from ..problem.bound import BoundProblem
 from ..problem.structure import Structure
 from .backend import Backend, SolveSettings
 from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, probe_transpose
+from .jacobian import JacobianResult, jacobian
 from .result import GradientResult, HessianResult, TangentResult
 from .reuse import PreconditionerReuse
 
@@ -254,6 +255,15 @@ class GradientEngine:
             "derivatives")
         raise MissingCallbackError(f"{what} needs {', '.join(missing)}, which the problem "
                                    f"does not supply{hint}")
+
+    def jacobian(self, theta: Any, outputs: Any, *, mode: str = "auto") -> JacobianResult:
+        """dJ_k/dθ of several outputs ``J_k(θ, x(θ))`` (a sequence of :class:`Objective`).
+
+        One primal solve, then K adjoint solves with Mᵀ (``mode="adjoint"``, one row per
+        output) or P tangent solves with M (``"tangent"``, one column per parameter);
+        ``"auto"`` takes the fewer. The set-up is shared by all of them.
+        """
+        return jacobian(self, theta, outputs, mode=mode)
 
     @property
     def setups(self) -> int:

@@ -22,9 +22,13 @@ from ..problem.problem import AdjointProblem, as_assembled_matrix
 __all__ = ["SerialBackend"]
 
 #: How each phase applies the operator and the preconditioner, and names them in errors.
+#: The solves with Aᵀ and Mᵀ.
+TRANSPOSED_PHASES = ("adjoint", "second_adjoint", "output_adjoint")
+
 _PRECONDITIONER_LABELS = {"primal": "preconditioner.apply", "tangent": "preconditioner.apply",
                           "adjoint": "preconditioner.apply_transpose",
-                          "second_adjoint": "preconditioner.apply_transpose"}
+                          "second_adjoint": "preconditioner.apply_transpose",
+                          "output_adjoint": "preconditioner.apply_transpose"}
 
 
 class SerialBackend:
@@ -93,7 +97,7 @@ class SerialBackend:
     def solve(self, phase: str, bound: BoundProblem, rhs: np.ndarray, x0: Any,
               settings: SolveSettings) -> tuple[SolveResult, np.ndarray]:
         M = self.M
-        if phase in ("adjoint", "second_adjoint"):
+        if phase in TRANSPOSED_PHASES:
             operator = spla.LinearOperator((self.n, self.n), matvec=bound.rmatvec,
                                            dtype=np.float64)
             M = TransposedPreconditioner(M) if M is not None else None
@@ -140,6 +144,20 @@ class SerialBackend:
                           ) -> float:
         direct = bound.objective_grad_theta(x)
         return 0.0 if direct is None else float(direct @ dtheta)
+
+    def with_objective(self, bound: BoundProblem, objective: Any) -> BoundProblem:
+        return bound.with_objective(objective)
+
+    def unit_parameter(self, index: int) -> np.ndarray:
+        e = np.zeros(self.problem.n_params)
+        e[index] = 1.0
+        return e
+
+    def local_parameters(self, v: np.ndarray) -> np.ndarray:
+        return np.asarray(v)
+
+    def local_columns(self, matrix: np.ndarray) -> np.ndarray:
+        return matrix
 
     def theta_of(self, bound: BoundProblem) -> np.ndarray:
         return bound.theta

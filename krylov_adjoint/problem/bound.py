@@ -11,6 +11,7 @@ NaN so that collective work goes on, and raises on every rank at its next checkp
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -94,7 +95,15 @@ class BoundProblem:
         # the backend passes it private and read-only (a ghosted copy, or a Vec)
         self.theta_operator = self.theta if theta_operator is None else theta_operator
         self.check_products = check_products
+        self._binding = object()  # what the operator was prepared for (shared by views)
         self._prepare()
+
+    def with_objective(self, objective: Any) -> BoundProblem:
+        """The same problem at the same θ with another objective (an output of a Jacobian):
+        the operator stays prepared, the objective's callbacks are checked alike."""
+        view = copy.copy(self)
+        view.objective = objective
+        return view
 
     # -- the operator ------------------------------------------------------------------
     def matvec(self, x: np.ndarray, *, check_finite: bool = False) -> np.ndarray:
@@ -306,13 +315,13 @@ class BoundProblem:
 
     # -- plumbing ------------------------------------------------------------------------------
     def _prepare(self) -> None:
-        self.operator.bound_to = self
+        self.operator.bound_to = self._binding
         self.call_operator("operator.prepare", self.operator.prepare, self.theta_operator)
 
     def call_operator(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Call an operator callback ``fn(*args)`` at this θ (``prepare`` first if another θ
         was prepared since); a failure is reported by the policy (then None is returned)."""
-        if self.operator.bound_to is not self:
+        if self.operator.bound_to is not self._binding:
             self._prepare()
         return self._call(name, fn, *args)
 

@@ -122,6 +122,24 @@ def laplace_eigenvalues(name: str = "diffusion", k: int = 5) -> dict:
             "eigenvalues": [float(e) for e in result.eigenvalues]}
 
 
+def jacobians(name: str = "convection") -> dict:
+    """K = 3 linear outputs, by adjoint and by tangent solves, against the serial Jacobian."""
+    model = PROBLEMS[name].build()
+    weights = np.random.default_rng(2).standard_normal((3, model.n))
+    with run("serial", model) as serial:
+        reference = serial.solver.jacobian(
+            model.theta, [ka.LinearFunctional(c) for c in weights]).matrix
+    errors = {}
+    with run("petsc", model) as r:
+        xl = r.solver.problem.x_layout
+        outputs = [ka.LinearFunctional(c[xl.start:xl.stop]) for c in weights]
+        for mode in ("adjoint", "tangent"):
+            local = r.solver.jacobian(r.local(model.theta), outputs, mode=mode).matrix
+            whole = np.array([r.whole(row, model.n_params) for row in local])
+            errors[mode] = relative_error(whole, reference)
+    return errors
+
+
 def lu_without_parallel_direct_solver() -> str:
     """preconditioner="lu" on several ranks of a PETSc build without MUMPS & co."""
     from krylov_adjoint.backends.petsc import PetscAdjointSolver
@@ -163,6 +181,7 @@ def main() -> None:
     record["newton"] = newton()
     record["laplace"] = laplace_eigenvalues()
     record["lu"] = lu_without_parallel_direct_solver()
+    record["jacobian"] = jacobians()
     emit(record)
 
 

@@ -270,7 +270,7 @@ class PetscBackend:
         elif phase == "adjoint":
             self._ensure_adjoint_pc()
             solve, x, operator = self.adjoint, self._lam, None
-        elif phase == "second_adjoint":
+        elif phase in ("second_adjoint", "output_adjoint"):
             self._ensure_adjoint_pc()
             solve, x, operator = self.adjoint, self.problem.x_layout.create_vec(), None
         else:
@@ -331,6 +331,25 @@ class PetscBackend:
         local = bound.direct_derivative(x, dtheta)
         self.guard.checkpoint("the objective")
         return self._sum(local)
+
+    def with_objective(self, bound: VecProblem, objective: Any) -> VecProblem:
+        return bound.with_objective(objective)
+
+    def unit_parameter(self, index: int) -> Any:
+        layout = self.problem.theta_layout
+        e = layout.create_vec()
+        e.set(0.0)
+        if layout.start <= index < layout.stop:
+            e.setValue(index, 1.0)
+        e.assemble()
+        return e
+
+    def local_parameters(self, v: Any) -> np.ndarray:
+        return np.array(v.getArray(readonly=True))
+
+    def local_columns(self, matrix: np.ndarray) -> np.ndarray:
+        layout = self.problem.theta_layout
+        return np.ascontiguousarray(matrix[:, layout.start:layout.stop])
 
     def theta_of(self, bound: VecProblem) -> np.ndarray:
         return bound.bound.theta

@@ -10,6 +10,7 @@ Vecs themselves.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,13 @@ class VecProblem:
                                                                     "theta"))
         self.bound = BoundProblem(problem, theta.getArray(readonly=True), guard,
                                   theta_operator=theta_operator, check_products=True)
+
+    def with_objective(self, objective: Any) -> VecProblem:
+        """The same problem at the same θ with another objective (see
+        :meth:`~krylov_adjoint.problem.bound.BoundProblem.with_objective`)."""
+        view = copy.copy(self)
+        view.bound = self.bound.with_objective(objective)
+        return view
 
     # -- the operator -------------------------------------------------------------------------
     def matvec(self, x: Any, y: Any) -> None:

@@ -1,0 +1,90 @@
+"""The Jacobian of several outputs J_k(x(θ), θ): K adjoint solves or P tangent solves."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..krylov.result import SolveResult
+from ..problem.objective import Objective
+
+__all__ = ["JacobianResult", "jacobian"]
+
+MODES = ("auto", "adjoint", "tangent")
+
+
+@dataclass(frozen=True)
+class JacobianResult:
+    """dJ_k/dθ for K outputs, and the solves that gave it.
+
+    Attributes
+    ----------
+    matrix : ndarray, shape (K, P)
+        Row k is dJ_k/dθ (on PETSc: this rank's θ columns, shape (K, params_local)).
+    values : ndarray, shape (K,)
+        J_k(x(θ), θ).
+    mode : {"adjoint", "tangent"}
+        K adjoint solves (one per output) or P tangent solves (one per parameter).
+    primal : SolveResult
+    solves : tuple of SolveResult
+        The K adjoint or P tangent solves, in order.
+    times : dict
+        ``primal``, ``solves`` and ``total`` wall times.
+    """
+
+    matrix: np.ndarray
+    values: np.ndarray
+    mode: str
+    primal: SolveResult
+    solves: tuple[SolveResult, ...]
+    times: dict[str, float] = field(default_factory=dict)
+
+
+def jacobian(engine: Any, theta: Any, outputs: Any, *, mode: str = "auto") -> JacobianResult:
+    """See :meth:`~krylov_adjoint.adjoint.engine.GradientEngine.jacobian`."""
+    outputs = list(outputs)
+    if not outputs or not all(isinstance(o, Objective) for o in outputs):
+        raise InputError("outputs", "expected a non-empty sequence of Objective (one per "
+                                    "output J_k(θ, x))")
+    if mode not in MODES:
+        raise InputError("mode", f"expected one of {MODES}, got {mode!r}")
+    start = time.perf_counter()
+    backend = engine.backend
+    bound = engine._bind(theta, {})
+    x, primal, _, _, _ = engine._primal(bound, {})
+    tick = time.perf_counter()
+    n_params = backend.problem.n_params
+    if mode == "auto":
+        mode = "adjoint" if len(outputs) <= n_params else "tangent"
+    views = [backend.with_objective(bound, output) for output in outputs]
+    values = np.array([backend.objective_value(view, x) for view in views])
+    solves: list[SolveResult] = []
+    if mode == "adjoint":
+        rows = []
+        for view in views:
+            lam, solve = engine._solve("output_adjoint", view, backend.objective_grad_x(view, x),
+                                       engine._adjoint_settings(), x0=None)
+            rows.append(backend.local_parameters(backend.parameter_gradient(view, x, lam)))
+            solves.append(solve)
+        matrix = np.array(rows)
+    else:
+        # copied one by one: a backend may return the same ∂J/∂x vector every time
+        gradients = [backend.copy(backend.objective_grad_x(view, x)) for view in views]
+        columns = []
+        for p in range(n_params):
+            direction = backend.unit_parameter(p)
+            rhs = backend.tangent_rhs(bound, x, direction)
+            xdot, solve = engine._solve("tangent", bound, rhs, engine._primal_settings(),
+                                        x0=None)
+            columns.append([backend.dot(g, xdot) + backend.direct_derivative(view, x, direction)
+                            for g, view in zip(gradients, views, strict=True)])
+            solves.append(solve)
+        matrix = backend.local_columns(np.array(columns).T)
+    now = time.perf_counter()
+    times = {"primal": primal.seconds, "solves": now - tick, "total": now - start}
+    return JacobianResult(matrix=matrix, values=values, mode=mode, primal=primal,
+                          solves=tuple(solves), times=times)
