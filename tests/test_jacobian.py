@@ -92,3 +92,32 @@ def test_jacobian_on_one_petsc_rank_matches_the_serial_one(mode):
         rows = np.array([dm.gather_theta(row, root=None) for row in result.matrix])
     assert np.allclose(rows, serial.matrix, rtol=1e-8, atol=1e-10 * np.abs(serial.matrix).max())
     assert np.allclose(result.values, serial.values, rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["serial", "petsc"])
+def test_the_jacobian_operator_applies_j_and_its_transpose(backend):
+    model = convection_diffusion_2d(6, 5, peclet=20.0)
+    outs = outputs(model.n, model.n_params)
+    reference = dense_jacobian(model, model.theta, outs)
+    v = np.random.default_rng(3).standard_normal(model.n_params)
+    w = np.random.default_rng(4).standard_normal(len(outs))
+    if backend == "serial":
+        J = ka.AdjointSolver(model.problem, rtol=1e-12).jacobian_operator(model.theta, outs)
+        Jv, JTw = J.matvec(v), J.rmatvec(w)
+    else:
+        pytest.importorskip("petsc4py")
+        from krylov_adjoint.backends.petsc import PetscAdjointSolver
+        from krylov_adjoint.backends.petsc import gallery as petsc_gallery
+
+        dm = petsc_gallery.diffusion_2d(6, 5)
+        model, outs = dm.serial, [ka.LinearFunctional(np.ones(dm.serial.n))]
+        reference = dense_jacobian(model, model.theta, outs)
+        v, w = np.random.default_rng(3).standard_normal(model.n_params), np.array([2.0])
+        local = [ka.LinearFunctional(dm.grid.local_part(np.ones(model.n)))]
+        with PetscAdjointSolver(dm.problem, rtol=1e-12) as solver:
+            J = solver.jacobian_operator(dm.theta, local)
+            Jv = J.matvec(dm.local_theta(v))
+            JTw = dm.gather_theta(J.rmatvec(w), root=None)
+    scale = np.abs(reference).max()
+    assert np.allclose(Jv, reference @ v, rtol=1e-8, atol=1e-10 * scale * np.abs(v).sum())
+    assert np.allclose(JTw, reference.T @ w, rtol=1e-8, atol=1e-10 * scale)

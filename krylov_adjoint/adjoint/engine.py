@@ -28,7 +28,7 @@ from ..problem.bound import BoundProblem
 from ..problem.structure import Structure
 from .backend import Backend, SolveSettings
 from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, probe_transpose
-from .jacobian import JacobianResult, jacobian
+from .jacobian import JacobianResult, jacobian, jacobian_products
 from .result import GradientResult, HessianResult, TangentResult
 from .reuse import PreconditionerReuse
 
@@ -264,6 +264,16 @@ class GradientEngine:
         ``"auto"`` takes the fewer. The set-up is shared by all of them.
         """
         return jacobian(self, theta, outputs, mode=mode)
+
+    def jacobian_operator(self, theta: Any, outputs: Any) -> Any:
+        """The Jacobian of the outputs at θ as a scipy ``LinearOperator`` (K × P; on PETSc
+        K × this rank's P, and every product is collective), never formed: ``matvec`` is one
+        tangent solve, ``rmatvec`` one adjoint solve (after a primal solve, warm-started)."""
+        import scipy.sparse.linalg as spla
+
+        forward, transpose = jacobian_products(self, theta, outputs)
+        shape = (len(list(outputs)), self.backend.problem.params_local)
+        return spla.LinearOperator(shape, matvec=forward, rmatvec=transpose, dtype=np.float64)
 
     @property
     def setups(self) -> int:

@@ -88,3 +88,54 @@ def jacobian(engine: Any, theta: Any, outputs: Any, *, mode: str = "auto") -> Ja
     times = {"primal": primal.seconds, "solves": now - tick, "total": now - start}
     return JacobianResult(matrix=matrix, values=values, mode=mode, primal=primal,
                           solves=tuple(solves), times=times)
+
+
+def weighted_outputs(outputs: list[Objective], weights: np.ndarray) -> Objective:
+    """``Σ_k w_k J_k`` as one objective (θ first), for a Jacobian-transpose product."""
+    pairs = [(float(w), o) for w, o in zip(weights, outputs, strict=True)]
+
+    def value(theta: np.ndarray, x: np.ndarray) -> float:
+        return sum(w * float(o.value(x, theta)) for w, o in pairs)
+
+    def grad_x(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return sum(w * np.asarray(o.grad_x(x, theta), dtype=float) for w, o in pairs)
+
+    def grad_theta(theta: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+        parts = [(w, o.grad_theta(x, theta)) for w, o in pairs]
+        present = [w * np.asarray(g, dtype=float) for w, g in parts if g is not None]
+        return sum(present) if present else None
+
+    return Objective(J=value, dJ_dx=grad_x, dJ_dtheta=grad_theta)
+
+
+def jacobian_products(engine: Any, theta: Any, outputs: Any) -> tuple[Any, Any]:
+    """``(dθ ↦ J dθ, w ↦ Jᵀw)`` for K outputs, each one solve (tangent, adjoint) after one
+    primal solve per call; see :meth:`GradientEngine.jacobian_operator`."""
+    outputs = list(outputs)
+    if not outputs or not all(isinstance(o, Objective) for o in outputs):
+        raise InputError("outputs", "expected a non-empty sequence of Objective (one per "
+                                    "output J_k(θ, x))")
+    backend = engine.backend
+
+    def forward(dtheta: Any) -> np.ndarray:
+        bound = engine._bind(theta, {})
+        x = engine._primal(bound, {})[0]
+        direction = backend.check_direction(dtheta)
+        xdot, _ = engine._solve("tangent", bound, backend.tangent_rhs(bound, x, direction),
+                                engine._primal_settings(), x0=None)
+        views = [backend.with_objective(bound, o) for o in outputs]
+        return np.array([backend.dot(backend.objective_grad_x(view, x), xdot)
+                         + backend.direct_derivative(view, x, direction) for view in views])
+
+    def transpose(weights: Any) -> np.ndarray:
+        w = np.asarray(weights, dtype=float).reshape(-1)
+        if w.shape != (len(outputs),):
+            raise InputError("weights", f"expected shape ({len(outputs)},), got {w.shape}")
+        bound = engine._bind(theta, {})
+        x = engine._primal(bound, {})[0]
+        view = backend.with_objective(bound, weighted_outputs(outputs, w))
+        lam, _ = engine._solve("output_adjoint", view, backend.objective_grad_x(view, x),
+                               engine._adjoint_settings(), x0=None)
+        return backend.local_parameters(backend.parameter_gradient(view, x, lam))
+
+    return forward, transpose
