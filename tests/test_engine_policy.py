@@ -190,3 +190,15 @@ def test_right_derivative_callbacks_pass_the_check_and_match_the_dense_gradient(
     reference = theta - lam * x + 2 * theta * lam
     assert np.allclose(result.gradient, reference, rtol=1e-8, atol=1e-10)
     assert "check" in result.times
+
+
+def test_an_operator_that_writes_into_its_input_is_told_so():
+    def matvec(theta, x):
+        x *= 2.0  # the defect: modifies its (read-only) input
+        return x
+
+    op = ka.ParametricOperator(matvec, vjp=lambda t, x, l: l * x, n=5, structure="spd")
+    problem = ka.AdjointProblem(op, np.ones(5), ka.LinearFunctional(np.ones(5)), n_params=5)
+    with pytest.raises(ka.CallbackError, match="must not modify its input") as info:
+        ka.AdjointSolver(problem, preconditioner="none").gradient(np.ones(5))
+    assert info.value.callback == "operator.matvec"

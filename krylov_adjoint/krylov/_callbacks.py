@@ -16,6 +16,7 @@ import numpy as np
 
 from .._checks import readonly
 from ..errors import CallbackError, KrylovAdjointError
+from ..problem.bound import callback_failure
 
 __all__ = ["guarded"]
 
@@ -72,11 +73,7 @@ def guarded(callback: Apply, label: str, n: int, product: str) -> Apply:
         except KrylovAdjointError:
             raise
         except Exception as exc:
-            if isinstance(exc, ValueError) and "read-only" in str(exc):
-                raise CallbackError(
-                    label, f"must not modify its input: it tried to write into a read-only "
-                    f"array ({exc}); compute {product} into a new array and return it") from exc
-            raise CallbackError(label, f"raised {type(exc).__name__}: {exc}") from exc
+            raise callback_failure(label, exc, product) from exc
         if type(out) is np.ndarray and out.dtype is _FLOAT64 and out.shape == shape:
             return out
         return _checked_slowly(out, label, n, product)
