@@ -31,6 +31,7 @@ from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, probe_transpose
 from .jacobian import JacobianResult, jacobian, jacobian_products
 from .result import GradientResult, HessianResult, TangentResult
 from .reuse import PreconditionerReuse
+from .second_order import hessian_action
 
 __all__ = ["GradientEngine", "choose_method"]
 
@@ -189,7 +190,7 @@ class GradientEngine:
         MissingCallbackError
             Naming every missing callback (Gauss–Newton may still be available).
         """
-        return self._second_order(theta, dtheta, gauss_newton=False)
+        return hessian_action(self, theta, dtheta, gauss_newton=False)
 
     def gauss_newton_vector_product(self, theta: Any, dtheta: Any) -> HessianResult:
         """The Gauss–Newton action: :meth:`hessian_vector_product` without the terms that
@@ -197,64 +198,7 @@ class GradientEngine:
         convex regularisation it is symmetric positive semidefinite by construction. Needs
         the JVPs and the objective's second derivatives only.
         """
-        return self._second_order(theta, dtheta, gauss_newton=True)
-
-    def _second_order(self, theta: Any, dtheta: Any, *, gauss_newton: bool) -> HessianResult:
-        start = time.perf_counter()
-        self._require_second_order(gauss_newton)
-        times: dict[str, float] = {}
-        bound, reused = self._bind(theta, {}), True
-        state = self._gradient_state
-        if state is None or state[0] is not bound:
-            tick = time.perf_counter()
-            result = self.gradient(theta)
-            times["gradient"], reused = time.perf_counter() - tick, False
-            state = self._gradient_state
-            if state is None:  # raise_on_failure=False and a solve failed
-                failed = result.primal if not result.primal.converged else result.adjoint_solve
-                raise ConvergenceError(failed, "primal" if failed is result.primal
-                                       else "adjoint")
-        else:
-            times["gradient"] = 0.0
-        assert state is not None
-        bound, x, lam = state
-        backend = self.backend
-        direction = backend.check_direction(dtheta)
-        tick = time.perf_counter()
-        rhs = backend.tangent_rhs(bound, x, direction)
-        xdot, tangent_solve = self._solve("tangent", bound, rhs, self._primal_settings(),
-                                          x0=None)
-        times["tangent"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        rhs = backend.second_adjoint_rhs(bound, x, xdot, lam, direction,
-                                         gauss_newton=gauss_newton)
-        lamdot, adjoint_solve = self._solve("second_adjoint", bound, rhs,
-                                            self._adjoint_settings(), x0=None)
-        times["adjoint"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        product = backend.hessian_action(bound, x, xdot, lam, lamdot, direction,
-                                         gauss_newton=gauss_newton)
-        times["product"] = time.perf_counter() - tick
-        times["total"] = time.perf_counter() - start
-        return backend.hessian_result(
-            product=product, tangent=xdot, second_adjoint=lamdot, tangent_solve=tangent_solve,
-            adjoint_solve=adjoint_solve, gauss_newton=gauss_newton, times=times,
-            gradient_reused=reused)
-
-    def _require_second_order(self, gauss_newton: bool) -> None:
-        """Raise naming every callback the action needs and the problem lacks."""
-        problem = self.backend.problem  # type: ignore[attr-defined]
-        attribute = "missing_gauss_newton" if gauss_newton else "missing_second_order"
-        missing = [name for part in (problem.operator, problem.rhs, problem.objective)
-                   for name in getattr(part, attribute, ())]
-        if not missing:
-            return
-        what = "gauss_newton_vector_product" if gauss_newton else "hessian_vector_product"
-        hint = "" if gauss_newton else (
-            "; gauss_newton_vector_product needs only the JVPs and the objective's second "
-            "derivatives")
-        raise MissingCallbackError(f"{what} needs {', '.join(missing)}, which the problem "
-                                   f"does not supply{hint}")
+        return hessian_action(self, theta, dtheta, gauss_newton=True)
 
     def jacobian(self, theta: Any, outputs: Any, *, mode: str = "auto") -> JacobianResult:
         """dJ_k/dθ of several outputs ``J_k(θ, x(θ))`` (a sequence of :class:`Objective`).
