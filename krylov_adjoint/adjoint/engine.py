@@ -284,7 +284,7 @@ class GradientEngine:
             abandoned.append(result)
             why = (f"the primal solve with the kept preconditioner stopped: {result.reason.name}"
                    f" after {result.iterations} iterations")
-            seconds = self._set_up(bound, why)
+            seconds = self._set_up(bound)
             times["setup"] = times.get("setup", 0.0) + seconds
             tick += seconds  # the primal time excludes the set-up
             rebuilt, note = True, f"{self.backend.preconditioner_name} set up again ({why})"
@@ -301,12 +301,11 @@ class GradientEngine:
             times["setup"] = 0.0
             return False, f"{self.backend.preconditioner_name} reused"
         reason = self.reuse.stale_reason
-        times["setup"] = self._set_up(bound, reason)
+        times["setup"] = self._set_up(bound)
         return True, f"{self.backend.preconditioner_name} set up ({reason})"
 
-    def _set_up(self, bound: BoundProblem, reason: str) -> float:
+    def _set_up(self, bound: BoundProblem) -> float:
         tick = time.perf_counter()
-        self.reuse.request(reason)
         self.backend.set_up_preconditioner(bound)
         self.reuse.set_up()
         if self.check_transpose and self.backend.structure.is_symmetric:
@@ -333,12 +332,12 @@ class GradientEngine:
 
     # -- settings -----------------------------------------------------------------------------
     def _primal_settings(self) -> SolveSettings:
-        return SolveSettings(self._method_now(), self.rtol, self.atol, self.maxiter, self.restart,
-                        self.monitor)
+        return SolveSettings(self._method_now(), self.rtol, self.atol, self.maxiter,
+                             self.restart, self.monitor)
 
     def _adjoint_settings(self) -> SolveSettings:
-        return SolveSettings(self._method_now(), self.adjoint_rtol, self.adjoint_atol, self.maxiter,
-                        self.restart, self.monitor)
+        return SolveSettings(self._method_now(), self.adjoint_rtol, self.adjoint_atol,
+                             self.maxiter, self.restart, self.monitor)
 
     def _method_now(self) -> str:
         """With ``method="auto"``, GMRES instead of CG when the preconditioner is known not

@@ -59,8 +59,6 @@ class PreconditionerReuse:
         self.baseline_iterations: int | None = None
         self.stale_reason = "" if fixed else "first set-up"
         self.setups = 0
-        #: Why the last set-up happened.
-        self.last_reason = ""
 
     @property
     def automatic(self) -> bool:
@@ -81,7 +79,6 @@ class PreconditionerReuse:
         """Record a set-up; return why it happened."""
         reason = self.stale_reason or "set up"
         self.stale_reason = ""
-        self.last_reason = reason
         self.baseline_iterations = None
         self.setups += 1
         return reason
