@@ -158,15 +158,40 @@ def as_real_scalar(value: Any, name: str) -> float:
     return out
 
 
+def callback_failure(name: str, exc: Exception, result: str = "the result"
+                     ) -> KrylovAdjointError:
+    """The library error for a user callback ``name`` that raised ``exc``.
+
+    A callback that wrote into one of its (read-only) inputs is told so: the library hands
+    every callback read-only views of its data, and numpy's "read-only" error would otherwise
+    point at the library.
+
+    Examples
+    --------
+    >>> print(callback_failure("operator.matvec", ValueError("assignment destination is "
+    ...                                                      "read-only")))
+    operator.matvec: must not modify its input: it tried to write into a read-only array \
+(assignment destination is read-only); compute the result into a new array and return it
+    """
+    if isinstance(exc, KrylovAdjointError):
+        return exc
+    if isinstance(exc, ValueError) and "read-only" in str(exc):
+        error = CallbackError(name, f"must not modify its input: it tried to write into a "
+                                    f"read-only array ({exc}); compute {result} into a new "
+                                    "array and return it")
+    else:
+        error = CallbackError(name, f"raised {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 def checked_call(callback: Callable[..., Any], name: str, length: int,
                  *args: Any, check_finite: bool = True) -> np.ndarray:
     """Call a user callback with read-only copies guarded, and validate its vector output."""
     try:
         out = callback(*args)
-    except KrylovAdjointError:
-        raise
     except Exception as exc:
-        raise CallbackError(name, f"raised {type(exc).__name__}: {exc}") from exc
+        raise callback_failure(name, exc) from exc
     return as_real_vector(out, name, length, check_finite=check_finite)
 
 

@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .._checks import as_real_scalar, as_real_vector, readonly
-from ..errors import CallbackError, KrylovAdjointError, NonFiniteError
+from .._checks import as_real_scalar, as_real_vector, callback_failure, readonly
+from ..errors import CallbackError, NonFiniteError
 
-__all__ = ["BoundProblem", "FailurePolicy", "RaiseNow", "callback_failure", "frozen"]
+__all__ = ["BoundProblem", "FailurePolicy", "RaiseNow", "frozen"]
 
 
 class FailurePolicy(Protocol):
@@ -42,33 +42,6 @@ class RaiseNow:
 
     def record(self, where: str, exc: BaseException) -> None:
         raise exc
-
-
-def callback_failure(name: str, exc: Exception, result: str = "the result"
-                     ) -> KrylovAdjointError:
-    """The library error for a user callback ``name`` that raised ``exc``.
-
-    A callback that wrote into one of its (read-only) inputs is told so: the library hands
-    every callback read-only views of its data, and numpy's "read-only" error would otherwise
-    point at the library.
-
-    Examples
-    --------
-    >>> print(callback_failure("operator.matvec", ValueError("assignment destination is "
-    ...                                                      "read-only")))
-    operator.matvec: must not modify its input: it tried to write into a read-only array \
-(assignment destination is read-only); compute the result into a new array and return it
-    """
-    if isinstance(exc, KrylovAdjointError):
-        return exc
-    if isinstance(exc, ValueError) and "read-only" in str(exc):
-        error = CallbackError(name, f"must not modify its input: it tried to write into a "
-                                    f"read-only array ({exc}); compute {result} into a new "
-                                    "array and return it")
-    else:
-        error = CallbackError(name, f"raised {type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error
 
 
 def frozen(array: Any) -> np.ndarray:
