@@ -158,21 +158,15 @@ class GradientEngine:
         Cheaper than the adjoint for a handful of directions, and an independent
         cross-check of the gradient.
         """
-        problem = self.backend.problem  # type: ignore[attr-defined]
-        if not (problem.operator.has_jvp and problem.rhs.has_jvp):
-            missing = "operator jvp" if not problem.operator.has_jvp else "rhs jvp"
-            raise MissingCallbackError(f"directional_derivative needs the {missing} callback")
+        self._require_jvps()
         bound = self._bind(theta, {})
         direction = self.backend.check_direction(dtheta)
         x, primal, _, _, _ = self._primal(bound, {})
-        rhs = self.backend.tangent_rhs(bound, x, direction)
-        tangent, tangent_solve = self._solve("tangent", bound, rhs, self._primal_settings(),
-                                             x0=None)
-        derivative = (self.backend.dot(self.backend.objective_grad_x(bound, x), tangent)
-                      + self.backend.direct_derivative(bound, x, direction))
+        tangent, tangent_solve = self._tangent(bound, x, direction)
         return self.backend.tangent_result(
-            objective=self.backend.objective_value(bound, x), derivative=derivative, x=x,
-            tangent=tangent, primal=primal, tangent_solve=tangent_solve)
+            objective=self.backend.objective_value(bound, x),
+            derivative=self._derivative(bound, x, tangent, direction), x=x, tangent=tangent,
+            primal=primal, tangent_solve=tangent_solve)
 
     def hessian_vector_product(self, theta: Any, dtheta: Any) -> HessianResult:
         """H·dθ, the action of the Hessian of J(x(θ), θ), by forward-over-reverse.
@@ -263,6 +257,32 @@ class GradientEngine:
 
     def _check_derivatives(self, bound: BoundProblem, x: Any, lam: Any) -> None:
         check_derivatives(self.backend, bound, x, lam, seed=self.reuse.setups)
+
+    def _require_jvps(self) -> None:
+        """Refuse a tangent solve without the JVPs, before any solve is spent."""
+        problem = self.backend.problem  # type: ignore[attr-defined]
+        if not (problem.operator.has_jvp and problem.rhs.has_jvp):
+            missing = "operator jvp" if not problem.operator.has_jvp else "rhs jvp"
+            raise MissingCallbackError(f"a tangent (forward-mode) solve needs the {missing} "
+                                       "callback")
+
+    def _tangent(self, bound: BoundProblem, x: Any, direction: Any) -> tuple[Any, SolveResult]:
+        """ẋ from ``A ẋ = (∂b/∂θ)dθ − (∂A/∂θ·dθ)x`` with M, from zero (needs the JVPs)."""
+        self._require_jvps()
+        rhs = self.backend.tangent_rhs(bound, x, direction)
+        return self._solve("tangent", bound, rhs, self._primal_settings(), x0=None)
+
+    def _derivative(self, bound: BoundProblem, x: Any, xdot: Any, direction: Any) -> float:
+        """``∂J/∂x·ẋ + ∂J/∂θ·dθ`` for the bound problem's objective."""
+        return (self.backend.dot(self.backend.objective_grad_x(bound, x), xdot)
+                + self.backend.direct_derivative(bound, x, direction))
+
+    def _output_gradient(self, view: BoundProblem, x: Any) -> tuple[Any, SolveResult]:
+        """dJ/dθ of the objective of ``view`` (a bound problem with another objective) at the
+        primal x: one adjoint solve with Mᵀ, from zero."""
+        lam, solve = self._solve("output_adjoint", view, self.backend.objective_grad_x(view, x),
+                                 self._adjoint_settings(), x0=None)
+        return self.backend.parameter_gradient(view, x, lam), solve
 
     def _primal(self, bound: BoundProblem, times: dict[str, float]
                 ) -> tuple[Any, SolveResult, bool, str, list[SolveResult]]:

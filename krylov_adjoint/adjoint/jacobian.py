@@ -44,12 +44,18 @@ class JacobianResult:
     times: dict[str, float] = field(default_factory=dict)
 
 
-def jacobian(engine: Any, theta: Any, outputs: Any, *, mode: str = "auto") -> JacobianResult:
-    """See :meth:`~krylov_adjoint.adjoint.engine.GradientEngine.jacobian`."""
+def checked_outputs(outputs: Any) -> list[Objective]:
+    """The outputs as a list of :class:`Objective`, or a clear error."""
     outputs = list(outputs)
     if not outputs or not all(isinstance(o, Objective) for o in outputs):
         raise InputError("outputs", "expected a non-empty sequence of Objective (one per "
                                     "output J_k(θ, x))")
+    return outputs
+
+
+def jacobian(engine: Any, theta: Any, outputs: Any, *, mode: str = "auto") -> JacobianResult:
+    """See :meth:`~krylov_adjoint.adjoint.engine.GradientEngine.jacobian`."""
+    outputs = checked_outputs(outputs)
     if mode not in MODES:
         raise InputError("mode", f"expected one of {MODES}, got {mode!r}")
     start = time.perf_counter()
@@ -66,9 +72,8 @@ def jacobian(engine: Any, theta: Any, outputs: Any, *, mode: str = "auto") -> Ja
     if mode == "adjoint":
         rows = []
         for view in views:
-            lam, solve = engine._solve("output_adjoint", view, backend.objective_grad_x(view, x),
-                                       engine._adjoint_settings(), x0=None)
-            rows.append(backend.local_parameters(backend.parameter_gradient(view, x, lam)))
+            gradient, solve = engine._output_gradient(view, x)
+            rows.append(backend.local_parameters(gradient))
             solves.append(solve)
         matrix = np.array(rows)
     else:
@@ -77,9 +82,7 @@ def jacobian(engine: Any, theta: Any, outputs: Any, *, mode: str = "auto") -> Ja
         columns = []
         for p in range(n_params):
             direction = backend.unit_parameter(p)
-            rhs = backend.tangent_rhs(bound, x, direction)
-            xdot, solve = engine._solve("tangent", bound, rhs, engine._primal_settings(),
-                                        x0=None)
+            xdot, solve = engine._tangent(bound, x, direction)
             columns.append([backend.dot(g, xdot) + backend.direct_derivative(view, x, direction)
                             for g, view in zip(gradients, views, strict=True)])
             solves.append(solve)
@@ -111,21 +114,16 @@ def weighted_outputs(outputs: list[Objective], weights: np.ndarray) -> Objective
 def jacobian_products(engine: Any, theta: Any, outputs: Any) -> tuple[Any, Any]:
     """``(dθ ↦ J dθ, w ↦ Jᵀw)`` for K outputs, each one solve (tangent, adjoint) after one
     primal solve per call; see :meth:`GradientEngine.jacobian_operator`."""
-    outputs = list(outputs)
-    if not outputs or not all(isinstance(o, Objective) for o in outputs):
-        raise InputError("outputs", "expected a non-empty sequence of Objective (one per "
-                                    "output J_k(θ, x))")
+    outputs = checked_outputs(outputs)
     backend = engine.backend
 
     def forward(dtheta: Any) -> np.ndarray:
         bound = engine._bind(theta, {})
         x = engine._primal(bound, {})[0]
         direction = backend.check_direction(dtheta)
-        xdot, _ = engine._solve("tangent", bound, backend.tangent_rhs(bound, x, direction),
-                                engine._primal_settings(), x0=None)
-        views = [backend.with_objective(bound, o) for o in outputs]
-        return np.array([backend.dot(backend.objective_grad_x(view, x), xdot)
-                         + backend.direct_derivative(view, x, direction) for view in views])
+        xdot, _ = engine._tangent(bound, x, direction)
+        return np.array([engine._derivative(backend.with_objective(bound, o), x, xdot,
+                                            direction) for o in outputs])
 
     def transpose(weights: Any) -> np.ndarray:
         w = np.asarray(weights, dtype=float).reshape(-1)
@@ -134,8 +132,6 @@ def jacobian_products(engine: Any, theta: Any, outputs: Any) -> tuple[Any, Any]:
         bound = engine._bind(theta, {})
         x = engine._primal(bound, {})[0]
         view = backend.with_objective(bound, weighted_outputs(outputs, w))
-        lam, _ = engine._solve("output_adjoint", view, backend.objective_grad_x(view, x),
-                               engine._adjoint_settings(), x0=None)
-        return backend.local_parameters(backend.parameter_gradient(view, x, lam))
+        return backend.local_parameters(engine._output_gradient(view, x)[0])
 
     return forward, transpose

@@ -40,9 +40,7 @@ def hessian_action(engine: Any, theta: Any, dtheta: Any, *, gauss_newton: bool
     backend = engine.backend
     direction = backend.check_direction(dtheta)
     tick = time.perf_counter()
-    rhs = backend.tangent_rhs(bound, x, direction)
-    xdot, tangent_solve = engine._solve("tangent", bound, rhs, engine._primal_settings(),
-                                      x0=None)
+    xdot, tangent_solve = engine._tangent(bound, x, direction)
     times["tangent"] = time.perf_counter() - tick
     tick = time.perf_counter()
     rhs = backend.second_adjoint_rhs(bound, x, xdot, lam, direction,
