@@ -112,6 +112,12 @@ class Backend(Protocol):
     def copy(self, v: Any) -> Any:
         """An independent copy."""
 
+    def combine(self, a: Any, alpha: float, b: Any) -> Any:
+        """A new vector ``a + alpha·b`` (x's or θ's layout, as a and b)."""
+
+    def norm(self, v: Any) -> float:
+        """The global 2-norm."""
+
     def is_finite(self, v: Any) -> bool:
         """True when every entry (on every rank) is finite."""
 

@@ -26,6 +26,16 @@ from ..krylov.solve import METHODS
 from ..krylov.stopping import Monitor, validate_restart, validate_tolerances
 from ..problem.bound import BoundProblem
 from ..problem.structure import Structure
+from .accuracy import (
+    CORRECTION_RTOL,
+    MAX_ROUNDS,
+    AccuracyReport,
+    AccuracyTarget,
+    ToleranceController,
+    estimate_errors,
+    merge_solves,
+    relative_residual,
+)
 from .backend import Backend, SolveSettings
 from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, probe_transpose
 from .jacobian import JacobianResult, jacobian, jacobian_products
@@ -33,7 +43,10 @@ from .result import GradientResult, HessianResult, TangentResult
 from .reuse import PreconditionerReuse
 from .second_order import hessian_action
 
-__all__ = ["GradientEngine", "choose_method"]
+__all__ = ["GradientEngine", "choose_method", "resolve_accuracy"]
+
+#: The relative gradient error of ``accuracy="adaptive"``.
+DEFAULT_GRADIENT_RTOL = 1e-2
 
 
 
@@ -75,8 +88,8 @@ class GradientEngine:
                  restart: int = 30, warm_start: bool = True, raise_on_failure: bool = True,
                  rebuild_factor: float | None = 1.5, reuse_preconditioner: bool | None = None,
                  monitor: Monitor | None = None, check_transpose: bool = True,
-                 check_gradient: bool = True,
-                 known_methods: Any = METHODS) -> None:
+                 check_gradient: bool = True, accuracy: Any = "fixed",
+                 error_estimate: bool = True, known_methods: Any = METHODS) -> None:
         self.backend = backend
         self._auto_method = method == "auto"
         self.method = choose_method(method, backend.structure, known_methods)
@@ -96,12 +109,23 @@ class GradientEngine:
             reuse_preconditioner = not backend.preconditioner_refresh_per_theta
         self.reuse = PreconditionerReuse(rebuild_factor, reuse=reuse_preconditioner,
                                          fixed=backend.preconditioner_fixed)
+        self.accuracy = resolve_accuracy(accuracy)
+        self.error_estimate = bool(error_estimate)
+        self._tolerances = ToleranceController(floor=max(self.rtol, self.adjoint_rtol))
         self._warm: dict[str, Any] = {}
         self._probe_pair: tuple[Any, Any] | None = None
 
     # -- public API ---------------------------------------------------------------------
-    def gradient(self, theta: Any) -> GradientResult:
-        """J(θ) and dJ/dθ by one primal and one adjoint solve.
+    def gradient(self, theta: Any, *, accuracy: Any = None) -> GradientResult:
+        """J(θ) and dJ/dθ by one primal and one adjoint solve, with their certificate.
+
+        Parameters
+        ----------
+        theta : array of shape (P,)
+        accuracy : AccuracyTarget, float or "fixed", optional
+            For this call only: a target (a float is ``gradient_rtol``) makes the tolerances
+            adaptive (see :mod:`~krylov_adjoint.adjoint.accuracy`); ``"fixed"`` solves to
+            ``rtol``/``adjoint_rtol``. Default: the solver's ``accuracy``.
 
         Raises
         ------
@@ -110,23 +134,51 @@ class GradientEngine:
         CallbackError, InputError
             On a bad θ or a bad callback output (the message names the culprit).
         """
+        target = self.accuracy if accuracy is None else resolve_accuracy(accuracy)
+        if target is not None and not self.error_estimate:
+            raise ValueError("adaptive accuracy needs the error estimate: do not pass "
+                             "error_estimate=False with an accuracy target")
         start = time.perf_counter()
         times: dict[str, float] = {}
         bound = self._bind(theta, times)
-        x, primal, rebuilt, note, abandoned = self._primal(bound, times)
-
-        tick = time.perf_counter()
-        objective = self.backend.objective_value(bound, x)
-        dj_dx = self.backend.objective_grad_x(bound, x)
-        times["objective"] = time.perf_counter() - tick
-
-        tick = time.perf_counter()
-        lam, adjoint_solve = self._solve("adjoint", bound, dj_dx, self._adjoint_settings())
-        times["adjoint"] = time.perf_counter() - tick
-
-        tick = time.perf_counter()
-        gradient = self.backend.parameter_gradient(bound, x, lam)
-        times["gradient"] = time.perf_counter() - tick
+        rtol = self.rtol if target is None else self._tolerances.first_rtol(target)
+        adjoint_rtol = self.adjoint_rtol if target is None else max(rtol, self.adjoint_rtol)
+        x, primal, rebuilt, note, abandoned = self._primal(bound, times, rtol=rtol)
+        b = self.backend.rhs(bound) if self.error_estimate else None
+        state = self._adjoint_and_gradient(bound, x, times, adjoint_rtol, x0="warm")
+        objective, dj_dx, lam, adjoint_solve, gradient = state
+        estimate, rounds, reason = None, 1, "fixed tolerances (accuracy='fixed')"
+        if self.error_estimate:
+            estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, times)
+        if target is not None:
+            assert estimate is not None
+            while True:
+                if target.met(estimate.gradient_error, estimate.gradient_norm,
+                              abs(estimate.objective_correction)):
+                    reason = (f"estimates meet the target after {rounds} round(s) "
+                              f"(relative gradient error {estimate.gradient_relative_error:.1e}"
+                              f" <= {target.gradient_rtol:.1e})")
+                    break
+                if self._tolerances.at_floor(rtol) or rounds >= MAX_ROUNDS:
+                    reason = ("the solver's rtol reached: the target is not met at the finest "
+                              "tolerances allowed" if self._tolerances.at_floor(rtol) else
+                              f"{MAX_ROUNDS} rounds: stopped with the target missed")
+                    break
+                reached = max(relative_residual(primal), relative_residual(adjoint_solve))
+                rtol = self._tolerances.tighter_rtol(rtol, target.shortfall(estimate), reached)
+                adjoint_rtol = max(rtol, self.adjoint_rtol)
+                rounds += 1
+                tick = time.perf_counter()
+                x, more = self._solve("primal", bound, b, self._primal_settings(rtol), x0=x)
+                primal = merge_solves(primal, more)
+                times["primal"] += time.perf_counter() - tick
+                objective, dj_dx, lam, extra_adjoint, gradient = self._adjoint_and_gradient(
+                    bound, x, times, adjoint_rtol, x0=lam)
+                adjoint_solve = merge_solves(adjoint_solve, extra_adjoint)
+                estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, times)
+            self._tolerances.learn(estimate.gradient_error, estimate.gradient_norm,
+                                   max(relative_residual(primal),
+                                       relative_residual(adjoint_solve)))
         converged = primal.converged and adjoint_solve.converged
         self._gradient_state = ((bound, self._warm["primal"], self._warm["adjoint"])
                                 if converged else None)
@@ -135,10 +187,39 @@ class GradientEngine:
             self._check_derivatives(bound, x, lam)
             times["check"] = time.perf_counter() - tick
         times["total"] = time.perf_counter() - start
+        report = AccuracyReport("fixed" if target is None else "adaptive", rtol, adjoint_rtol,
+                                rounds, reason, target)
         return self.backend.gradient_result(
             objective=objective, gradient=gradient, x=x, adjoint=lam, primal=primal,
             adjoint_solve=adjoint_solve, times=times, preconditioner_rebuilt=rebuilt,
-            preconditioner_note=note, extra=self._extra(abandoned))
+            preconditioner_note=note, extra=self._extra(abandoned), accuracy=report,
+            error_estimate=estimate)
+
+    def _adjoint_and_gradient(self, bound: BoundProblem, x: Any, times: dict[str, float],
+                              adjoint_rtol: float, *, x0: Any
+                              ) -> tuple[float, Any, Any, SolveResult, Any]:
+        """J, ∂J/∂x, the adjoint solve (from ``x0``) and the gradient at the primal x."""
+        tick = time.perf_counter()
+        objective = self.backend.objective_value(bound, x)
+        dj_dx = self.backend.objective_grad_x(bound, x)
+        times["objective"] = times.get("objective", 0.0) + time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        lam, adjoint_solve = self._solve("adjoint", bound, dj_dx,
+                                         self._adjoint_settings(adjoint_rtol), x0=x0)
+        times["adjoint"] = times.get("adjoint", 0.0) + time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        gradient = self.backend.parameter_gradient(bound, x, lam)
+        times["gradient"] = times.get("gradient", 0.0) + time.perf_counter() - tick
+        return objective, dj_dx, lam, adjoint_solve, gradient
+
+    def _estimate(self, bound: BoundProblem, b: Any, x: Any, dj_dx: Any, lam: Any,
+                  gradient: Any, times: dict[str, float]) -> Any:
+        tick = time.perf_counter()
+        estimate = estimate_errors(self, bound, b, x, dj_dx, lam, gradient)
+        times["estimate"] = times.get("estimate", 0.0) + time.perf_counter() - tick
+        return estimate
 
     def objective(self, theta: Any) -> float:
         """J(θ) by one primal solve (no adjoint)."""
@@ -284,7 +365,8 @@ class GradientEngine:
                                  self._adjoint_settings(), x0=None)
         return self.backend.parameter_gradient(view, x, lam), solve
 
-    def _primal(self, bound: BoundProblem, times: dict[str, float]
+    def _primal(self, bound: BoundProblem, times: dict[str, float], *,
+                rtol: float | None = None
                 ) -> tuple[Any, SolveResult, bool, str, list[SolveResult]]:
         """Set-up (when due) and primal solve, with the reuse rule's second chance.
 
@@ -292,12 +374,13 @@ class GradientEngine:
         why (or why not), and the records of solves abandoned for a new set-up.
         """
         rebuilt, note = self._ensure_preconditioner(bound, times)
-        settings = self._primal_settings()
+        settings = self._primal_settings(rtol)
         tick = time.perf_counter()
         b = self.backend.rhs(bound)
         abandoned: list[SolveResult] = []
         kept = not rebuilt and self.reuse.automatic
-        first = replace(settings, maxiter=self.reuse.iteration_cap(settings.maxiter)) \
+        first = replace(settings, maxiter=self.reuse.iteration_cap(settings.maxiter,
+                                                                   settings.rtol)) \
             if kept else settings
         x, result = self._solve("primal", bound, b, first, check=not kept)
         if kept and not result.converged:
@@ -312,7 +395,7 @@ class GradientEngine:
             x, result = self._solve("primal", bound, b, settings, x0=x0)
         times["primal"] = time.perf_counter() - tick
         if result.converged:
-            self.reuse.record_primal(result.iterations)
+            self.reuse.record_primal(result.iterations, settings.rtol)
         return x, result, rebuilt, note, abandoned
 
     def _ensure_preconditioner(self, bound: BoundProblem, times: dict[str, float]
@@ -351,13 +434,19 @@ class GradientEngine:
         return x, result
 
     # -- settings -----------------------------------------------------------------------------
-    def _primal_settings(self) -> SolveSettings:
-        return SolveSettings(self._method_now(), self.rtol, self.atol, self.maxiter,
-                             self.restart, self.monitor)
+    def _primal_settings(self, rtol: float | None = None) -> SolveSettings:
+        return SolveSettings(self._method_now(), self.rtol if rtol is None else rtol,
+                             self.atol, self.maxiter, self.restart, self.monitor)
 
-    def _adjoint_settings(self) -> SolveSettings:
-        return SolveSettings(self._method_now(), self.adjoint_rtol, self.adjoint_atol,
-                             self.maxiter, self.restart, self.monitor)
+    def _adjoint_settings(self, rtol: float | None = None) -> SolveSettings:
+        return SolveSettings(self._method_now(), self.adjoint_rtol if rtol is None else rtol,
+                             self.adjoint_atol, self.maxiter, self.restart, self.monitor)
+
+    def correction_settings(self) -> SolveSettings:
+        """The correction solves of the certificate: relative residual
+        :data:`~.accuracy.CORRECTION_RTOL`, at most 50 iterations, not raised on."""
+        return SolveSettings(self._method_now(), CORRECTION_RTOL, 0.0, min(self.maxiter, 50),
+                             self.restart, self.monitor)
 
     def _method_now(self) -> str:
         """With ``method="auto"``, GMRES instead of CG when the preconditioner is known not
@@ -372,6 +461,31 @@ class GradientEngine:
         if abandoned:
             extra["abandoned_primal"] = tuple(abandoned)
         return extra
+
+
+def resolve_accuracy(accuracy: Any) -> AccuracyTarget | None:
+    """The target of an ``accuracy`` option: None for ``"fixed"``.
+
+    ``"adaptive"`` is ``AccuracyTarget(1e-2)``; a float is a ``gradient_rtol``.
+
+    Examples
+    --------
+    >>> resolve_accuracy("fixed") is None, resolve_accuracy(1e-3).gradient_rtol
+    (True, 0.001)
+    """
+    if isinstance(accuracy, AccuracyTarget):
+        return accuracy
+    if isinstance(accuracy, str):
+        if accuracy == "fixed":
+            return None
+        if accuracy == "adaptive":
+            return AccuracyTarget(DEFAULT_GRADIENT_RTOL)
+        raise ValueError(f"accuracy must be 'fixed', 'adaptive', a float or an "
+                         f"AccuracyTarget, got {accuracy!r}")
+    if isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool):
+        return AccuracyTarget(float(accuracy))
+    raise TypeError(f"accuracy must be 'fixed', 'adaptive', a float or an AccuracyTarget, "
+                    f"got {type(accuracy).__name__}")
 
 
 def __getattr__(name: str) -> Any:

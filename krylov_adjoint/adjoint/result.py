@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..krylov.result import SolveResult
+from .accuracy import AccuracyReport, ErrorEstimate
 
 __all__ = ["GradientResult", "TangentResult", "HessianResult"]
 
@@ -38,6 +39,13 @@ class GradientResult:
         True when the preconditioner was set up for this call.
     preconditioner_note : str
         Why it was (or was not) set up.
+    extra : dict
+        Other records, e.g. ``abandoned_primal`` (solves stopped for a new set-up).
+    accuracy : AccuracyReport or None
+        The tolerances used and why (fixed, or chosen by the adaptive mode).
+    error_estimate : ErrorEstimate or None
+        The certificate: the dual-weighted residual ``λᵀr`` and the estimated gradient error
+        (None with ``error_estimate=False``); see :mod:`krylov_adjoint.adjoint.accuracy`.
     """
 
     objective: float
@@ -50,6 +58,16 @@ class GradientResult:
     preconditioner_rebuilt: bool = False
     preconditioner_note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    accuracy: AccuracyReport | None = None
+    error_estimate: ErrorEstimate | None = None
+
+    @property
+    def objective_corrected(self) -> float:
+        """``J + λᵀr``, the objective corrected by the dual-weighted residual (J itself
+        without an error estimate)."""
+        if self.error_estimate is None:
+            return self.objective
+        return self.objective + self.error_estimate.objective_correction
 
     @property
     def gradient_norm(self) -> float:
@@ -71,7 +89,21 @@ class GradientResult:
             f"adjoint: {self.adjoint_solve.summary()}",
             "times  : " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()),
             f"preconditioner: {self.preconditioner_note}",
+            *self._accuracy_lines(),
         ])
+
+    def _accuracy_lines(self) -> list[str]:
+        lines = []
+        if self.accuracy is not None:
+            a = self.accuracy
+            lines.append(f"accuracy: {a.mode}, rtol {a.primal_rtol:.1e} / {a.adjoint_rtol:.1e}"
+                         f" (primal / adjoint), {a.rounds} round(s): {a.reason}")
+        if self.error_estimate is not None:
+            e = self.error_estimate
+            lines.append(f"estimates: |dJ/dtheta error| ~ {e.gradient_error:.2e} (relative "
+                         f"{e.gradient_relative_error:.1e}), J + lambda^T r = "
+                         f"{self.objective_corrected:.10e}")
+        return lines
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly record (no arrays), for logs and benchmarks."""
@@ -84,6 +116,10 @@ class GradientResult:
             "adjoint_reason": self.adjoint_solve.reason.name,
             "preconditioner_rebuilt": self.preconditioner_rebuilt,
             **{f"{k}_s": v for k, v in self.times.items()},
+            **({} if self.accuracy is None else
+               {f"accuracy_{k}": v for k, v in self.accuracy.as_dict().items()}),
+            **({} if self.error_estimate is None else
+               {f"estimate_{k}": v for k, v in self.error_estimate.as_dict().items()}),
         }
 
 

@@ -57,6 +57,7 @@ class PreconditionerReuse:
         self.reuse = bool(reuse)
         self.fixed = bool(fixed)
         self.baseline_iterations: int | None = None
+        self._baseline_rtol: float | None = None
         self.stale_reason = "" if fixed else "first set-up"
         self.setups = 0
 
@@ -80,18 +81,32 @@ class PreconditionerReuse:
         reason = self.stale_reason or "set up"
         self.stale_reason = ""
         self.baseline_iterations = None
+        self._baseline_rtol = None
         self.setups += 1
         return reason
 
-    def iteration_cap(self, maxiter: int) -> int:
-        """The iteration limit of a primal solve with the kept preconditioner."""
+    def iteration_cap(self, maxiter: int, rtol: float | None = None) -> int:
+        """The iteration limit of a primal solve with the kept preconditioner.
+
+        With a ``rtol`` other than the baseline's (adaptive accuracy), the baseline is scaled
+        by the ratio of the digits asked for, ``log(rtol) / log(rtol_baseline)``.
+        """
         if not self.automatic or self.baseline_iterations is None:
             return maxiter
         assert self.rebuild_factor is not None
-        cap = math.floor(self.rebuild_factor * max(self.baseline_iterations, MIN_BASELINE)) + 1
+        baseline = max(self.baseline_iterations, MIN_BASELINE)
+        if rtol is not None and self._baseline_rtol is not None:
+            baseline *= max(_digits(rtol) / _digits(self._baseline_rtol), 1.0)
+        cap = math.floor(self.rebuild_factor * baseline) + 1
         return min(maxiter, cap)
 
-    def record_primal(self, iterations: int) -> None:
+    def record_primal(self, iterations: int, rtol: float | None = None) -> None:
         """Take the first converged primal solve after a set-up as the baseline."""
         if self.baseline_iterations is None:
             self.baseline_iterations = int(iterations)
+            self._baseline_rtol = rtol
+
+
+def _digits(rtol: float) -> float:
+    """Decimal digits asked of a solve (at least one)."""
+    return max(-math.log10(max(rtol, 1e-300)), 1.0)

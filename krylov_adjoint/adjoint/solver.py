@@ -78,6 +78,16 @@ class AdjointSolver(GradientEngine):
         its term of the Lagrangian along one random dθ (two evaluations of A x, b and J, no
         solve); a wrong sign or scale raises :class:`~krylov_adjoint.CallbackError` naming it.
         Turn it off for a problem that is not differentiable at θ.
+    accuracy : {"fixed", "adaptive"}, float or AccuracyTarget
+        ``"fixed"``: both solves to ``rtol``/``adjoint_rtol``. Otherwise the tolerances are
+        chosen per call so that the estimated gradient error is at most ``gradient_rtol``
+        times ‖dJ/dθ‖ (``"adaptive"``: 1e-2; a float: that value), never tighter than
+        ``rtol``/``adjoint_rtol``; :meth:`gradient` takes a per-call target too. See
+        :mod:`krylov_adjoint.adjoint.accuracy` and docs/method.md.
+    error_estimate : bool
+        Give every gradient its certificate (``result.error_estimate``: the dual-weighted
+        residual λᵀr and the estimated gradient error), at the price of two short correction
+        solves (1–2 iterations each with AMG) and one more evaluation of the VJPs.
 
     Examples
     --------
@@ -103,7 +113,8 @@ class AdjointSolver(GradientEngine):
                  restart: int = 30, warm_start: bool = True, raise_on_failure: bool = True,
                  rebuild_factor: float | None = 1.5, reuse_preconditioner: bool | None = None,
                  monitor: Monitor | None = None, check_transpose: bool = True,
-                 check_gradient: bool = True) -> None:
+                 check_gradient: bool = True, accuracy: Any = "fixed",
+                 error_estimate: bool = True) -> None:
         from ..backends.serial import SerialBackend
 
         backend = SerialBackend(problem, preconditioner, preconditioner_options)
@@ -113,7 +124,8 @@ class AdjointSolver(GradientEngine):
                          raise_on_failure=raise_on_failure, rebuild_factor=rebuild_factor,
                          reuse_preconditioner=reuse_preconditioner, monitor=monitor,
                          check_transpose=check_transpose,
-                         check_gradient=check_gradient)
+                         check_gradient=check_gradient, accuracy=accuracy,
+                         error_estimate=error_estimate)
         self.problem = problem
 
     @property

@@ -191,6 +191,12 @@ class SerialBackend:
     def copy(self, v: np.ndarray) -> np.ndarray:
         return np.array(v, copy=True)
 
+    def combine(self, a: np.ndarray, alpha: float, b: np.ndarray) -> np.ndarray:
+        return a + alpha * b
+
+    def norm(self, v: np.ndarray) -> float:
+        return float(np.linalg.norm(v))
+
     def is_finite(self, v: np.ndarray) -> bool:
         return bool(np.isfinite(v).all())
 

@@ -402,6 +402,14 @@ class PetscBackend:
     def copy(self, v: Any) -> Any:
         return v.copy()
 
+    def combine(self, a: Any, alpha: float, b: Any) -> Any:
+        out = a.copy()
+        out.axpy(alpha, b)
+        return out
+
+    def norm(self, v: Any) -> float:
+        return float(v.norm())
+
     def is_finite(self, v: Any) -> bool:
         local = bool(np.isfinite(v.getArray(readonly=True)).all())
         return bool(self.comm.allreduce(int(local), op=mpi().MIN))

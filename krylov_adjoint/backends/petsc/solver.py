@@ -41,7 +41,7 @@ class PetscAdjointSolver(GradientEngine):
         Extra PETSc options for the primal solve, as defaults under its prefix (e.g.
         ``{"pc_gamg_threshold": 0.02, "mg_levels_ksp_max_it": 3}``); the command line wins.
     rtol, atol, adjoint_rtol, adjoint_atol, maxiter, restart, warm_start, raise_on_failure,
-    rebuild_factor, monitor, check_transpose, check_gradient
+    rebuild_factor, monitor, check_transpose, check_gradient, accuracy, error_estimate
         As in :class:`~krylov_adjoint.AdjointSolver` (the same engine decides set-ups,
         warm starts and checks); the stopping rule is the serial one,
         ``‖b − A x‖ ≤ max(rtol‖b‖, atol)`` on the unpreconditioned residual.
@@ -95,7 +95,8 @@ class PetscAdjointSolver(GradientEngine):
                  rebuild_factor: float | None = 1.5, reuse_preconditioner: bool | None = None,
                  monitor: Monitor | None = None, adjoint_pc: str = "auto",
                  options_prefix: str = "ka_", check_residual: bool = True,
-                 check_transpose: bool = True, check_gradient: bool = True) -> None:
+                 check_transpose: bool = True, check_gradient: bool = True,
+                 accuracy: Any = "fixed", error_estimate: bool = True) -> None:
         if not isinstance(problem, DistributedProblem):
             raise TypeError(f"problem must be a DistributedProblem, got {type(problem).__name__}")
         chosen = choose_method(method, problem.structure, known_methods=None)
@@ -114,6 +115,7 @@ class PetscAdjointSolver(GradientEngine):
                          raise_on_failure=raise_on_failure, rebuild_factor=rebuild_factor,
                          reuse_preconditioner=reuse_preconditioner, monitor=monitor,
                          check_transpose=check_transpose, check_gradient=check_gradient,
+                         accuracy=accuracy, error_estimate=error_estimate,
                          known_methods=None)
         self.problem = problem
         self.comm = problem.comm
