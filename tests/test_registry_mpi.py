@@ -78,3 +78,12 @@ def test_lu_on_several_ranks_needs_a_parallel_direct_solver(records):
 def test_jacobians_by_adjoint_and_tangent_solves_match_the_serial_one(records):
     for r in records:
         assert r["jacobian"]["adjoint"] <= 1e-8 and r["jacobian"]["tangent"] <= 1e-8, r
+
+
+def test_the_certificate_holds_and_adaptive_gradients_meet_their_target(records):
+    for name, c in records[0]["certificate"].items():
+        assert all(0.5 <= ratio <= 2.0 for ratio in c["ratios"]), (name, c)
+        assert c["adaptive_estimate"] <= 1e-4 and c["adaptive_error"] <= 2e-4, (name, c)
+        assert c["adaptive_rtol"] > 1e-12, (name, c)  # looser than the fixed tolerance
+    for other in records[1:]:
+        assert other["certificate"] == records[0]["certificate"]

@@ -140,6 +140,25 @@ def jacobians(name: str = "convection") -> dict:
     return errors
 
 
+def certificate(name: str) -> dict:
+    """The estimate against the true gradient error, and an adaptive gradient's accuracy."""
+    model = PROBLEMS[name].build()
+    theta = model.theta + 0.3 * np.random.default_rng(0).standard_normal(model.n_params)
+    reference = dense_reference(model, theta).gradient
+    ratios = []
+    for rtol in (1e-3, 1e-6):
+        with run("petsc", model, rtol=rtol, warm_start=False) as r:
+            result = r.solver.gradient(r.local(theta))
+            true = float(np.linalg.norm(r.whole_gradient(result) - reference))
+            ratios.append(true / result.error_estimate.gradient_error)
+    with run("petsc", model, rtol=1e-12, accuracy=1e-4) as r:
+        result = r.solver.gradient(r.local(theta))
+        adaptive_error = relative_error(r.whole_gradient(result), reference)
+        estimated = result.error_estimate.gradient_relative_error
+    return {"ratios": ratios, "adaptive_error": adaptive_error, "adaptive_estimate": estimated,
+            "adaptive_rtol": result.accuracy.primal_rtol}
+
+
 def lu_without_parallel_direct_solver() -> str:
     """preconditioner="lu" on several ranks of a PETSc build without MUMPS & co."""
     from krylov_adjoint.backends.petsc import PetscAdjointSolver
@@ -182,6 +201,7 @@ def main() -> None:
     record["laplace"] = laplace_eigenvalues()
     record["lu"] = lu_without_parallel_direct_solver()
     record["jacobian"] = jacobians()
+    record["certificate"] = {name: certificate(name) for name in ("diffusion", "convection")}
     emit(record)
 
 
