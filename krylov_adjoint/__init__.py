@@ -18,6 +18,7 @@ from . import gallery as gallery
 from . import krylov as krylov
 from . import precond as precond
 from . import verify as verify
+from .adjoint import AccuracyTarget as AccuracyTarget
 from .adjoint import AdjointSolver as AdjointSolver
 from .adjoint import GradientResult as GradientResult
 from .adjoint import HessianResult as HessianResult
@@ -44,7 +45,8 @@ from .problem import Tikhonov as Tikhonov
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdjointSolver", "GradientResult", "TangentResult", "HessianResult", "precond", "gallery",
+    "AdjointSolver", "AccuracyTarget", "GradientResult", "TangentResult", "HessianResult",
+    "precond", "gallery",
     "verify", "adapters", "uq", "newton",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
     "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",

@@ -78,7 +78,7 @@ def test_adaptive_gradients_meet_their_target(case, eta):
 def test_adaptive_rounds_continue_the_solves_and_sum_their_iterations():
     model = ka.gallery.diffusion_2d(24, 24)
     solver = ka.AdjointSolver(model.problem, rtol=1e-12, accuracy="adaptive")
-    solver._tolerances.learn(gradient_error=1e-12, gradient_norm=1.0,
+    solver._tolerances.learn(gradient_error=1e-12, gradient_norm=1.0, objective_error=0.0,
                              relative_residual=1.0)  # a wrong model: the first try misses
     result = solver.gradient(model.theta, accuracy=AccuracyTarget(1e-8))
     assert result.accuracy.rounds >= 2, result.accuracy
@@ -141,20 +141,27 @@ def test_a_target_without_the_estimate_is_refused():
 def test_the_controller_aims_below_the_target_between_its_bounds():
     control = ToleranceController(floor=1e-8)
     assert control.first_rtol(AccuracyTarget(0.5)) == ToleranceController.START_RTOL
-    control.learn(gradient_error=1.0, gradient_norm=1.0, relative_residual=1e-6)
+    control.learn(gradient_error=1.0, gradient_norm=1.0, objective_error=1.0,
+                  relative_residual=1e-6)
     assert control.first_rtol(AccuracyTarget(1e-6)) == 1e-8          # the floor
-    control.learn(gradient_error=1e-9, gradient_norm=1.0, relative_residual=1e-6)
+    control.learn(gradient_error=1e-9, gradient_norm=1.0, objective_error=1e-9,
+                  relative_residual=1e-6)
     assert control.first_rtol(AccuracyTarget(0.9)) == 1e-2          # the loosest
     assert control.tighter_rtol(1e-4, shortfall=10.0, reached=1e-5) < 1e-6
 
 
-def test_the_reuse_cap_scales_with_the_digits_asked():
+def test_the_reuse_cap_is_a_rate_times_the_digits_asked():
     rule = PreconditionerReuse(1.5, reuse=True, fixed=False)
     rule.set_up()
-    rule.record_primal(8, rtol=1e-4)
-    assert rule.iteration_cap(1000, rtol=1e-4) == 13
-    assert rule.iteration_cap(1000, rtol=1e-8) == 25
-    assert rule.iteration_cap(1000, rtol=1e-2) == 13   # never below the baseline's cap
+    rule.record_primal(0, [1.0])                         # no reduction: no baseline
+    assert rule.iteration_cap(1000, rtol=1e-8) == 1000
+    rule.record_primal(2, [1e-3, 1e-7])                  # a warm start: 2 iterations, 4 decades
+    assert rule.iteration_cap(1000, rtol=1e-8) == 7      # 1.5 × max(0.5 × 8, 3) + 1
+    assert rule.iteration_cap(1000, rtol=1e-2) == 5      # at least 1.5 × 3 + 1
+    rule.record_primal(50, [1.0, 1e-8])                  # only the first one counts
+    assert rule.iteration_cap(1000, rtol=1e-8) == 7
+    rule.set_up()                                        # a new set-up, a new baseline
+    assert rule.iteration_cap(1000, rtol=1e-8) == 1000
 
 
 def test_merged_solves_keep_the_later_reason_and_the_whole_history():

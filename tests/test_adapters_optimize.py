@@ -35,9 +35,9 @@ def counting_solver(problem: ka.AdjointProblem, **options) -> tuple[ka.AdjointSo
     calls: list[np.ndarray] = []
     gradient = solver.gradient
 
-    def counted(theta):
+    def counted(theta, **options):
         calls.append(np.array(theta))
-        return gradient(theta)
+        return gradient(theta, **options)
 
     solver.gradient = counted
     return solver, calls
@@ -176,12 +176,12 @@ def failing_after(solver: ka.AdjointSolver, successes: int) -> ka.AdjointSolver:
     gradient = solver.gradient
     count = {"solves": 0}
 
-    def gradient_or_failure(theta):
+    def gradient_or_failure(theta, **options):
         count["solves"] += 1
         if count["solves"] > successes:  # a solve stopped after one iteration
             ka.krylov.solve(sp.diags(np.arange(1.0, N + 1.0)), np.ones(N), maxiter=1,
                             rtol=1e-14, raise_on_failure=True, phase="primal")
-        return gradient(theta)
+        return gradient(theta, **options)
 
     solver.gradient = gradient_or_failure
     return solver

@@ -16,6 +16,7 @@ from .assembled import AssembledOperator as AssembledOperator
 from .assembled import from_assembly as from_assembly
 from .elements import ElementOperator as ElementOperator
 from .elements import element_operator as element_operator
+from .optimize import GradientSchedule as GradientSchedule
 from .optimize import ScipyObjective as ScipyObjective
 from .optimize import minimize as minimize
 from .pattern import SparsityPattern as SparsityPattern
@@ -31,5 +32,5 @@ __all__ = [
     "AffineOperator", "affine_operator", "affine_rhs",
     "ElementOperator", "element_operator",
     "Scaling", "as_scaling", "linear", "exponential", "simp",
-    "ScipyObjective", "minimize",
+    "ScipyObjective", "GradientSchedule", "minimize",
 ]

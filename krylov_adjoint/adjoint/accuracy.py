@@ -211,19 +211,23 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
 class ToleranceController:
     """Chooses the primal and adjoint tolerances of adaptive gradients.
 
-    The estimate ε is close to proportional to the relative residuals reached (both
-    solves' errors enter it linearly), ``ε ≈ c·ρ``; ``c`` is learnt from the last call, ``‖g‖``
-    is taken from the last call too, and the tolerance aimed at is ``SAFETY·η‖g‖/c``, between
-    the solver's own tolerance (the floor) and :data:`LOOSEST_RTOL`.
+    The estimates are close to proportional to the relative residual ρ reached (both
+    solves' errors enter them linearly): ``ε_g ≈ c_g·ρ`` and ``|λᵀr| ≈ c_J·ρ``. The ratios and
+    ``‖g‖`` are learnt from the last call, and the tolerance aimed at is the smaller of
+    ``SAFETY·η‖g‖/c_g`` and ``SAFETY·objective_atol/c_J``, between the solver's own tolerance
+    (the floor) and :data:`LOOSEST_RTOL`.
 
     Examples
     --------
     >>> control = ToleranceController(floor=1e-10)
     >>> control.first_rtol(AccuracyTarget(1e-2))       # nothing learnt yet
     0.0001
-    >>> control.learn(gradient_error=1e-6, gradient_norm=1.0, relative_residual=1e-8)
+    >>> control.learn(gradient_error=1e-6, gradient_norm=1.0, objective_error=1e-5,
+    ...               relative_residual=1e-8)
     >>> round(control.first_rtol(AccuracyTarget(1e-2)), 12)
-    3e-06
+    3e-05
+    >>> round(control.first_rtol(AccuracyTarget(1e-2, objective_atol=1e-6)), 12)
+    3e-10
     """
 
     #: The first tolerance when nothing is known yet.
@@ -231,25 +235,32 @@ class ToleranceController:
 
     def __init__(self, floor: float) -> None:
         self.floor = float(floor)
-        self._ratio: float | None = None     # c in ε ≈ c·ρ
+        self._gradient_ratio: float | None = None   # c_g in ε_g ≈ c_g·ρ
+        self._objective_ratio: float | None = None  # c_J in |λᵀr| ≈ c_J·ρ
         self._gradient_norm: float | None = None
 
     def first_rtol(self, target: AccuracyTarget) -> float:
         """The tolerance to start a new call with."""
-        if self._ratio is None or not self._gradient_norm:
+        if self._gradient_ratio is None or not self._gradient_norm:
             return self._clamp(self.START_RTOL)
-        return self._clamp(SAFETY * target.gradient_rtol * self._gradient_norm / self._ratio)
+        rtol = SAFETY * target.gradient_rtol * self._gradient_norm / self._gradient_ratio
+        if target.objective_atol is not None and self._objective_ratio:
+            rtol = min(rtol, SAFETY * target.objective_atol / self._objective_ratio)
+        return self._clamp(rtol)
 
     def tighter_rtol(self, rtol: float, shortfall: float, reached: float) -> float:
         """The tolerance of the next round after missing the target by ``shortfall``×
         (``reached``: the relative residual the last round actually reached)."""
         return self._clamp(min(rtol, reached) * SAFETY / max(shortfall, 1.0))
 
-    def learn(self, gradient_error: float, gradient_norm: float,
+    def learn(self, gradient_error: float, gradient_norm: float, objective_error: float,
               relative_residual: float) -> None:
-        """Record one call's estimate against the relative residual it reached."""
-        if relative_residual > 0.0 and math.isfinite(gradient_error) and gradient_error > 0.0:
-            self._ratio = gradient_error / relative_residual
+        """Record one call's estimates against the relative residual it reached."""
+        if relative_residual > 0.0:
+            if math.isfinite(gradient_error) and gradient_error > 0.0:
+                self._gradient_ratio = gradient_error / relative_residual
+            if math.isfinite(objective_error) and objective_error > 0.0:
+                self._objective_ratio = objective_error / relative_residual
         if math.isfinite(gradient_norm) and gradient_norm > 0.0:
             self._gradient_norm = gradient_norm
 

@@ -177,6 +177,7 @@ class GradientEngine:
                 adjoint_solve = merge_solves(adjoint_solve, extra_adjoint)
                 estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, times)
             self._tolerances.learn(estimate.gradient_error, estimate.gradient_norm,
+                                   abs(estimate.objective_correction),
                                    max(relative_residual(primal),
                                        relative_residual(adjoint_solve)))
         converged = primal.converged and adjoint_solve.converged
@@ -395,7 +396,7 @@ class GradientEngine:
             x, result = self._solve("primal", bound, b, settings, x0=x0)
         times["primal"] = time.perf_counter() - tick
         if result.converged:
-            self.reuse.record_primal(result.iterations, settings.rtol)
+            self.reuse.record_primal(result.iterations, result.residual_norms)
         return x, result, rebuilt, note, abandoned
 
     def _ensure_preconditioner(self, bound: BoundProblem, times: dict[str, float]

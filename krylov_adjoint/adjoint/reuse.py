@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import numpy as np
 
 __all__ = ["PreconditionerReuse", "ROUTINE"]
 
@@ -23,9 +26,12 @@ class PreconditionerReuse:
     - for every new θ with ``reuse=False``;
     - on request (:meth:`request`);
     - within the call, when a primal solve with the kept preconditioner needs more than
-      ``rebuild_factor × max(baseline, 3) + 1`` iterations (the baseline being the first
-      converged primal solve after the set-up): the solve is stopped there, the
-      preconditioner set up at the current θ, and the solve continued from its iterate;
+      ``rebuild_factor × max(rate × digits, 3) + 1`` iterations, where the rate is the
+      iterations per decade of residual reduction of the first converged primal solve after
+      the set-up and ``digits = −log₁₀ rtol`` what a cold start needs: the solve is stopped
+      there, the preconditioner set up at the current θ, and the solve continued from its
+      iterate. (A warm-started solve needs fewer; counting iterations instead of a rate set
+      the preconditioner up again whenever a warm start had been unusually good.)
     - within the call, when a primal solve with the kept preconditioner fails: the solve is
       tried once more with a fresh set-up before anything is raised.
 
@@ -45,9 +51,9 @@ class PreconditionerReuse:
     'first set-up'
     >>> rule.set_up()
     'first set-up'
-    >>> rule.record_primal(10)
-    >>> rule.iteration_cap(1000)
-    16
+    >>> rule.record_primal(10, [1.0, 1e-10])          # 10 iterations for 10 decades
+    >>> rule.iteration_cap(1000, rtol=1e-10), rule.iteration_cap(1000, rtol=1e-4)
+    (16, 7)
     """
 
     def __init__(self, rebuild_factor: float | None, *, reuse: bool, fixed: bool) -> None:
@@ -56,8 +62,8 @@ class PreconditionerReuse:
         self.rebuild_factor = None if rebuild_factor is None else float(rebuild_factor)
         self.reuse = bool(reuse)
         self.fixed = bool(fixed)
-        self.baseline_iterations: int | None = None
-        self._baseline_rtol: float | None = None
+        #: Iterations per decade of the first converged primal solve after the set-up.
+        self.baseline_rate: float | None = None
         self.stale_reason = "" if fixed else "first set-up"
         self.setups = 0
 
@@ -80,32 +86,34 @@ class PreconditionerReuse:
         """Record a set-up; return why it happened."""
         reason = self.stale_reason or "set up"
         self.stale_reason = ""
-        self.baseline_iterations = None
-        self._baseline_rtol = None
+        self.baseline_rate = None
         self.setups += 1
         return reason
 
-    def iteration_cap(self, maxiter: int, rtol: float | None = None) -> int:
-        """The iteration limit of a primal solve with the kept preconditioner.
-
-        With a ``rtol`` other than the baseline's (adaptive accuracy), the baseline is scaled
-        by the ratio of the digits asked for, ``log(rtol) / log(rtol_baseline)``.
-        """
-        if not self.automatic or self.baseline_iterations is None:
+    def iteration_cap(self, maxiter: int, rtol: float) -> int:
+        """The iteration limit of a primal solve to ``rtol`` with the kept preconditioner:
+        ``rebuild_factor`` times what a cold start at the baseline's rate would need
+        (``rate × −log₁₀ rtol``, at least :data:`MIN_BASELINE`), plus one."""
+        if not self.automatic or self.baseline_rate is None:
             return maxiter
         assert self.rebuild_factor is not None
-        baseline = max(self.baseline_iterations, MIN_BASELINE)
-        if rtol is not None and self._baseline_rtol is not None:
-            baseline *= max(_digits(rtol) / _digits(self._baseline_rtol), 1.0)
-        cap = math.floor(self.rebuild_factor * baseline) + 1
-        return min(maxiter, cap)
+        needed = max(self.baseline_rate * _digits(rtol), MIN_BASELINE)
+        return min(maxiter, math.floor(self.rebuild_factor * needed) + 1)
 
-    def record_primal(self, iterations: int, rtol: float | None = None) -> None:
-        """Take the first converged primal solve after a set-up as the baseline."""
-        if self.baseline_iterations is None:
-            self.baseline_iterations = int(iterations)
-            self._baseline_rtol = rtol
-
+    def record_primal(self, iterations: int, residual_norms: Any) -> None:
+        """Take the first converged primal solve after a set-up that reduced its residual as
+        the baseline: its iterations per decade of residual reduction (a rate, so that warm
+        starts and changing tolerances compare fairly)."""
+        norms = np.asarray(residual_norms, dtype=float)
+        if self.baseline_rate is not None or iterations <= 0 or norms.size < 2:
+            return
+        if norms[-1] > 0.0 and norms[0] > norms[-1]:
+            decades = math.log10(norms[0] / norms[-1])
+        elif norms[0] > 0.0:  # reduced to exactly zero: count sixteen digits
+            decades = 16.0
+        else:
+            return
+        self.baseline_rate = iterations / max(decades, 1e-3)
 
 def _digits(rtol: float) -> float:
     """Decimal digits asked of a solve (at least one)."""
