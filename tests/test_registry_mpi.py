@@ -11,7 +11,7 @@ pytestmark = pytest.mark.mpi
 
 @pytest.fixture(scope="module", params=[2, 3], ids=lambda n: f"{n}ranks")
 def records(request):
-    found, _, _ = run_mpi("registry.py", request.param, timeout=150)
+    found, _, _ = run_mpi("registry.py", request.param, timeout=300)
     return found
 
 

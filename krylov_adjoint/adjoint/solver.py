@@ -54,7 +54,8 @@ class AdjointSolver(GradientEngine):
         ``reason`` tells; its gradient must then not be trusted.
     rebuild_factor : float or None
         When a primal solve with the kept preconditioner needs more than this factor times
-        the iterations right after its set-up (plus one), or fails, the preconditioner is set
+        what a cold start would need at the convergence rate measured right after its set-up
+        (plus one), or fails, the preconditioner is set
         up again at the current θ and the solve continued, within the same call
         (:class:`~krylov_adjoint.adjoint.reuse.PreconditionerReuse`); None never rebuilds
         automatically.
