@@ -78,6 +78,15 @@ class AdjointSolver(GradientEngine):
         its term of the Lagrangian along one random dθ (two evaluations of A x, b and J, no
         solve); a wrong sign or scale raises :class:`~krylov_adjoint.CallbackError` naming it.
         Turn it off for a problem that is not differentiable at θ.
+    recycle : int
+        Keep this many directions (k ≈ 10–30; 0, the default, turns recycling off) from each
+        solve to deflate the next: GCRO-DR for ``"gmres"``, deflated CG for ``"cg"``
+        (:mod:`krylov_adjoint.krylov.recycling`); ``"bicgstab"`` does not recycle. The
+        primal and the adjoint solves renew their spaces (one space for both when A and M
+        are symmetric), re-orthogonalised against A(θ) at every new θ and after every new
+        set-up of the preconditioner; warm starts are projected on them. Each solve's
+        ``extra`` reports ``recycled_dimension`` and ``iterations_saved`` (an estimate).
+        Must be smaller than N.
 
     Examples
     --------
@@ -103,7 +112,7 @@ class AdjointSolver(GradientEngine):
                  restart: int = 30, warm_start: bool = True, raise_on_failure: bool = True,
                  rebuild_factor: float | None = 1.5, reuse_preconditioner: bool | None = None,
                  monitor: Monitor | None = None, check_transpose: bool = True,
-                 check_gradient: bool = True) -> None:
+                 check_gradient: bool = True, recycle: int = 0) -> None:
         from ..backends.serial import SerialBackend
 
         backend = SerialBackend(problem, preconditioner, preconditioner_options)
@@ -113,7 +122,7 @@ class AdjointSolver(GradientEngine):
                          raise_on_failure=raise_on_failure, rebuild_factor=rebuild_factor,
                          reuse_preconditioner=reuse_preconditioner, monitor=monitor,
                          check_transpose=check_transpose,
-                         check_gradient=check_gradient)
+                         check_gradient=check_gradient, recycle=recycle)
         self.problem = problem
 
     @property

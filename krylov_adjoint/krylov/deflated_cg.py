@@ -1,0 +1,152 @@
+"""Deflated preconditioned conjugate gradients with a recycled space (SPD A and M).
+
+The algorithm of Saad, Yeung, Erhel and Guyomarc'h, "A deflated version of the conjugate
+gradient algorithm" (SIAM J. Sci. Comput. 21, 2000), Algorithm 3.6, with the deflation
+space ``W = U`` of a :class:`~.recycling.RecycledSpace` (``A U = C`` held, so no operator
+product is spent on it) and ``E = U A Uᵀ``:
+
+- the start is the Galerkin projection ``x₀ += U E⁻¹ U r``, so ``U r₀ = 0``;
+- every search direction is made A-conjugate to U: ``p = z + β p − Uᵀ E⁻¹ C z``.
+
+In exact arithmetic the residuals stay orthogonal to U and the iteration is that of PCG on
+the operator with the directions of U removed: the small eigenvalues of M A that U
+approximates no longer slow it. Per iteration it costs one product with C and one with U
+(2k inner products and k vector updates) on top of PCG.
+
+The next space is chosen by Rayleigh–Ritz on ``span(U, p₀ … p_{ℓ−1})`` (the first ``ℓ = k``
+search directions) for the pencil ``A u = λ M⁻¹ u``, whose small eigenvalues are those of
+M A: with ``Z`` those directions, ``ZᵀAZ y = λ ZᵀM⁻¹Z y``. ``A p`` is the product the
+iteration makes anyway and ``M⁻¹ p`` follows from ``M⁻¹ z = r`` by the recurrence of p (one
+vector update per kept direction); ``M⁻¹ U`` is the space's ``Ũ``. The k smallest Ritz
+pairs become the next space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy.linalg import cho_solve, eigh
+
+from .._checks import readonly
+from ._norm import norm
+from ._run import KrylovRun
+from .recycling import RecycledSpace
+from .result import ConvergenceReason, SolveResult
+
+__all__ = ["deflated_cg"]
+
+Apply = Callable[[np.ndarray], np.ndarray]
+
+
+def deflated_cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRun,
+                *, precond: Apply, maxiter: int, space: RecycledSpace) -> SolveResult:
+    """Deflated PCG from the Galerkin-projected ``x`` (``U r = 0``); stops as
+    :func:`~.cg.cg` does (recurrence residual, confirmed explicitly) and leaves the next
+    recycled space in ``space``.
+
+    A non-positive curvature pᵀAp reports ``DIVERGED_INDEFINITE_MATRIX``; a non-positive
+    rᵀMr reports ``DIVERGED_INDEFINITE_PC``.
+    """
+    factor = space.galerkin_factor()
+    U, U_tilde, C = space.U, space.U_tilde, space.C
+
+    def deflated(z: np.ndarray, z_tilde: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        """``z − Uᵀ E⁻¹ C z`` and the same combination of ``z_tilde`` with Ũ."""
+        if factor is None:
+            return z.copy(), None if z_tilde is None else z_tilde.copy()
+        mu = cho_solve(factor, C @ z)
+        return z - U.T @ mu, None if z_tilde is None else z_tilde - U_tilde.T @ mu
+
+    kept = space.k
+    directions: list[np.ndarray] = []  # p
+    images: list[np.ndarray] = []  # A p
+    preimages: list[np.ndarray] = []  # M⁻¹ p
+    r_in = readonly(r)
+    z = precond(r_in)
+    rho = float(r @ z)
+    run.check_finite(rho, preconditioned=z)
+    p, p_tilde = deflated(z, r)
+    while True:
+        p_in = readonly(p)
+        if rho <= 0.0:
+            return _finish(run, space, x, directions, images, preimages,
+                           ConvergenceReason.DIVERGED_INDEFINITE_PC,
+                           f"CG breakdown: rᵀMr = {rho:.3e} <= 0, the preconditioner is not "
+                           "positive definite")
+        q = matvec(p_in)
+        curvature = float(p @ q)
+        run.check_finite(curvature, product=q)
+        if curvature <= 0.0:
+            return _finish(run, space, x, directions, images, preimages,
+                           ConvergenceReason.DIVERGED_INDEFINITE_MATRIX,
+                           f"CG breakdown: pᵀAp = {curvature:.3e} <= 0, the operator is not "
+                           "positive definite")
+        if p_tilde is not None and len(directions) < kept:
+            directions.append(p.copy())
+            images.append(np.array(q, copy=True))
+            preimages.append(p_tilde.copy())
+        alpha = rho / curvature
+        x += alpha * p
+        r -= alpha * q
+        rnorm = norm(r)
+        run.iterations += 1
+        run.record(rnorm)
+        restart = False
+        if rnorm <= run.target:
+            r = b - matvec(x)
+            rnorm = norm(r)
+            run.replace_last(rnorm)
+            if rnorm <= run.target:
+                return _finish(run, space, x, directions, images, preimages,
+                               run.converged_reason)
+            if run.stagnated(rnorm):
+                return _finish(run, space, x, directions, images, preimages, None)
+            restart = True  # the recurrence drifted: restart from the true residual
+            space.project_galerkin(x, r)
+            r_in = readonly(r)
+        if run.iterations >= maxiter:
+            return _finish(run, space, x, directions, images, preimages,
+                           ConvergenceReason.DIVERGED_MAXITER)
+        z = precond(r_in)
+        rho_next = float(r @ z)
+        run.check_finite(rho_next, preconditioned=z)
+        beta = 0.0 if restart else rho_next / rho
+        track = p_tilde is not None and len(directions) < kept and not restart
+        p, p_tilde = deflated(z + beta * p, r + beta * p_tilde if track else None)
+        rho = rho_next
+
+
+def _finish(run: KrylovRun, space: RecycledSpace, x: np.ndarray, directions: list,
+            images: list, preimages: list, reason: ConvergenceReason | None,
+            message: str = "") -> SolveResult:
+    """Harvest the next space, then the result (``reason`` None: stagnation)."""
+    _harvest(space, directions, images, preimages)
+    if reason is None:
+        return run.stagnation(x)
+    return run.finish(x, reason, message)
+
+
+def _harvest(space: RecycledSpace, directions: list, images: list, preimages: list) -> None:
+    """The k smallest Ritz pairs of ``A u = λ M⁻¹ u`` on ``span(U, P)`` (module docstring)."""
+    if not directions:
+        return
+    Z = np.vstack([space.U, *directions])
+    AZ = np.vstack([space.C, *images])
+    Z_tilde = np.vstack([space.U_tilde, *preimages])
+    F = Z @ AZ.T
+    G = Z @ Z_tilde.T
+    F, G = 0.5 * (F + F.T), 0.5 * (G + G.T)
+    if not (np.isfinite(F).all() and np.isfinite(G).all()):
+        return
+    try:
+        values, vectors = eigh(F, G)
+    except np.linalg.LinAlgError:  # Ũ from an earlier preconditioner: ZᵀM⁻¹Z not definite
+        try:
+            values, vectors = eigh(F, Z @ Z.T)
+        except np.linalg.LinAlgError:
+            return
+    order = np.argsort(values)[: space.k]
+    Y = vectors[:, order].T
+    space.replace(Y @ Z, Y @ Z_tilde, Y @ AZ)

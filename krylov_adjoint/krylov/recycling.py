@@ -1,0 +1,209 @@
+"""A recycled Krylov subspace: k directions kept from one solve to deflate the next.
+
+The space is held as three sets of k rows (vectors of length N):
+
+- ``U``, directions in the *solution* space: a solve looks for its correction in
+  ``range(U) + M·K_m``;
+- ``C = A U``, orthonormal (``CᵀC = I``), so that the part of the residual in ``range(C)``
+  is removed by ``x += U (C r)``, ``r −= Cᵀ(C r)`` at no operator product;
+- ``Ũ ≈ M⁻¹ U``, the same directions in the *preconditioned* space, used only to choose the
+  next space (the harmonic Ritz problem of GCRO-DR, the Rayleigh–Ritz problem of deflated CG
+  need inner products with them). It is exact while M does not change.
+
+When A changes (a new θ) or M is set up again, :meth:`RecycledSpace.refresh` recomputes
+``A U`` (k operator products, no preconditioner application) and re-orthonormalises it
+(``A U = Q S Wᵀ`` by a thin SVD, ``C ← Qᵀ``, ``U ← U W S⁻¹``; directions whose singular
+value falls below 1e-10 of the largest are dropped), so the space survives as long as it is
+useful: it is never wrong to keep one, only more or less helpful. After a new set-up of M,
+``Ũ`` is the old preconditioner's and only guides the next choice.
+
+The estimate of the iterations a recycled start saved (``iterations_saved`` in
+:attr:`~krylov_adjoint.krylov.SolveResult.extra`) is ``log(‖r₀‖/‖r₀'‖) / log(1/ρ)``: ``r₀``
+the residual of the initial guess, ``r₀'`` that after its projection on the recycled space,
+and ``ρ`` the observed mean residual reduction per iteration of the solve (of the previous
+solve when this one needed none). It counts what the projected start gained; the faster
+rate of the deflated iteration is not counted, so the estimate is low.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+__all__ = ["RecycledSpace", "validate_recycle"]
+
+Apply = Callable[[np.ndarray], np.ndarray]
+
+#: Directions of ``A U`` below this share of the largest singular value are dropped.
+_RANK_TOLERANCE = 1e-10
+
+
+def validate_recycle(recycle: object, n: int) -> int:
+    """Check the number of recycled vectors; return it as an int.
+
+    Parameters
+    ----------
+    recycle : int
+        0 (no recycling) or a whole number ``1 <= k < N``.
+    n : int
+        The number of unknowns.
+
+    Raises
+    ------
+    ValueError
+        Naming the value and the bound it breaks.
+
+    Examples
+    --------
+    >>> validate_recycle(10, 100)
+    10
+    >>> validate_recycle(-1, 100)
+    Traceback (most recent call last):
+    ...
+    ValueError: recycle must be a whole number >= 0 (0: no recycling), got -1
+    >>> validate_recycle(100, 100)
+    Traceback (most recent call last):
+    ...
+    ValueError: recycle=100 vectors must be fewer than the 100 unknowns
+    """
+    if (isinstance(recycle, (bool, np.bool_)) or not isinstance(recycle, (int, np.integer))
+            or recycle < 0):
+        raise ValueError(f"recycle must be a whole number >= 0 (0: no recycling), "
+                         f"got {recycle!r}")
+    if recycle >= n:
+        raise ValueError(f"recycle={recycle} vectors must be fewer than the {n} unknowns")
+    return int(recycle)
+
+
+class RecycledSpace:
+    """Up to ``k`` recycled directions, kept between solves (see the module docstring).
+
+    Parameters
+    ----------
+    k : int
+        The number of directions to keep, ``1 <= k < n``.
+    n : int
+        The length of the vectors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> space = RecycledSpace(2, 4)
+    >>> space.dim
+    0
+    >>> A = np.diag([1.0, 2.0, 3.0, 4.0])
+    >>> space.replace(np.eye(4)[:2], np.eye(4)[:2], A[:2])
+    >>> space.dim, bool(np.allclose(space.C @ space.C.T, np.eye(2)))
+    (2, True)
+    >>> bool(np.allclose(A @ space.U.T, space.C.T))
+    True
+    """
+
+    def __init__(self, k: int, n: int) -> None:
+        self.k = validate_recycle(k, n)
+        if self.k == 0:
+            raise ValueError("a RecycledSpace needs k >= 1")
+        self.n = n
+        self.U = np.zeros((0, n))
+        self.U_tilde = np.zeros((0, n))
+        self.C = np.zeros((0, n))
+        #: What the space was last made consistent with (operator, preconditioner); the
+        #: caller compares it with ``is`` and calls :meth:`refresh` on a change.
+        self.key: tuple[object, ...] | None = None
+        #: Mean residual reduction per iteration of the last solve that iterated.
+        self.rate: float | None = None
+        #: Operator products spent on :meth:`refresh` in all.
+        self.refresh_products = 0
+        self.refreshes = 0
+        self._factor: tuple[np.ndarray, tuple[np.ndarray, bool]] | None = None
+
+    @property
+    def dim(self) -> int:
+        """The number of directions held now (0 before the first harvest)."""
+        return self.U.shape[0]
+
+    def clear(self) -> None:
+        """Forget the directions (the counters stay)."""
+        self.U, self.U_tilde, self.C = (np.zeros((0, self.n)) for _ in range(3))
+        self._factor = None
+
+    def copy(self) -> RecycledSpace:
+        """An independent copy of the directions (the key is shared, not copied)."""
+        twin = RecycledSpace(self.k, self.n)
+        twin.U, twin.U_tilde, twin.C = self.U.copy(), self.U_tilde.copy(), self.C.copy()
+        twin.key, twin.rate = self.key, self.rate
+        return twin
+
+    def replace(self, U: np.ndarray, U_tilde: np.ndarray, AU: np.ndarray) -> None:  # noqa: N803
+        """New directions (rows of ``U``, ``Ũ`` and ``A U``): ``A U`` is orthonormalised
+        by a thin SVD, U and Ũ transformed alike, near-dependent directions dropped."""
+        if AU.shape[0] == 0:
+            self.clear()
+            return
+        left, s, right = np.linalg.svd(AU, full_matrices=False)
+        keep = s > _RANK_TOLERANCE * s[0] if s[0] > 0 else np.zeros(s.size, dtype=bool)
+        T = left[:, keep].T / s[keep, None]  # AU = left S right: (S⁻¹ leftᵀ) AU = right
+        self.C = np.ascontiguousarray(right[keep])
+        self.U = T @ U
+        self.U_tilde = T @ U_tilde
+
+    def refresh(self, matvec: Apply, key: tuple[object, ...]) -> None:
+        """Make ``C = A U`` hold for a new operator (or after a new preconditioner set-up):
+        ``dim`` operator products, then the orthonormalisation of :meth:`replace`."""
+        if self.dim:
+            AU = np.array([matvec(u) for u in self.U])
+            self.refresh_products += self.dim
+            self.refreshes += 1
+            if not np.isfinite(AU).all():
+                self.clear()
+            else:
+                self.replace(self.U, self.U_tilde, AU)
+        self.key = key
+
+    def project(self, x: np.ndarray, r: np.ndarray) -> None:
+        """The minimal-residual correction from the space: ``x += U (C r)``, ``r −= Cᵀ(C r)``
+        (both in place), after which ``C r = 0``."""
+        if self.dim:
+            y = self.C @ r
+            x += self.U.T @ y
+            r -= self.C.T @ y
+
+    def project_galerkin(self, x: np.ndarray, r: np.ndarray) -> None:
+        """The Galerkin correction for a symmetric positive definite A: ``x += U E⁻¹ U r``,
+        ``r −= Cᵀ E⁻¹ U r`` with ``E = U A Uᵀ`` (in place), after which ``U r = 0``, the
+        start of deflated CG. A space on which A is not positive definite is dropped."""
+        factor = self.galerkin_factor()
+        if factor is not None:
+            y = cho_solve(factor, self.U @ r)
+            x += self.U.T @ y
+            r -= self.C.T @ y
+
+    def galerkin_factor(self) -> tuple[np.ndarray, bool] | None:
+        """The Cholesky factor of ``E = U A Uᵀ = U Cᵀ`` (symmetrised), None without
+        directions; a space on which E is not positive definite is cleared (None)."""
+        if not self.dim:
+            return None
+        if self._factor is None or self._factor[0] is not self.U:
+            E = self.U @ self.C.T
+            try:
+                self._factor = (self.U, cho_factor(0.5 * (E + E.T)))
+            except np.linalg.LinAlgError:
+                self.clear()
+                return None
+        return self._factor[1]
+
+    def saved_iterations(self, before: float, after: float, final: float,
+                         iterations: int) -> float:
+        """The estimate of the iterations the projected start saved (module docstring);
+        records the observed rate for the next solve."""
+        if iterations > 0 and 0 < final < after:
+            self.rate = (final / after) ** (1.0 / iterations)
+        rate = self.rate
+        if not (after < before and rate is not None and 0 < rate < 1):
+            return 0.0
+        if after == 0.0:
+            return float(iterations)
+        return math.log(before / after) / -math.log(rate)
