@@ -13,18 +13,22 @@ the operator with the directions of U removed: the small eigenvalues of M A that
 approximates no longer slow it. Per iteration it costs one product with C and one with U
 (2k inner products and k vector updates) on top of PCG.
 
-The next space is chosen by Rayleigh–Ritz on ``span(U, p₀ … p_{ℓ−1})`` (the first ``ℓ = k``
-search directions) for the pencil ``A u = λ M⁻¹ u``, whose small eigenvalues are those of
-M A: with ``Z`` those directions, ``ZᵀAZ y = λ ZᵀM⁻¹Z y``. ``A p`` is the product the
-iteration makes anyway and ``M⁻¹ p`` follows from ``M⁻¹ z = r`` by the recurrence of p (one
-vector update per kept direction); ``M⁻¹ U`` is the space's ``Ũ``. The k smallest Ritz
-pairs become the next space.
+The next space is chosen by Rayleigh–Ritz on ``span(U, p₀, p₁, …)`` for the pencil
+``A u = λ M⁻¹ u``, whose small eigenvalues are those of M A: with ``Z`` those directions,
+``ZᵀAZ y = λ ZᵀM⁻¹Z y``, compressed to k Ritz vectors every k iterations (see
+:class:`_Harvest`). ``A p`` is the product the iteration makes anyway and ``M⁻¹ p`` follows
+from ``M⁻¹ z = r`` by the recurrence of p (one vector update per iteration); ``M⁻¹ U`` is
+the space's ``Ũ``. The k smallest Ritz pairs at the end become the next space.
+
+Measured on 8 slowly drifting 1-D diffusion systems (N = 300, Jacobi, k = 10,
+``tests/test_recycling.py``): Ritz pairs from only the first k directions of each solve
+(Saad et al.'s choice) saved 7 % of the iterations; the windowed compression over the
+whole solve saves the share the test asserts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from scipy.linalg import cho_solve, eigh
@@ -52,14 +56,16 @@ def deflated_cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run:
     factor = space.galerkin_factor()
     U, U_tilde, C = space.U, space.U_tilde, space.C
 
-    def deflated(z: np.ndarray, z_tilde: np.ndarray | None) -> tuple[np.ndarray, Any]:
-        """``z − Uᵀ E⁻¹ C z`` and the same combination of ``z_tilde`` with Ũ."""
+    def deflated(z: np.ndarray, z_tilde: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Π z = z − Uᵀ E⁻¹ C z`` (:meth:`~.recycling.RecycledSpace.galerkin_projector`)
+        and the same combination of ``z_tilde`` with Ũ, which keeps ``M⁻¹ p``."""
         if factor is None:
-            return z.copy(), None if z_tilde is None else z_tilde.copy()
+            return z.copy(), z_tilde.copy()
         mu = cho_solve(factor, C @ z)
-        return z - U.T @ mu, None if z_tilde is None else z_tilde - U_tilde.T @ mu
+        return z - U.T @ mu, z_tilde - U_tilde.T @ mu
 
-    kept = space.k
+    window = space.k
+    harvest = _Harvest(space)
     directions: list[np.ndarray] = []  # p
     images: list[np.ndarray] = []  # A p
     preimages: list[np.ndarray] = []  # M⁻¹ p
@@ -71,7 +77,7 @@ def deflated_cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run:
     while True:
         p_in = readonly(p)
         if rho <= 0.0:
-            return _finish(run, space, x, directions, images, preimages,
+            return _finish(run, harvest, x, directions, images, preimages,
                            ConvergenceReason.DIVERGED_INDEFINITE_PC,
                            f"CG breakdown: rᵀMr = {rho:.3e} <= 0, the preconditioner is not "
                            "positive definite")
@@ -79,14 +85,16 @@ def deflated_cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run:
         curvature = float(p @ q)
         run.check_finite(curvature, product=q)
         if curvature <= 0.0:
-            return _finish(run, space, x, directions, images, preimages,
+            return _finish(run, harvest, x, directions, images, preimages,
                            ConvergenceReason.DIVERGED_INDEFINITE_MATRIX,
                            f"CG breakdown: pᵀAp = {curvature:.3e} <= 0, the operator is not "
                            "positive definite")
-        if p_tilde is not None and len(directions) < kept:
-            directions.append(p.copy())
-            images.append(np.array(q, copy=True))
-            preimages.append(p_tilde.copy())
+        directions.append(p.copy())
+        images.append(np.array(q, copy=True))
+        preimages.append(p_tilde.copy())
+        if len(directions) == window:
+            harvest.add(directions, images, preimages)
+            directions, images, preimages = [], [], []
         alpha = rho / curvature
         x += alpha * p
         r -= alpha * q
@@ -99,54 +107,79 @@ def deflated_cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run:
             rnorm = norm(r)
             run.replace_last(rnorm)
             if rnorm <= run.target:
-                return _finish(run, space, x, directions, images, preimages,
+                return _finish(run, harvest, x, directions, images, preimages,
                                run.converged_reason)
             if run.stagnated(rnorm):
-                return _finish(run, space, x, directions, images, preimages, None)
+                return _finish(run, harvest, x, directions, images, preimages, None)
             restart = True  # the recurrence drifted: restart from the true residual
             space.project_galerkin(x, r)
             r_in = readonly(r)
         if run.iterations >= maxiter:
-            return _finish(run, space, x, directions, images, preimages,
+            return _finish(run, harvest, x, directions, images, preimages,
                            ConvergenceReason.DIVERGED_MAXITER)
         z = precond(r_in)
         rho_next = float(r @ z)
         run.check_finite(rho_next, preconditioned=z)
         beta = 0.0 if restart else rho_next / rho
-        track = p_tilde is not None and len(directions) < kept and not restart
-        p, p_tilde = deflated(z + beta * p, r + beta * p_tilde if track else None)
+        p, p_tilde = deflated(z + beta * p, r + beta * p_tilde)
         rho = rho_next
 
 
-def _finish(run: KrylovRun, space: RecycledSpace, x: np.ndarray, directions: list,
+def _finish(run: KrylovRun, harvest: _Harvest, x: np.ndarray, directions: list,
             images: list, preimages: list, reason: ConvergenceReason | None,
             message: str = "") -> SolveResult:
-    """Harvest the next space, then the result (``reason`` None: stagnation)."""
-    _harvest(space, directions, images, preimages)
+    """Renew the space, then the result (``reason`` None: stagnation)."""
+    harvest.add(directions, images, preimages)
+    harvest.store()
     if reason is None:
         return run.stagnation(x)
     return run.finish(x, reason, message)
 
 
-def _harvest(space: RecycledSpace, directions: list, images: list, preimages: list) -> None:
-    """The k smallest Ritz pairs of ``A u = λ M⁻¹ u`` on ``span(U, P)`` (module docstring)."""
-    if not directions:
-        return
-    Z = np.vstack([space.U, *directions])
-    AZ = np.vstack([space.C, *images])
-    Z_tilde = np.vstack([space.U_tilde, *preimages])
+class _Harvest:
+    """The candidate space of the renewal, compressed as the solve goes.
+
+    It starts as the recycled space (rows ``Z``, ``A Z`` and ``M⁻¹ Z``); every ``k`` search
+    directions, ``span(Z, p…)`` is compressed to its k smallest Ritz pairs of
+    ``A u = λ M⁻¹ u`` (Rayleigh–Ritz, as eigCG does with its window: Stathopoulos and
+    Orginos, SIAM J. Sci. Comput. 32, 2010), so that the directions of the whole solve are
+    seen in O(k) vectors of memory. Cost per window: ``(2k)²`` inner products and ``2k²``
+    vector updates, about 6k vector operations per iteration.
+    """
+
+    def __init__(self, space: RecycledSpace) -> None:
+        self.space = space
+        self.Z, self.AZ, self.Z_tilde = space.U, space.C, space.U_tilde
+
+    def add(self, directions: list, images: list, preimages: list) -> None:
+        if not directions:
+            return
+        Z = np.vstack([self.Z, *directions])
+        AZ = np.vstack([self.AZ, *images])
+        Z_tilde = np.vstack([self.Z_tilde, *preimages])
+        Y = _ritz(Z, AZ, Z_tilde, self.space.k)
+        if Y is not None:
+            self.Z, self.AZ, self.Z_tilde = Y @ Z, Y @ AZ, Y @ Z_tilde
+
+    def store(self) -> None:
+        if self.Z is not self.space.U:
+            self.space.replace(self.Z, self.Z_tilde, self.AZ)
+
+
+def _ritz(Z: np.ndarray, AZ: np.ndarray, Z_tilde: np.ndarray, k: int) -> np.ndarray | None:
+    """Coefficients (rows) of the k smallest Ritz pairs of ``A u = λ M⁻¹ u`` on
+    ``span(Z)``: ``ZᵀAZ y = λ ZᵀM⁻¹Z y``; None when the small problem is not finite."""
     F = Z @ AZ.T
     G = Z @ Z_tilde.T
     F, G = 0.5 * (F + F.T), 0.5 * (G + G.T)
     if not (np.isfinite(F).all() and np.isfinite(G).all()):
-        return
+        return None
     try:
         values, vectors = eigh(F, G)
     except np.linalg.LinAlgError:  # Ũ from an earlier preconditioner: ZᵀM⁻¹Z not definite
         try:
             values, vectors = eigh(F, Z @ Z.T)
         except np.linalg.LinAlgError:
-            return
-    order = np.argsort(values)[: space.k]
-    Y = vectors[:, order].T
-    space.replace(Y @ Z, Y @ Z_tilde, Y @ AZ)
+            return None
+    order = np.argsort(values)[:k]
+    return vectors[:, order].T

@@ -85,6 +85,11 @@ def gcrodr(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kryl
                 h_next = norm(w)
             H_bar[: j + 1, j] = h
             H_bar[j + 1, j] = h_next
+            # the next basis vector is stored before any stop: the renewal reads V_{j+1}
+            if h_next > 1e-14 * w_norm0:
+                np.divide(w, h_next, out=V.slot(j + 1))
+            else:
+                V.slot(j + 1).fill(0.0)
             col = H[:, j]
             col[:] = H_bar[:, j]
             for i in range(j):
@@ -109,7 +114,6 @@ def gcrodr(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kryl
             if estimate <= run.target or run.iterations >= maxiter:
                 estimate_converged = estimate <= run.target
                 break
-            np.divide(w, h_next, out=V.slot(j + 1))
         if k > 0:
             y = np.linalg.solve(np.triu(H[:k, :k]), g[:k])
             Z.add_combination(k, y, x)
@@ -119,7 +123,7 @@ def gcrodr(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kryl
         rnorm = norm(r)
         run.check_finite(rnorm, product=r)
         run.replace_last(rnorm)
-        if k > 0 and not happy:
+        if k > 0:
             _harvest(space, V, Z, H_bar[: k + 1, :k], B[:, :k], k)
         if rnorm <= run.target:
             return run.finish(x, run.converged_reason)
@@ -146,8 +150,7 @@ def _harvest(space: RecycledSpace, V: Rows, Z: Rows, H_bar: np.ndarray, B: np.nd
              k: int) -> None:
     """The next space: k harmonic Ritz vectors of A M on ``[Ũ; V_k]`` (module docstring).
 
-    ``V`` holds ``k + 1`` orthonormal rows only if the cycle did not end by a happy
-    breakdown; the caller does not harvest then."""
+    After a happy breakdown the last row of ``V`` is zero, as is the last row of H̄."""
     d = space.dim
     G = np.zeros((d + k + 1, d + k))
     G[:d, :d] = np.eye(d)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
+from scipy.sparse.linalg import LinearOperator
 
 __all__ = ["RecycledSpace", "validate_recycle"]
 
@@ -194,6 +195,35 @@ class RecycledSpace:
                 self.clear()
                 return None
         return self._factor[1]
+
+    def residual_projector(self) -> LinearOperator:
+        """``I − CᵀC``, the orthogonal projector on the complement of ``range(C)`` that
+        GCRO-DR applies to every image ``A M v`` (:meth:`project` applies it to r):
+        symmetric, its ``rmatvec`` is its ``matvec``."""
+        C = self.C
+
+        def apply(v: np.ndarray) -> np.ndarray:
+            return v - C.T @ (C @ v)
+
+        return LinearOperator((self.n, self.n), matvec=apply, rmatvec=apply,
+                              dtype=np.float64)
+
+    def galerkin_projector(self) -> LinearOperator:
+        """``Π = I − Uᵀ E⁻¹ C`` (``E = U A Uᵀ``), the projector deflated CG applies to each
+        preconditioned residual (making it A-conjugate to U); ``rmatvec`` is
+        ``Πᵀ = I − Cᵀ E⁻¹ U``. For a symmetric A, ``A Π = Πᵀ A`` is the deflated
+        operator, symmetric."""
+        factor = self.galerkin_factor()
+        U, C = self.U, self.C
+
+        def forward(v: np.ndarray) -> np.ndarray:
+            return v if factor is None else v - U.T @ cho_solve(factor, C @ v)
+
+        def transposed(w: np.ndarray) -> np.ndarray:
+            return w if factor is None else w - C.T @ cho_solve(factor, U @ w)
+
+        return LinearOperator((self.n, self.n), matvec=forward, rmatvec=transposed,
+                              dtype=np.float64)
 
     def saved_iterations(self, before: float, after: float, final: float,
                          iterations: int) -> float:
