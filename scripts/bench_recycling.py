@@ -145,7 +145,7 @@ def petsc_cases(ranks: int, n: int, steps: int, ks: list[int], quick: bool
     return json.loads(lines[0][len("BENCH "):])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="48², 5 gradients, no block Jacobi on PETSc (< 90 s)")
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="gradients (default 10, quick 5)")
     parser.add_argument("--k", type=int, nargs="+", help="recycled dimensions (0 first)")
     parser.add_argument("--petsc-worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     n = args.n or (48 if args.quick else 128)
     steps = args.steps or (5 if args.quick else 10)
     ks = args.k or [0, 10]

@@ -180,6 +180,10 @@ def test_gradients_with_recycling_equal_those_without(problem, method, pc):
                 assert solve_result.extra["recycled_dimension"] >= 0
                 assert solve_result.extra["iterations_saved"] >= 0
         assert b.primal.extra["recycled_dimension"] > 0
+        record = b.as_dict()
+        assert record["primal_recycled_dimension"] == b.primal.extra["recycled_dimension"]
+        assert record["adjoint_iterations_saved"] == b.adjoint_solve.extra["iterations_saved"]
+        assert "primal_recycled_dimension" not in a.as_dict()
 
 
 def test_symmetric_problems_share_one_space_nonsymmetric_keep_two():

@@ -27,7 +27,9 @@ class GradientResult:
     adjoint : ndarray, shape (N,)
         λ, the solution of A(θ)ᵀλ = ∂J/∂x.
     primal : SolveResult
-        Iterations, residual history, reason of the primal solve.
+        Iterations, residual history, reason of the primal solve. With recycling, its
+        ``extra`` holds ``recycled_dimension`` and ``iterations_saved`` (an estimate, see
+        :mod:`krylov_adjoint.krylov.recycling`).
     adjoint_solve : SolveResult
         The same for the adjoint solve.
     times : dict
@@ -83,8 +85,15 @@ class GradientResult:
             "adjoint_iterations": self.adjoint_solve.iterations,
             "adjoint_reason": self.adjoint_solve.reason.name,
             "preconditioner_rebuilt": self.preconditioner_rebuilt,
+            **_recycling(self.primal, "primal"), **_recycling(self.adjoint_solve, "adjoint"),
             **{f"{k}_s": v for k, v in self.times.items()},
         }
+
+
+def _recycling(solve: SolveResult, phase: str) -> dict[str, Any]:
+    """The recycling report of a solve, for :meth:`GradientResult.as_dict` (empty without)."""
+    return {f"{phase}_{name}": solve.extra[name]
+            for name in ("recycled_dimension", "iterations_saved") if name in solve.extra}
 
 
 @dataclass(frozen=True)
