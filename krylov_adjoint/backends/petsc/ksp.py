@@ -118,7 +118,7 @@ class KrylovSolve:
     recycle : int
         With k > 0, each solve starts from the minimal-residual combination of its last k
         solutions and the warm start, for the current operator
-        (:class:`~.recycling.ProjectedStart`: k + 2 operator products). Each result's
+        (:class:`~.recycling.ProjectedStart`: k + 3 operator products at most). Each result's
         ``extra`` then holds ``recycled_dimension`` (the directions used) and
         ``iterations_saved`` (the estimate of :mod:`krylov_adjoint.krylov.recycling`).
     """

@@ -1,9 +1,10 @@
 """The PETSc backend's recycling: each solve starts from the best combination of its last
 k solutions, for the current operator.
 
-Before a solve, the last k solutions ``X = [x₁ … x_k]`` of this KSP (and the warm start,
-when it is not among them) are multiplied by the *current* A (k operator products), ``A X``
-enters the k × k normal equations ``(AX)ᵀ(AX) y = (AX)ᵀ b`` (k² + k inner products in
+Before a solve, the last k solutions of this KSP and the warm start, ``X = [x₁ … x_k, x₀]``,
+are multiplied by the *current* A (k + 1 operator products, and two more for the residuals
+of the given and the projected start, which the report needs), ``A X``
+enters the small normal equations ``(AX)ᵀ(AX) y = (AX)ᵀ b`` (k² + k inner products in
 one ``VecMDot`` per column), solved by an eigendecomposition that drops the directions
 below 1e-14 of the largest eigenvalue (successive solutions are often nearly parallel), and
 the start is ``x₀ = X y``, the minimal-residual combination. The warm start is one of the
@@ -99,7 +100,10 @@ class ProjectedStart:
         return int(keep.sum()), before, after
 
     def remember(self, x: Any) -> None:
-        """Keep a copy of the solution ``x``, dropping the oldest beyond k."""
+        """Keep a copy of the solution ``x`` (unless it is not finite: a failed solve),
+        dropping the oldest beyond k (collective)."""
+        if not np.isfinite(x.norm()):
+            return
         self.solutions.append(x.copy())
         if len(self.solutions) > self.k:
             self.solutions.pop(0).destroy()

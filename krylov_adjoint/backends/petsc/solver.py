@@ -66,8 +66,8 @@ class PetscAdjointSolver(GradientEngine):
     recycle : int
         k > 0 (smaller than N): the primal and the adjoint solve each start from the
         minimal-residual combination of their last k solutions and the warm start, for the
-        current A(θ) (:mod:`krylov_adjoint.backends.petsc.recycling`: k + 2 operator
-        products per solve, PETSc Vec and Mat operations, PETSc's own KSP after). Not
+        current A(θ) (:mod:`krylov_adjoint.backends.petsc.recycling`: at most k + 3
+        operator products per solve, PETSc Vec and Mat operations, PETSc's own KSP after). Not
         ``KSPGUESSPOD``/``fischer``, which reset whenever the operator changes and then
         discard the warm start, nor ``PCDEFLATION``, whose space is fixed at the
         preconditioner's set-up (see that module). It does not depend on the preconditioner,
