@@ -12,10 +12,22 @@ The space is held as three sets of k rows (vectors of length N):
 
 When A changes (a new θ) or M is set up again, :meth:`RecycledSpace.refresh` recomputes
 ``A U`` (k operator products, no preconditioner application) and re-orthonormalises it
-(``A U = Q S Wᵀ`` by a thin SVD, ``C ← Qᵀ``, ``U ← U W S⁻¹``; directions whose singular
-value falls below 1e-10 of the largest are dropped), so the space survives as long as it is
-useful: it is never wrong to keep one, only more or less helpful. After a new set-up of M,
-``Ũ`` is the old preconditioner's and only guides the next choice.
+(``C ← T·AU``, ``U ← T·U`` with T from the Gram matrix of ``A U``, see
+:meth:`RecycledSpace.replace`; directions whose singular value falls below 1e-7 of the
+largest are dropped), so
+the space survives as long as it is useful: it is never wrong to keep one, only more or less
+helpful. After a new set-up of M, ``Ũ`` is the old preconditioner's and only guides the next
+choice.
+
+In the gradient engine the primal and the adjoint solve each renew a space. For a symmetric
+A with a symmetric M the adjoint system ``Aᵀ λ = g`` is the primal's with another right-hand
+side, so one space serves and is renewed by both. For a nonsymmetric A the adjoint keeps its
+own: the directions that deflate A M (right eigenvectors) are not those that deflate
+``Aᵀ Mᵀ`` (the left ones), so the primal's space, transposed, would project the adjoint's
+start but not speed up its iteration. The tangent solve reads the primal's space and the
+second-order and output adjoint solves the adjoint's, without renewing them. Measured
+iterations and times: ``docs/benchmarks_recycling.md`` (it pays with GMRES and ILU, not
+with AMG).
 
 The estimate of the iterations a recycled start saved (``iterations_saved`` in
 :attr:`~krylov_adjoint.krylov.SolveResult.extra`) is ``log(‖r₀‖/‖r₀'‖) / log(1/ρ)``: ``r₀``
