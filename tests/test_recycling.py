@@ -7,7 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import SOLVE_RTOL, check_gradient, dense_reference, relative_error, run
+from conftest import (
+    SOLVE_RTOL,
+    check_gradient,
+    dense_reference,
+    params,
+    relative_error,
+    run,
+    run_case,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -184,6 +192,19 @@ def test_gradients_with_recycling_equal_those_without(problem, method, pc):
         assert record["primal_recycled_dimension"] == b.primal.extra["recycled_dimension"]
         assert record["adjoint_iterations_saved"] == b.adjoint_solve.extra["iterations_saved"]
         assert "primal_recycled_dimension" not in a.as_dict()
+
+
+@pytest.mark.parametrize("case", params(backends=["serial"],
+                                        methods=["auto", "gmres", "cg"]))
+def test_registry_gradients_with_recycling_match_the_dense_reference(case):
+    """Every serial registry case that can recycle, at two points of θ (the second one
+    deflated by the first one's space), against the dense reference."""
+    with run_case(case, recycle=5) as r:
+        model = r.model
+        for theta in (model.theta, model.theta + 0.1):
+            result = r.solver.gradient(theta)
+            check_gradient(result, result.gradient, dense_reference(model, theta))
+        assert result.primal.extra["recycled_dimension"] > 0
 
 
 def test_symmetric_problems_share_one_space_nonsymmetric_keep_two():
