@@ -190,13 +190,14 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
     objective_correction = backend.dot(lam, residual)
     primal_norm, adjoint_norm = backend.norm(residual), backend.norm(adjoint_residual)
 
-    settings = engine.correction_settings()
-    x_error, first = engine._solve("tangent", bound, residual, settings, x0=None, check=False)
+    x_error, first = engine._solve("tangent", bound, residual,
+                                   engine.correction_settings("tangent"), x0=None, check=False)
     x_hat = backend.combine(x, 1.0, x_error)
     corrected_rhs = backend.combine(backend.objective_grad_x(bound, x_hat), -1.0,
                                     backend.apply(bound, lam, transpose=True))
-    lam_error, second = engine._solve("output_adjoint", bound, corrected_rhs, settings,
-                                      x0=None, check=False)
+    lam_error, second = engine._solve("output_adjoint", bound, corrected_rhs,
+                                      engine.correction_settings("output_adjoint"), x0=None,
+                                      check=False)
     corrected = backend.parameter_gradient(bound, x_hat, backend.combine(lam, 1.0, lam_error))
     gradient_error = backend.norm(backend.combine(corrected, -1.0, gradient))
     if not math.isfinite(gradient_error):

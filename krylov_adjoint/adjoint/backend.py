@@ -26,7 +26,12 @@ __all__ = ["Backend", "SolveSettings"]
 
 @dataclass(frozen=True)
 class SolveSettings:
-    """The stopping rule and Krylov settings of one solve, as the engine passes them."""
+    """The stopping rule and Krylov settings of one solve, as the engine passes them.
+
+    ``recycle`` is the number of recycled vectors (0: none); ``space`` names the recycled
+    space the solve uses (``"primal"`` or ``"adjoint"``, shared by the solves that name it)
+    and ``update_space`` whether the solve may renew it (False: it is only read).
+    """
 
     method: str
     rtol: float
@@ -34,6 +39,9 @@ class SolveSettings:
     maxiter: int
     restart: int
     monitor: Monitor | None
+    recycle: int = 0
+    space: str = ""
+    update_space: bool = False
 
 
 class Backend(Protocol):

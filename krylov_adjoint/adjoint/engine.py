@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CallbackError, ConvergenceError, MissingCallbackError
+from ..krylov.recycling import validate_recycle
 from ..krylov.result import SolveResult
 from ..krylov.solve import METHODS
 from ..krylov.stopping import Monitor, validate_restart, validate_tolerances
@@ -89,7 +90,8 @@ class GradientEngine:
                  rebuild_factor: float | None = 1.5, reuse_preconditioner: bool | None = None,
                  monitor: Monitor | None = None, check_transpose: bool = True,
                  check_gradient: bool = True, accuracy: Any = "fixed",
-                 error_estimate: bool = True, known_methods: Any = METHODS) -> None:
+                 error_estimate: bool = True, recycle: int = 0,
+                 known_methods: Any = METHODS) -> None:
         self.backend = backend
         self._auto_method = method == "auto"
         self.method = choose_method(method, backend.structure, known_methods)
@@ -113,6 +115,12 @@ class GradientEngine:
         self.error_estimate = bool(error_estimate)
         self._tolerances = ToleranceController(floor=max(self.rtol, self.adjoint_rtol))
         self._warm: dict[str, Any] = {}
+        self.recycle = validate_recycle(recycle, backend.n)
+        recycling = getattr(backend, "recycling_methods", None)
+        if self.recycle and recycling is not None and self.method not in recycling:
+            raise ValueError(f"recycle={self.recycle} needs a method that recycles a Krylov "
+                             f"space, one of {sorted(recycling)}; method={self.method!r} "
+                             "does not (use method='gmres', or recycle=0)")
         self._probe_pair: tuple[Any, Any] | None = None
 
     # -- public API ---------------------------------------------------------------------
@@ -352,7 +360,7 @@ class GradientEngine:
         """ẋ from ``A ẋ = (∂b/∂θ)dθ − (∂A/∂θ·dθ)x`` with M, from zero (needs the JVPs)."""
         self._require_jvps()
         rhs = self.backend.tangent_rhs(bound, x, direction)
-        return self._solve("tangent", bound, rhs, self._primal_settings(), x0=None)
+        return self._solve("tangent", bound, rhs, self._primal_settings(phase="tangent"), x0=None)
 
     def _derivative(self, bound: BoundProblem, x: Any, xdot: Any, direction: Any) -> float:
         """``∂J/∂x·ẋ + ∂J/∂θ·dθ`` for the bound problem's objective."""
@@ -363,7 +371,7 @@ class GradientEngine:
         """dJ/dθ of the objective of ``view`` (a bound problem with another objective) at the
         primal x: one adjoint solve with Mᵀ, from zero."""
         lam, solve = self._solve("output_adjoint", view, self.backend.objective_grad_x(view, x),
-                                 self._adjoint_settings(), x0=None)
+                                 self._adjoint_settings(phase="output_adjoint"), x0=None)
         return self.backend.parameter_gradient(view, x, lam), solve
 
     def _primal(self, bound: BoundProblem, times: dict[str, float], *,
@@ -435,19 +443,44 @@ class GradientEngine:
         return x, result
 
     # -- settings -----------------------------------------------------------------------------
-    def _primal_settings(self, rtol: float | None = None) -> SolveSettings:
+    def _primal_settings(self, rtol: float | None = None, phase: str = "primal"
+                         ) -> SolveSettings:
         return SolveSettings(self._method_now(), self.rtol if rtol is None else rtol,
-                             self.atol, self.maxiter, self.restart, self.monitor)
+                             self.atol, self.maxiter, self.restart, self.monitor,
+                             *self._recycling(phase))
 
-    def _adjoint_settings(self, rtol: float | None = None) -> SolveSettings:
+    def _adjoint_settings(self, rtol: float | None = None, phase: str = "adjoint"
+                          ) -> SolveSettings:
         return SolveSettings(self._method_now(), self.adjoint_rtol if rtol is None else rtol,
-                             self.adjoint_atol, self.maxiter, self.restart, self.monitor)
+                             self.adjoint_atol, self.maxiter, self.restart, self.monitor,
+                             *self._recycling(phase))
 
-    def correction_settings(self) -> SolveSettings:
-        """The correction solves of the certificate: relative residual
-        :data:`~.accuracy.CORRECTION_RTOL`, at most 50 iterations, not raised on."""
+    def correction_settings(self, phase: str) -> SolveSettings:
+        """The correction solves of the certificate (``phase`` ``"tangent"`` with M or
+        ``"output_adjoint"`` with Mᵀ): relative residual :data:`~.accuracy.CORRECTION_RTOL`,
+        at most 50 iterations, not raised on; recycled spaces read, not renewed."""
         return SolveSettings(self._method_now(), CORRECTION_RTOL, 0.0, min(self.maxiter, 50),
-                             self.restart, self.monitor)
+                             self.restart, self.monitor, *self._recycling(phase))
+    def _recycling(self, phase: str) -> tuple[int, str, bool]:
+        """Which recycled space a phase uses, and whether it renews it: the one rule.
+
+        The primal and adjoint solves each renew their own space. For a symmetric A with a
+        symmetric preconditioner (CG, or a preconditioner known to be symmetric), Aᵀ = A and
+        Mᵀ = M: the adjoint solve is the primal's system with another right-hand side, so
+        both use and renew one space. Otherwise the adjoint keeps its own: the directions
+        that deflate A M are not those that deflate Aᵀ Mᵀ (the left and right eigenvectors
+        differ), so reusing the primal's would only project, not deflate. The tangent solve
+        (A, M) reads the primal's space and the second-order and output adjoint solves
+        (Aᵀ, Mᵀ) the adjoint's, without renewing them: they are one-off systems with
+        right-hand sides unlike the gradient's.
+        """
+        if not self.recycle:
+            return 0, "", False
+        shared = self.backend.structure.is_symmetric and (
+            self._method_now() == "cg" or self.backend.preconditioner_is_symmetric() is True)
+        transposed = phase in ("adjoint", "second_adjoint", "output_adjoint")
+        space = "adjoint" if transposed and not shared else "primal"
+        return self.recycle, space, phase in ("primal", "adjoint")
 
     def _method_now(self) -> str:
         """With ``method="auto"``, GMRES instead of CG when the preconditioner is known not

@@ -28,7 +28,9 @@ class GradientResult:
     adjoint : ndarray, shape (N,)
         λ, the solution of A(θ)ᵀλ = ∂J/∂x.
     primal : SolveResult
-        Iterations, residual history, reason of the primal solve.
+        Iterations, residual history, reason of the primal solve. With recycling, its
+        ``extra`` holds ``recycled_dimension`` and ``iterations_saved`` (an estimate, see
+        :mod:`krylov_adjoint.krylov.recycling`).
     adjoint_solve : SolveResult
         The same for the adjoint solve.
     times : dict
@@ -115,12 +117,19 @@ class GradientResult:
             "adjoint_iterations": self.adjoint_solve.iterations,
             "adjoint_reason": self.adjoint_solve.reason.name,
             "preconditioner_rebuilt": self.preconditioner_rebuilt,
+            **_recycling(self.primal, "primal"), **_recycling(self.adjoint_solve, "adjoint"),
             **{f"{k}_s": v for k, v in self.times.items()},
             **({} if self.accuracy is None else
                {f"accuracy_{k}": v for k, v in self.accuracy.as_dict().items()}),
             **({} if self.error_estimate is None else
                {f"estimate_{k}": v for k, v in self.error_estimate.as_dict().items()}),
         }
+
+
+def _recycling(solve: SolveResult, phase: str) -> dict[str, Any]:
+    """The recycling report of a solve, for :meth:`GradientResult.as_dict` (empty without)."""
+    return {f"{phase}_{name}": solve.extra[name]
+            for name in ("recycled_dimension", "iterations_saved") if name in solve.extra}
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def hessian_action(engine: Any, theta: Any, dtheta: Any, *, gauss_newton: bool
     rhs = backend.second_adjoint_rhs(bound, x, xdot, lam, direction,
                                      gauss_newton=gauss_newton)
     lamdot, adjoint_solve = engine._solve("second_adjoint", bound, rhs,
-                                        engine._adjoint_settings(), x0=None)
+                                        engine._adjoint_settings(phase="second_adjoint"), x0=None)
     times["adjoint"] = time.perf_counter() - tick
     tick = time.perf_counter()
     product = backend.hessian_action(bound, x, xdot, lam, lamdot, direction,

@@ -89,6 +89,15 @@ class AdjointSolver(GradientEngine):
         Give every gradient its certificate (``result.error_estimate``: the dual-weighted
         residual λᵀr and the estimated gradient error), at the price of two short correction
         solves (1–2 iterations each with AMG) and one more evaluation of the VJPs.
+    recycle : int
+        Keep this many directions (k ≈ 10–30; 0, the default, turns recycling off) from each
+        solve to deflate the next: GCRO-DR for ``"gmres"``, deflated CG for ``"cg"``
+        (:mod:`krylov_adjoint.krylov.recycling`); ``"bicgstab"`` does not recycle. The
+        primal and the adjoint solves renew their spaces (one space for both when A and M
+        are symmetric), re-orthogonalised against A(θ) at every new θ and after every new
+        set-up of the preconditioner; warm starts are projected on them. Each solve's
+        ``extra`` reports ``recycled_dimension`` and ``iterations_saved`` (an estimate).
+        Must be smaller than N.
 
     Examples
     --------
@@ -115,7 +124,7 @@ class AdjointSolver(GradientEngine):
                  rebuild_factor: float | None = 1.5, reuse_preconditioner: bool | None = None,
                  monitor: Monitor | None = None, check_transpose: bool = True,
                  check_gradient: bool = True, accuracy: Any = "fixed",
-                 error_estimate: bool = True) -> None:
+                 error_estimate: bool = True, recycle: int = 0) -> None:
         from ..backends.serial import SerialBackend
 
         backend = SerialBackend(problem, preconditioner, preconditioner_options)
@@ -126,7 +135,7 @@ class AdjointSolver(GradientEngine):
                          reuse_preconditioner=reuse_preconditioner, monitor=monitor,
                          check_transpose=check_transpose,
                          check_gradient=check_gradient, accuracy=accuracy,
-                         error_estimate=error_estimate)
+                         error_estimate=error_estimate, recycle=recycle)
         self.problem = problem
 
     @property

@@ -12,8 +12,9 @@ import scipy.sparse.linalg as spla
 
 from ..adjoint.backend import SolveSettings
 from ..adjoint.result import GradientResult, HessianResult, TangentResult
+from ..krylov.recycling import RecycledSpace
 from ..krylov.result import SolveResult
-from ..krylov.solve import solve
+from ..krylov.solve import RECYCLING_METHODS, solve
 from ..precond.base import Preconditioner, TransposedPreconditioner
 from ..precond.factory import resolve_preconditioner
 from ..problem.bound import BoundProblem
@@ -33,6 +34,12 @@ _PRECONDITIONER_LABELS = {"primal": "preconditioner.apply", "tangent": "precondi
 
 class SerialBackend:
     """The mechanics of a serial :class:`~krylov_adjoint.AdjointProblem`.
+
+    Recycled spaces (:mod:`krylov_adjoint.krylov.recycling`) are kept here by the name the
+    engine gives them (``SolveSettings.space``). A space remembers the operator and the
+    preconditioner it was made consistent with; at a new θ or after a new set-up of the
+    preconditioner it is re-orthogonalised against the new operator before use (k operator
+    products), not dropped. A solve that only reads a space gets a copy.
 
     Parameters
     ----------
@@ -62,6 +69,9 @@ class SerialBackend:
         self.options = dict(self.source.options)
         self._assembled: Any = None
         self._last: BoundProblem | None = None
+        self.spaces: dict[str, RecycledSpace] = {}
+        #: The methods that can recycle a Krylov space here.
+        self.recycling_methods = tuple(RECYCLING_METHODS)
 
     # -- θ and the preconditioner ---------------------------------------------------------------
     def bind(self, theta: Any) -> tuple[BoundProblem, bool]:
@@ -106,11 +116,26 @@ class SerialBackend:
             operator = spla.LinearOperator((self.n, self.n), matvec=bound.matvec,
                                            dtype=np.float64)
             label = "operator.matvec"
+        space = self._space(settings, bound, operator)
         result = solve(operator, rhs, method=settings.method, M=M, x0=x0, rtol=settings.rtol,
                        atol=settings.atol, maxiter=settings.maxiter, restart=settings.restart,
                        monitor=settings.monitor, labels=(label, _PRECONDITIONER_LABELS[phase]),
-                       phase=phase)
+                       phase=phase, recycle=space)
         return result, result.x
+
+    def _space(self, settings: SolveSettings, bound: BoundProblem, operator: Any
+               ) -> RecycledSpace | None:
+        """The recycled space of this solve, consistent with the current A and M (a copy
+        when the solve only reads it); None without recycling."""
+        if not settings.recycle:
+            return None
+        space = self.spaces.get(settings.space)
+        if space is None or space.k != settings.recycle:
+            space = self.spaces[settings.space] = RecycledSpace(settings.recycle, self.n)
+        key = (bound, self.M)
+        if space.key is None or any(a is not b for a, b in zip(space.key, key, strict=True)):
+            space.refresh(operator.matvec, key)
+        return space if settings.update_space else space.copy()
 
     # -- vectors and callbacks ---------------------------------------------------------------------
     def rhs(self, bound: BoundProblem) -> np.ndarray:

@@ -46,6 +46,8 @@ class KrylovRun:
         #: Iterations without progress after which a solve counts as stalled: GMRES sets its
         #: restart length (one cycle); at least a quarter of the iterations made.
         self.stall_window = 30
+        #: Method-specific facts for the result's ``extra`` (e.g. the recycled dimension).
+        self.extra: dict = {}
         self.start = time.perf_counter()
 
     def record(self, rnorm: float) -> None:
@@ -141,5 +143,5 @@ class KrylovRun:
             residual_norms=np.asarray(self.history, dtype=float),
             target=self.target * self.scale,
             rhs_norm=self.rhs_norm, seconds=time.perf_counter() - self.start,
-            method=self.method, message=message,
+            method=self.method, message=message, extra=dict(self.extra),
         )

@@ -16,13 +16,20 @@ from ._norm import norm
 from ._run import KrylovRun
 from .bicgstab import bicgstab
 from .cg import cg
+from .deflated_cg import deflated_cg
+from .gcrodr import gcrodr
 from .gmres import gmres
+from .recycling import RecycledSpace
 from .result import ConvergenceReason, SolveResult
 from .stopping import Monitor, stopping_target, validate_restart, validate_tolerances
 
 __all__ = ["solve", "METHODS"]
 
 METHODS = {"gmres": gmres, "cg": cg, "bicgstab": bicgstab}
+
+#: The methods that recycle a space, and their recycled versions. BiCGStab builds no
+#: basis from which to choose directions: it does not recycle (use GMRES).
+RECYCLING_METHODS = {"gmres": gcrodr, "cg": deflated_cg}
 
 # Right-hand sides whose norm lies outside this range are scaled (see _power_of_two_scale).
 _SAFE_RHS = (1e-100, 1e100)
@@ -31,7 +38,8 @@ _SAFE_RHS = (1e-100, 1e100)
 def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = None,
           rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
           restart: int = 30, monitor: Monitor | None = None, raise_on_failure: bool = False,
-          labels: tuple[str, str] = ("A", "M"), phase: str = "solve") -> SolveResult:
+          labels: tuple[str, str] = ("A", "M"), phase: str = "solve",
+          recycle: RecycledSpace | None = None) -> SolveResult:
     """Solve ``A x = b`` with a right-preconditioned Krylov method.
 
     Parameters
@@ -69,6 +77,12 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     phase : str
         Name of this solve, passed to ``monitor`` and to a
         :class:`~krylov_adjoint.ConvergenceError`.
+    recycle : RecycledSpace, optional
+        A recycled space (:mod:`~krylov_adjoint.krylov.recycling`), consistent with this A
+        (call its ``refresh`` after A or M changed): the solve starts from x0 projected on
+        it, deflates it (GCRO-DR for ``"gmres"``, deflated CG for ``"cg"``; ``"bicgstab"``
+        is refused) and leaves the next space in it. The result's ``extra`` then holds
+        ``recycled_dimension`` and ``iterations_saved`` (the estimate defined there).
 
     Returns
     -------
@@ -118,6 +132,9 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
                                     f"and this one is not ({why}): use method='gmres', or a "
                                     "symmetric configuration (for AMG a V- or W-cycle with "
                                     "symmetric smoothing)")
+    if recycle is not None and method not in RECYCLING_METHODS:
+        raise InputError("recycle", f"method={method!r} does not recycle a Krylov space; "
+                                    f"use one of {sorted(RECYCLING_METHODS)}")
     if not b.any():
         run = KrylovRun(method, 0.0, atol, rtol, atol, monitor, labels, phase)
         run.record(0.0)
@@ -139,12 +156,51 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
         r = b - matvec(x)
     rnorm = norm(r)
     run.check_finite(rnorm, product=r)
+    if recycle is not None:
+        return _recycled(matvec, b, x, r, rnorm, run, precond, maxiter, restart, recycle,
+                         method, raise_on_failure, phase)
     run.record(rnorm)
     if rnorm <= run.target:
         return run.finish(x, run.converged_reason, "the initial guess already satisfies the "
                                                    "tolerance")
     result = METHODS[method](matvec, b, x, r, run, precond=precond, maxiter=maxiter,
                              restart=restart)
+    if raise_on_failure and not result.converged:
+        raise ConvergenceError(result, phase)
+    return result
+
+
+def _recycled(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, rnorm: float,
+              run: KrylovRun, precond: Apply, maxiter: int, restart: int,
+              space: RecycledSpace, method: str, raise_on_failure: bool,
+              phase: str) -> SolveResult:
+    """The recycled solve: project the start on the space, iterate, report the savings."""
+    if space.n != b.size:
+        raise InputError("recycle", f"the recycled space has vectors of length {space.n}, "
+                                    f"the system {b.size} unknowns")
+    dim = space.dim
+    if method == "cg":
+        space.project_galerkin(x, r)
+        dim = space.dim  # a space on which A is not positive definite is dropped
+    else:
+        space.project(x, r)
+    projected = norm(r)
+    run.check_finite(projected, product=r)
+    run.record(projected)
+    if projected <= run.target:
+        result = run.finish(x, run.converged_reason,
+                            "the initial guess projected on the recycled space already "
+                            "satisfies the tolerance")
+    elif method == "cg":
+        result = deflated_cg(matvec, b, x, r, run, precond=precond, maxiter=maxiter,
+                             space=space)
+    else:
+        result = gcrodr(matvec, b, x, r, run, precond=precond, maxiter=maxiter,
+                        restart=restart, space=space)
+    saved = space.saved_iterations(rnorm * run.scale, projected * run.scale,
+                                   result.residual_norm, result.iterations)
+    result.extra.update(recycled_dimension=dim, iterations_saved=saved,
+                        residual_before_projection=rnorm * run.scale)
     if raise_on_failure and not result.converged:
         raise ConvergenceError(result, phase)
     return result

@@ -62,7 +62,8 @@ class PetscBackend:
     def __init__(self, problem: DistributedProblem, *, method: str, preconditioner: Any,
                  options: dict[str, Any] | None, rtol: float, atol: float, adjoint_rtol: float,
                  adjoint_atol: float, maxiter: int, restart: int, monitor: Any,
-                 adjoint_pc: str, options_prefix: str, check_residual: bool) -> None:
+                 adjoint_pc: str, options_prefix: str, check_residual: bool,
+                 recycle: int = 0) -> None:
         if not isinstance(problem, DistributedProblem):
             raise TypeError(f"problem must be a DistributedProblem, got {type(problem).__name__}")
         if adjoint_pc not in ADJOINT_PC_MODES:
@@ -83,10 +84,14 @@ class PetscBackend:
         self._b, self._x = x_layout.create_vec(), x_layout.create_vec()
         self._dj_dx, self._lam = x_layout.create_vec(), x_layout.create_vec()
         common = dict(maxiter=maxiter, restart=restart, monitor=monitor)
+        # recycling: the primal and adjoint KSPs each project their start on their last
+        # solutions (see KrylovSolve); the one-off tangent solves do not
         self.primal = KrylovSolve(self.comm, options_prefix + "primal_", "primal",
-                                  method=method, rtol=rtol, atol=atol, **common)
+                                  method=method, rtol=rtol, atol=atol, recycle=recycle,
+                                  **common)
         self.adjoint = KrylovSolve(self.comm, options_prefix + "adjoint_", "adjoint",
-                                   method=method, rtol=adjoint_rtol, atol=adjoint_atol, **common)
+                                   method=method, rtol=adjoint_rtol, atol=adjoint_atol,
+                                   recycle=recycle, **common)
         self._tangent_options = dict(method=method, rtol=rtol, atol=atol, **common)
         self._tangent: KrylovSolve | None = None
         self._configure_primal_pc(options or {})

@@ -24,6 +24,7 @@ from ...krylov.result import ConvergenceReason, SolveResult
 from ...krylov.stopping import Monitor
 from ._import import petsc
 from .reasons import describe, describe_petsc_error, from_petsc
+from .recycling import ProjectedStart
 
 __all__ = ["KrylovSolve", "petsc_ksp_type", "set_default_options", "set_up_local_blocks",
            "INHERITED_OPTIONS"]
@@ -114,12 +115,20 @@ class KrylovSolve:
     restart : int
         GMRES restart.
     monitor : callable ``(phase, iteration, residual_norm)``, optional
+    recycle : int
+        With k > 0, each solve starts from the minimal-residual combination of its last k
+        solutions and the warm start, for the current operator
+        (:class:`~.recycling.ProjectedStart`: k + 3 operator products at most). Each result's
+        ``extra`` then holds ``recycled_dimension`` (the directions used) and
+        ``iterations_saved`` (the estimate of :mod:`krylov_adjoint.krylov.recycling`).
     """
 
     def __init__(self, comm: Any, prefix: str, phase: str, *, method: str, rtol: float,
-                 atol: float, maxiter: int, restart: int, monitor: Monitor | None) -> None:
+                 atol: float, maxiter: int, restart: int, monitor: Monitor | None,
+                 recycle: int = 0) -> None:
         PETSc = petsc()
         self.phase, self.prefix = phase, prefix
+        self.recycled = ProjectedStart(recycle) if recycle else None
         self.bnorm = 0.0
         self.r0 = 0.0
         ksp = PETSc.KSP().create(comm=comm)
@@ -190,6 +199,12 @@ class KrylovSolve:
                                message="zero right-hand side: x = 0, no iteration")
         if not nonzero_guess:
             x.set(0.0)
+        recycled = None
+        if self.recycled is not None:
+            A = operator if operator is not None else ksp.getOperators()[0]
+            recycled = self.recycled.start(A, b, x, transpose=transpose, warm=nonzero_guess,
+                                           galerkin=ksp.getType() == "cg")
+            nonzero_guess = nonzero_guess or recycled[0] > 0
         ksp.setInitialGuessNonzero(bool(nonzero_guess))
         if transpose:
             ksp.solveTranspose(b, x)
@@ -199,6 +214,10 @@ class KrylovSolve:
         history = np.array(ksp.getConvergenceHistory(), dtype=np.float64)
         seconds = time.perf_counter() - start
         extra: dict[str, Any] = {"petsc_reason": code, "pc_side": str(ksp.getPCSide())}
+        if recycled is not None:
+            extra.update(self._recycling_report(recycled, history,
+                                                int(ksp.getIterationNumber())))
+            self.recycled.remember(x)
         if check_residual:
             true_norm = self._true_residual(b, x, operator, transpose)
             extra["true_residual_seconds"] = time.perf_counter() - start - seconds
@@ -208,6 +227,24 @@ class KrylovSolve:
                            iterations=int(ksp.getIterationNumber()), residual_norms=history,
                            target=target, rhs_norm=self.bnorm, seconds=seconds, method=method,
                            message=describe(ksp), extra=extra)
+
+    def _recycling_report(self, recycled: tuple[int, float, float], history: np.ndarray,
+                          iterations: int) -> dict[str, Any]:
+        """``recycled_dimension`` and ``iterations_saved`` of a solve with a projected start
+        (the estimate of :meth:`~krylov_adjoint.krylov.recycling.RecycledSpace.
+        saved_iterations`: the residuals of the given and the projected start, and the
+        observed rate)."""
+        dim, before, after = recycled
+        final = float(history[-1]) if history.size else after
+        space = self.recycled
+        if iterations > 0 and 0 < final < after:
+            space.rate = (final / after) ** (1.0 / iterations)
+        saved = 0.0
+        if after < before and space.rate is not None and 0 < space.rate < 1:
+            saved = (math.log(before / after) / -math.log(space.rate) if after > 0
+                     else float(iterations))
+        return {"recycled_dimension": dim, "iterations_saved": saved,
+                "residual_before_projection": before}
 
     def _true_residual(self, b: Any, x: Any, operator: Any, transpose: bool) -> float:
         A = operator if operator is not None else self.ksp.getOperators()[0]
@@ -222,5 +259,7 @@ class KrylovSolve:
         return norm
 
     def destroy(self) -> None:
-        """Free the KSP."""
+        """Free the KSP (and the kept solutions)."""
+        if self.recycled is not None:
+            self.recycled.destroy()
         self.ksp.destroy()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...adjoint.engine import GradientEngine, choose_method
+from ...krylov.recycling import validate_recycle
 from ...krylov.stopping import Monitor, validate_tolerances
 from .backend import PC_ALIASES, PetscBackend
 from .problem import DistributedProblem
@@ -62,6 +63,16 @@ class PetscAdjointSolver(GradientEngine):
     check_residual : bool
         Recompute the true residual at the end of each solve (one operator application), as
         the serial backend does; it replaces the last entry of ``residual_norms``.
+    recycle : int
+        k > 0 (smaller than N): the primal and the adjoint solve each start from the
+        minimal-residual combination of their last k solutions and the warm start, for the
+        current A(θ) (:mod:`krylov_adjoint.backends.petsc.recycling`: at most k + 3
+        operator products per solve, PETSc Vec and Mat operations, PETSc's own KSP after). Not
+        ``KSPGUESSPOD``/``fischer``, which reset whenever the operator changes and then
+        discard the warm start, nor ``PCDEFLATION``, whose space is fixed at the
+        preconditioner's set-up (see that module). It does not depend on the preconditioner,
+        so it survives set-ups unchanged; the tangent solves do not recycle. Each solve's
+        ``extra`` reports ``recycled_dimension`` and ``iterations_saved``.
 
     Examples
     --------
@@ -96,7 +107,8 @@ class PetscAdjointSolver(GradientEngine):
                  monitor: Monitor | None = None, adjoint_pc: str = "auto",
                  options_prefix: str = "ka_", check_residual: bool = True,
                  check_transpose: bool = True, check_gradient: bool = True,
-                 accuracy: Any = "fixed", error_estimate: bool = True) -> None:
+                 accuracy: Any = "fixed", error_estimate: bool = True,
+                 recycle: int = 0) -> None:
         if not isinstance(problem, DistributedProblem):
             raise TypeError(f"problem must be a DistributedProblem, got {type(problem).__name__}")
         chosen = choose_method(method, problem.structure, known_methods=None)
@@ -108,7 +120,8 @@ class PetscAdjointSolver(GradientEngine):
                                options=options, rtol=rtol, atol=atol, adjoint_rtol=adjoint_rtol,
                                adjoint_atol=adjoint_atol, maxiter=limit, restart=restart,
                                monitor=monitor, adjoint_pc=adjoint_pc,
-                               options_prefix=options_prefix, check_residual=check_residual)
+                               options_prefix=options_prefix, check_residual=check_residual,
+                               recycle=validate_recycle(recycle, problem.n))
         super().__init__(backend, method=chosen, rtol=rtol, atol=atol,
                          adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, maxiter=maxiter,
                          restart=restart, warm_start=warm_start,
@@ -116,7 +129,7 @@ class PetscAdjointSolver(GradientEngine):
                          reuse_preconditioner=reuse_preconditioner, monitor=monitor,
                          check_transpose=check_transpose, check_gradient=check_gradient,
                          accuracy=accuracy, error_estimate=error_estimate,
-                         known_methods=None)
+                         recycle=recycle, known_methods=None)
         self.problem = problem
         self.comm = problem.comm
 
