@@ -278,6 +278,21 @@ def test_warm_start_is_projected_on_the_space():
     assert primal.residual_norms[0] <= primal.extra["residual_before_projection"] * (1 + 1e-12)
 
 
+def test_iterations_saved_is_the_estimate_against_a_cold_start():
+    """``iterations_saved = log(‖b‖/‖r₀‖) / log(1/ρ)``, ρ the solve's own mean reduction per
+    iteration: what the solve would have spent to get from x = 0 to its start."""
+    model = gallery.convection_diffusion_2d(10, peclet=20.0)
+    solver = ka.AdjointSolver(model.problem, method="gmres", preconditioner="jacobi", recycle=6)
+    for theta in path(model, steps=3):
+        result = solver.gradient(theta)
+    for solve_result in (result.primal, result.adjoint_solve):
+        norms = solve_result.residual_norms
+        rate = (norms[-1] / norms[0]) ** (1.0 / solve_result.iterations)
+        expected = np.log(solve_result.rhs_norm / norms[0]) / -np.log(rate)
+        assert expected > 1.0  # the warm, projected start is far from the cold one
+        assert solve_result.extra["iterations_saved"] == pytest.approx(expected, rel=1e-12)
+
+
 # -- bad options ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("recycle, match", [
     (-1, "whole number >= 0"), (2.5, "whole number >= 0"), (True, "whole number >= 0"),
