@@ -80,15 +80,21 @@ def test_recycled_solvers_give_the_plain_solution(seed, n, k, method, pc, warm, 
     M = preconditioner(pc, A1)
     space.refresh(lambda v: A1 @ v, ("second",))
     x0 = rng.standard_normal(n) if warm else None
-    plain = solve(A1, b1, method=method, M=M, x0=x0, rtol=RTOL, restart=restart)
+    plain = solve(A1, b1, method=method, M=M, x0=x0, rtol=RTOL, restart=restart,
+                  maxiter=5000)
     recycled = solve(A1, b1, method=method, M=M, x0=x0, rtol=RTOL, restart=restart,
-                     recycle=space)
-    assert plain.converged and recycled.converged, recycled.message
+                     maxiter=5000, recycle=space)
+    assert recycled.converged, recycled.message
     assert np.linalg.norm(A1 @ recycled.x - b1) <= RTOL * np.linalg.norm(b1) * (1 + 1e-6)
     exact = np.linalg.solve(A1, b1)
     scale = np.linalg.cond(A1) * RTOL * 10
     assert relative_error(recycled.x, exact) <= scale
-    assert relative_error(plain.x, exact) <= scale
+    # GMRES(4) may stagnate where GCRO-DR(4, k) does not; when it converges, it agrees
+    if plain.converged:
+        assert relative_error(plain.x, exact) <= scale
+        assert relative_error(recycled.x, plain.x) <= 2 * scale
+    else:
+        assert method == "gmres" and restart < n, plain.message
     assert 0 < recycled.extra["recycled_dimension"] <= k
 
 
@@ -270,6 +276,21 @@ def test_warm_start_is_projected_on_the_space():
         result = solver.gradient(theta)
     primal = result.primal
     assert primal.residual_norms[0] <= primal.extra["residual_before_projection"] * (1 + 1e-12)
+
+
+def test_iterations_saved_is_the_estimate_against_a_cold_start():
+    """``iterations_saved = log(‖b‖/‖r₀‖) / log(1/ρ)``, ρ the solve's own mean reduction per
+    iteration: what the solve would have spent to get from x = 0 to its start."""
+    model = gallery.convection_diffusion_2d(10, peclet=20.0)
+    solver = ka.AdjointSolver(model.problem, method="gmres", preconditioner="jacobi", recycle=6)
+    for theta in path(model, steps=3):
+        result = solver.gradient(theta)
+    for solve_result in (result.primal, result.adjoint_solve):
+        norms = solve_result.residual_norms
+        rate = (norms[-1] / norms[0]) ** (1.0 / solve_result.iterations)
+        expected = np.log(solve_result.rhs_norm / norms[0]) / -np.log(rate)
+        assert expected > 1.0  # the warm, projected start is far from the cold one
+        assert solve_result.extra["iterations_saved"] == pytest.approx(expected, rel=1e-12)
 
 
 # -- bad options ---------------------------------------------------------------------------------

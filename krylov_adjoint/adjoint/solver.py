@@ -96,7 +96,8 @@ class AdjointSolver(GradientEngine):
         primal and the adjoint solves renew their spaces (one space for both when A and M
         are symmetric), re-orthogonalised against A(θ) at every new θ and after every new
         set-up of the preconditioner; warm starts are projected on them. Each solve's
-        ``extra`` reports ``recycled_dimension`` and ``iterations_saved`` (an estimate).
+        ``extra`` reports ``recycled_dimension`` and ``iterations_saved`` (against a cold
+        start, an estimate: :mod:`krylov_adjoint.krylov.recycling`).
         Must be smaller than N.
 
     Examples

@@ -29,12 +29,15 @@ second-order and output adjoint solves the adjoint's, without renewing them. Mea
 iterations and times: ``docs/benchmarks_recycling.md`` (it pays with GMRES and ILU, not
 with AMG).
 
-The estimate of the iterations a recycled start saved (``iterations_saved`` in
-:attr:`~krylov_adjoint.krylov.SolveResult.extra`) is ``log(‖r₀‖/‖r₀'‖) / log(1/ρ)``: ``r₀``
-the residual of the initial guess, ``r₀'`` that after its projection on the recycled space,
-and ``ρ`` the observed mean residual reduction per iteration of the solve (of the previous
-solve when this one needed none). It counts what the projected start gained; the faster
-rate of the deflated iteration is not counted, so the estimate is low.
+The estimate of the iterations saved against a cold start (``iterations_saved`` in
+:attr:`~krylov_adjoint.krylov.SolveResult.extra`) is ``log(‖b‖/‖r₀'‖) / log(1/ρ)``: ``‖b‖``
+the residual of the cold start x = 0, ``r₀'`` that of the start actually used (the warm
+start projected on the recycled space), and ``ρ`` the observed mean residual reduction per
+iteration of the solve (of the previous solve when this one needed none): the iterations
+the solve would have spent, at its own rate, to get from the cold start to where it began.
+It counts what the start gained (warm start and projection together; ``extra`` also holds
+``residual_before_projection``, the warm start's residual); the faster rate of the deflated
+iteration is not counted, so the estimate is low.
 """
 
 from __future__ import annotations
@@ -261,8 +264,9 @@ class RecycledSpace:
 
     def saved_iterations(self, before: float, after: float, final: float,
                          iterations: int) -> float:
-        """The estimate of the iterations the projected start saved (module docstring);
-        records the observed rate for the next solve."""
+        """The estimate of the iterations saved (module docstring) from the residual norms
+        of the cold start (``before``, i.e. ‖b‖), of the start used (``after``) and at the
+        end (``final``); records the observed rate for the next solve."""
         if iterations > 0 and 0 < final < after:
             self.rate = (final / after) ** (1.0 / iterations)
         rate = self.rate

@@ -82,7 +82,8 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
         (call its ``refresh`` after A or M changed): the solve starts from x0 projected on
         it, deflates it (GCRO-DR for ``"gmres"``, deflated CG for ``"cg"``; ``"bicgstab"``
         is refused) and leaves the next space in it. The result's ``extra`` then holds
-        ``recycled_dimension`` and ``iterations_saved`` (the estimate defined there).
+        ``recycled_dimension`` and ``iterations_saved`` (against a cold start, the estimate
+        defined there).
 
     Returns
     -------
@@ -197,7 +198,7 @@ def _recycled(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, rnorm:
     else:
         result = gcrodr(matvec, b, x, r, run, precond=precond, maxiter=maxiter,
                         restart=restart, space=space)
-    saved = space.saved_iterations(rnorm * run.scale, projected * run.scale,
+    saved = space.saved_iterations(run.rhs_norm, projected * run.scale,
                                    result.residual_norm, result.iterations)
     result.extra.update(recycled_dimension=dim, iterations_saved=saved,
                         residual_before_projection=rnorm * run.scale)

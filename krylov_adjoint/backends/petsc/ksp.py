@@ -120,7 +120,8 @@ class KrylovSolve:
         solutions and the warm start, for the current operator
         (:class:`~.recycling.ProjectedStart`: k + 3 operator products at most). Each result's
         ``extra`` then holds ``recycled_dimension`` (the directions used) and
-        ``iterations_saved`` (the estimate of :mod:`krylov_adjoint.krylov.recycling`).
+        ``iterations_saved`` (against a cold start, the estimate of
+        :mod:`krylov_adjoint.krylov.recycling`).
     """
 
     def __init__(self, comm: Any, prefix: str, phase: str, *, method: str, rtol: float,
@@ -231,17 +232,16 @@ class KrylovSolve:
     def _recycling_report(self, recycled: tuple[int, float, float], history: np.ndarray,
                           iterations: int) -> dict[str, Any]:
         """``recycled_dimension`` and ``iterations_saved`` of a solve with a projected start
-        (the estimate of :meth:`~krylov_adjoint.krylov.recycling.RecycledSpace.
-        saved_iterations`: the residuals of the given and the projected start, and the
-        observed rate)."""
+        (against the cold start, the estimate of :mod:`krylov_adjoint.krylov.recycling`:
+        the residuals ‖b‖ and of the projected start, and the observed rate)."""
         dim, before, after = recycled
         final = float(history[-1]) if history.size else after
         space = self.recycled
         if iterations > 0 and 0 < final < after:
             space.rate = (final / after) ** (1.0 / iterations)
-        saved = 0.0
-        if after < before and space.rate is not None and 0 < space.rate < 1:
-            saved = (math.log(before / after) / -math.log(space.rate) if after > 0
+        saved = 0.0  # against the cold start, whose residual is ‖b‖
+        if after < self.bnorm and space.rate is not None and 0 < space.rate < 1:
+            saved = (math.log(self.bnorm / after) / -math.log(space.rate) if after > 0
                      else float(iterations))
         return {"recycled_dimension": dim, "iterations_saved": saved,
                 "residual_before_projection": before}

@@ -72,7 +72,8 @@ class PetscAdjointSolver(GradientEngine):
         discard the warm start, nor ``PCDEFLATION``, whose space is fixed at the
         preconditioner's set-up (see that module). It does not depend on the preconditioner,
         so it survives set-ups unchanged; the tangent solves do not recycle. Each solve's
-        ``extra`` reports ``recycled_dimension`` and ``iterations_saved``.
+        ``extra`` reports ``recycled_dimension`` and ``iterations_saved`` (against a cold
+        start, an estimate).
 
     Examples
     --------
