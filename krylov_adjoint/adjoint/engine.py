@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CallbackError, ConvergenceError, MissingCallbackError
+from ..errors import CallbackError, ConvergenceError, InputError, MissingCallbackError
 from ..krylov.result import SolveResult
 from ..krylov.solve import METHODS
 from ..krylov.stopping import Monitor, validate_restart, validate_tolerances
 from ..problem.bound import BoundProblem
 from ..problem.structure import Structure
 from .backend import Backend, SolveSettings
-from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, probe_transpose
+from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, check_nullspace, probe_transpose
 from .jacobian import JacobianResult, jacobian, jacobian_products
 from .result import GradientResult, HessianResult, TangentResult
 from .reuse import PreconditionerReuse
@@ -125,7 +125,8 @@ class GradientEngine:
         times["adjoint"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        gradient = self.backend.parameter_gradient(bound, x, lam)
+        gradient = self._with_nullspace_terms(
+            bound, x, dj_dx, lam, self.backend.parameter_gradient(bound, x, lam))
         times["gradient"] = time.perf_counter() - tick
         converged = primal.converged and adjoint_solve.converged
         self._gradient_state = ((bound, self._warm["primal"], self._warm["adjoint"])
@@ -234,6 +235,8 @@ class GradientEngine:
             self.reuse.new_theta()
             if self.check_transpose:
                 self._probe_transpose(bound)
+            if bound.operator.nullspace is not None:
+                check_nullspace(self.backend, bound)
         times["bind"] = time.perf_counter() - tick
         return bound
 
@@ -261,6 +264,12 @@ class GradientEngine:
     def _require_jvps(self) -> None:
         """Refuse a tangent solve without the JVPs, before any solve is spent."""
         problem = self.backend.problem  # type: ignore[attr-defined]
+        nullspace = problem.operator.nullspace
+        if nullspace is not None and nullspace.depends_on_theta:
+            raise InputError("operator.nullspace", (
+                "depends on θ: forward mode (directional derivatives, Hessian actions, "
+                "Jacobians by tangents) supports a constant nullspace only; gradients and "
+                "Jacobians by adjoints (mode='adjoint') support a θ-dependent one"))
         if not (problem.operator.has_jvp and problem.rhs.has_jvp):
             missing = "operator jvp" if not problem.operator.has_jvp else "rhs jvp"
             raise MissingCallbackError(f"a tangent (forward-mode) solve needs the {missing} "
@@ -280,9 +289,35 @@ class GradientEngine:
     def _output_gradient(self, view: BoundProblem, x: Any) -> tuple[Any, SolveResult]:
         """dJ/dθ of the objective of ``view`` (a bound problem with another objective) at the
         primal x: one adjoint solve with Mᵀ, from zero."""
-        lam, solve = self._solve("output_adjoint", view, self.backend.objective_grad_x(view, x),
-                                 self._adjoint_settings(), x0=None)
-        return self.backend.parameter_gradient(view, x, lam), solve
+        dj_dx = self.backend.objective_grad_x(view, x)
+        lam, solve = self._solve("output_adjoint", view, dj_dx, self._adjoint_settings(),
+                                 x0=None)
+        return self._with_nullspace_terms(view, x, dj_dx, lam,
+                                          self.backend.parameter_gradient(view, x, lam)), solve
+
+    def _with_nullspace_terms(self, bound: BoundProblem, x: Any, dj_dx: Any, lam: Any,
+                              gradient: Any) -> Any:
+        """The gradient plus the terms of a θ-dependent nullspace (docs/method.md).
+
+        With ``x = A⁺b`` and ``λ = A⁺ᵀ ∂J/∂x``, the derivative of the pseudo-inverse at
+        constant rank adds ``yᵀ(∂A/∂θ)(P_Z ∂J/∂x)`` with ``Aᵀ y = x``, and, when b was
+        projected, ``(P_W b)ᵀ(∂A/∂θ) z`` with ``A z = λ``: one more solve each, none
+        for a constant nullspace (then ∂A/∂θ·Z = 0 and Wᵀ·∂A/∂θ = 0, and both vanish).
+        """
+        nullspace = bound.operator.nullspace
+        if nullspace is None or not nullspace.depends_on_theta:
+            return gradient
+        backend = self.backend
+        if backend.nullspace_measure(bound, dj_dx, transpose=False) > 0.0:
+            y, _ = self._solve("output_adjoint", bound, x, self._adjoint_settings(), x0=None)
+            term = backend.operator_vjp(bound, backend.nullspace_split(
+                bound, dj_dx, transpose=False), y)
+            gradient = gradient + term
+        if nullspace.rhs == "project":
+            b_null = backend.nullspace_split(bound, backend.rhs(bound), transpose=True)
+            z, _ = self._solve("tangent", bound, lam, self._primal_settings(), x0=None)
+            gradient = gradient + backend.operator_vjp(bound, z, b_null)
+        return gradient
 
     def _primal(self, bound: BoundProblem, times: dict[str, float]
                 ) -> tuple[Any, SolveResult, bool, str, list[SolveResult]]:
@@ -295,6 +330,7 @@ class GradientEngine:
         settings = self._primal_settings()
         tick = time.perf_counter()
         b = self.backend.rhs(bound)
+        self._check_consistent(bound, b)
         abandoned: list[SolveResult] = []
         kept = not rebuilt and self.reuse.automatic
         first = replace(settings, maxiter=self.reuse.iteration_cap(settings.maxiter)) \
@@ -314,6 +350,21 @@ class GradientEngine:
         if result.converged:
             self.reuse.record_primal(result.iterations)
         return x, result, rebuilt, note, abandoned
+
+    def _check_consistent(self, bound: BoundProblem, b: Any) -> None:
+        """Refuse a right-hand side with a component along the nullspace of Aᵀ (declared
+        ``rhs="check"``); the backend's solve projects b in every case."""
+        nullspace = bound.operator.nullspace
+        if nullspace is None or nullspace.rhs != "check":
+            return
+        ratio = self.backend.nullspace_measure(bound, b, transpose=True)
+        if ratio > nullspace.consistency_rtol:
+            raise CallbackError("rhs", (
+                f"is inconsistent with the singular A(θ): its component along the nullspace "
+                f"of A(θ)ᵀ is {ratio:.2e} of ‖b‖ (> consistency_rtol = "
+                f"{nullspace.consistency_rtol:.0e}), so A x = b has no solution. Fix the "
+                "data (e.g. sources summing to zero for a pure-Neumann problem), or declare "
+                "Nullspace(..., rhs='project') for the least-squares solution A⁺b"))
 
     def _ensure_preconditioner(self, bound: BoundProblem, times: dict[str, float]
                                ) -> tuple[bool, str]:

@@ -5,6 +5,7 @@ Mechanics only (see :mod:`krylov_adjoint.adjoint.backend`): the policy is the en
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,9 @@ from ..krylov.result import SolveResult
 from ..krylov.solve import solve
 from ..precond.base import Preconditioner, TransposedPreconditioner
 from ..precond.factory import resolve_preconditioner
+from ..precond.projected import ProjectedPreconditioner
 from ..problem.bound import BoundProblem
+from ..problem.nullspace import nullspace_residuals
 from ..problem.problem import AdjointProblem, as_assembled_matrix
 
 __all__ = ["SerialBackend"]
@@ -75,8 +78,17 @@ class SerialBackend:
 
     def set_up_preconditioner(self, bound: BoundProblem) -> None:
         A = as_assembled_matrix(bound.assemble(), self.n)
-        self.M = self.source.build(A)
+        self.M = self.source.build(A, near_nullspace=self._near_nullspace(bound))
         self._assembled = A
+
+    def _near_nullspace(self, bound: BoundProblem) -> np.ndarray | None:
+        """The declared nullspace, for smoothed-aggregation AMG (pyamg's B) unless the
+        options give one: the coarse spaces then represent it exactly."""
+        nullspace = bound.nullspace()
+        if (nullspace is None or self.source.kind != "amg" or "near_nullspace" in self.options
+                or self.options.get("method", "sa") != "sa"):
+            return None
+        return nullspace.Z
 
     def preconditioner_is_symmetric(self) -> bool | None:
         return getattr(self.M, "is_symmetric", None)
@@ -96,8 +108,15 @@ class SerialBackend:
     # -- solves ------------------------------------------------------------------------------------
     def solve(self, phase: str, bound: BoundProblem, rhs: np.ndarray, x0: Any,
               settings: SolveSettings) -> tuple[SolveResult, np.ndarray]:
-        M = self.M
-        if phase in TRANSPOSED_PHASES:
+        M: Any = self.M
+        transposed = phase in TRANSPOSED_PHASES
+        nullspace = bound.nullspace()
+        if nullspace is not None:  # the minimum-norm solution (see precond.projected)
+            M = ProjectedPreconditioner(M, nullspace.Z, nullspace.W)
+            rhs = nullspace.remove(rhs, transpose=not transposed)
+            if x0 is not None:
+                x0 = nullspace.remove(x0, transpose=transposed)
+        if transposed:
             operator = spla.LinearOperator((self.n, self.n), matvec=bound.rmatvec,
                                            dtype=np.float64)
             M = TransposedPreconditioner(M) if M is not None else None
@@ -110,7 +129,24 @@ class SerialBackend:
                        atol=settings.atol, maxiter=settings.maxiter, restart=settings.restart,
                        monitor=settings.monitor, labels=(label, _PRECONDITIONER_LABELS[phase]),
                        phase=phase)
-        return result, result.x
+        if nullspace is None:
+            return result, result.x
+        x = nullspace.remove(result.x, transpose=transposed)  # the round-off along Z
+        return replace(result, x=x), x
+
+    def nullspace_measure(self, bound: BoundProblem, v: np.ndarray, *, transpose: bool
+                          ) -> float:
+        nullspace = bound.nullspace()
+        return 0.0 if nullspace is None else nullspace.measure(v, transpose=transpose)
+
+    def nullspace_split(self, bound: BoundProblem, v: np.ndarray, *, transpose: bool
+                        ) -> np.ndarray:
+        nullspace = bound.nullspace()
+        assert nullspace is not None
+        return nullspace.component(v, transpose=transpose)
+
+    def nullspace_residuals(self, bound: BoundProblem) -> list[tuple[str, int, float]]:
+        return nullspace_residuals(bound, self.random_vector(np.random.default_rng(2)))
 
     # -- vectors and callbacks ---------------------------------------------------------------------
     def rhs(self, bound: BoundProblem) -> np.ndarray:
@@ -125,6 +161,10 @@ class SerialBackend:
     def parameter_gradient(self, bound: BoundProblem, x: np.ndarray, lam: np.ndarray
                            ) -> np.ndarray:
         return bound.parameter_gradient(x, lam)
+
+    def operator_vjp(self, bound: BoundProblem, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        term = bound.operator_vjp(x, lam)
+        return np.zeros(self.problem.n_params) if term is None else term
 
     def tangent_rhs(self, bound: BoundProblem, x: np.ndarray, dtheta: np.ndarray
                     ) -> np.ndarray:

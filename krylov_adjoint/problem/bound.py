@@ -20,6 +20,7 @@ import numpy as np
 
 from .._checks import as_real_scalar, as_real_vector, callback_failure, readonly
 from ..errors import CallbackError, NonFiniteError
+from .nullspace import NullspaceBasis
 
 __all__ = ["BoundProblem", "FailurePolicy", "RaiseNow", "frozen"]
 
@@ -87,6 +88,7 @@ class BoundProblem:
         self.theta_operator = self.theta if theta_operator is None else theta_operator
         self.check_products = check_products
         self._binding = object()  # what the operator was prepared for (shared by views)
+        self._nullspace: Any = None
         self._prepare()
 
     def with_objective(self, objective: Any) -> BoundProblem:
@@ -130,6 +132,16 @@ class BoundProblem:
         out = self.call_operator("operator.jvp", self.operator.jvp, self.theta_operator,
                                   readonly(x), readonly(dtheta))
         return self._vector("operator.jvp", out, self.n_local)
+
+    def nullspace(self) -> NullspaceBasis | None:
+        """The orthonormal nullspace bases of A(θ) and A(θ)ᵀ (serial), computed once per θ;
+        None for a nonsingular operator."""
+        declared = self.operator.nullspace
+        if declared is None:
+            return None
+        if self._nullspace is None:
+            self._nullspace = declared.at(self.theta_operator, self.n_local)
+        return self._nullspace
 
     # -- right-hand side -----------------------------------------------------------------
     def b(self) -> np.ndarray:

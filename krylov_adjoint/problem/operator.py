@@ -11,6 +11,7 @@ import scipy.sparse.linalg as spla
 
 from .._checks import as_size, refuse_complex
 from ..errors import MissingCallbackError
+from .nullspace import Nullspace
 from .structure import Structure
 
 __all__ = ["ParametricOperator"]
@@ -69,6 +70,8 @@ class OperatorCallbacks:
     _prepare: Callable[[np.ndarray], Any] | None
     #: The bound problem whose θ was prepared last (``prepare`` runs again on a change).
     bound_to: Any = None
+    #: The declared nullspace of a singular A(θ) (and of A(θ)ᵀ); None for a nonsingular A.
+    nullspace: Nullspace | None = None
 
     def matvec(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``A(theta) @ x`` from the user's callback."""
@@ -206,6 +209,12 @@ class ParametricOperator(OperatorCallbacks):
     jvp_transpose : callable ``(theta, y, dtheta) -> (∂A/∂θ · dtheta)ᵀ y``, shape (N,), optional
         The transpose of the linear map x ↦ ``jvp(theta, x, dtheta)``. Defaults to ``jvp``
         when ``structure`` is ``"symmetric"`` or ``"spd"``.
+    nullspace : Nullspace, array (N,) or (N, k), or callable ``theta -> array``, optional
+        For a singular A(θ): its nullspace (and that of A(θ)ᵀ, see
+        :class:`~krylov_adjoint.problem.nullspace.Nullspace`; an array or a callable is
+        ``Nullspace(value)``: the same nullspace for Aᵀ, right-hand sides checked for
+        consistency). x is then the minimum-norm solution, orthogonal to the nullspace;
+        ``structure="spd"`` then means positive semidefinite with exactly this nullspace.
 
     Examples
     --------
@@ -231,6 +240,15 @@ class ParametricOperator(OperatorCallbacks):
     ()
     >>> op2.jvp_transpose(np.ones(3), np.array([1.0, 2.0, 3.0]), np.ones(3))
     array([1., 2., 3.])
+
+    A singular operator declares its nullspace (here the constants):
+
+    >>> import scipy.sparse as sp
+    >>> L = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(4, 4)).tolil()
+    >>> L[0, 0] = L[3, 3] = 1.0
+    >>> op3 = ParametricOperator.constant(L.tocsr(), structure="spd", nullspace=np.ones(4))
+    >>> op3.nullspace.rhs
+    'check'
     """
 
     def __init__(self, matvec: Matvec, *, n: int, rmatvec: Matvec | None = None,
@@ -238,7 +256,8 @@ class ParametricOperator(OperatorCallbacks):
                  structure: str | Structure = "general", assemble: Assemble | None = None,
                  prepare: Callable[[np.ndarray], Any] | None = None,
                  depends_on_theta: bool = True, vjp_jvp: OperatorVJPJVP | None = None,
-                 jvp_transpose: OperatorJVPTranspose | None = None) -> None:
+                 jvp_transpose: OperatorJVPTranspose | None = None,
+                 nullspace: Any = None) -> None:
         self.structure = Structure.coerce(structure)
         rmatvec = check_operator_callbacks(
             self.structure, matvec, rmatvec, vjp, depends_on_theta,
@@ -255,9 +274,11 @@ class ParametricOperator(OperatorCallbacks):
         self._assemble = assemble
         self._prepare = prepare
         self.depends_on_theta = depends_on_theta
+        self.nullspace = as_nullspace(nullspace)
 
     @classmethod
-    def constant(cls, A: Any, *, structure: str | Structure = "general") -> ParametricOperator:
+    def constant(cls, A: Any, *, structure: str | Structure = "general",
+                 nullspace: Any = None) -> ParametricOperator:
         """An operator that does not depend on θ, from a matrix or a scipy ``LinearOperator``.
 
         Sparse and dense matrices are also used to build preconditioners. Complex matrices
@@ -293,4 +314,11 @@ class ParametricOperator(OperatorCallbacks):
         if A.shape[0] != A.shape[1]:
             raise ValueError(f"the operator must be square, got shape {A.shape}")
         return cls(mv, n=A.shape[0], rmatvec=rmv, structure=structure, assemble=assemble,
-                   vjp=None, jvp=None, depends_on_theta=False)
+                   vjp=None, jvp=None, depends_on_theta=False, nullspace=nullspace)
+
+
+def as_nullspace(value: Any) -> Nullspace | None:
+    """A :class:`Nullspace` from a declaration (None, a Nullspace, vectors or a callable)."""
+    if value is None or isinstance(value, Nullspace):
+        return value
+    return Nullspace(value)
