@@ -17,7 +17,7 @@ import numpy as np
 
 from ..._checks import as_real_vector
 from ...problem.objective import Objective
-from ...problem.operator import OperatorCallbacks, check_operator_callbacks
+from ...problem.operator import OperatorCallbacks, as_nullspace, check_operator_callbacks
 from ...problem.rhs import RightHandSide
 from ...problem.structure import Structure
 from .collective import ErrorGuard
@@ -84,6 +84,11 @@ class DistributedOperator(OperatorCallbacks):
         This rank's rows, like ``jvp``; defaults to ``jvp`` when declared symmetric. These two
         are array callbacks only: with ``interface="vecs"`` they are refused
         (:class:`ValueError`).
+    nullspace : Nullspace, array or callable, optional
+        For a singular A(θ): this rank's rows of its nullspace vectors (and of those of
+        A(θ)ᵀ), as on :class:`~krylov_adjoint.ParametricOperator`; a callable receives θ as
+        the operator's callbacks do (ghosted with a θ halo). Given to PETSc as the operators'
+        ``MatNullSpace`` and to GAMG as its near-nullspace.
 
     Examples
     --------
@@ -106,7 +111,8 @@ class DistributedOperator(OperatorCallbacks):
                  prepare: Callable[..., Any] | None = None, halo: Halo | None = None,
                  theta_halo: Halo | None = None, interface: str = ARRAYS,
                  depends_on_theta: bool = True, vjp_jvp: Callable[..., Any] | None = None,
-                 jvp_transpose: Callable[..., Any] | None = None) -> None:
+                 jvp_transpose: Callable[..., Any] | None = None,
+                 nullspace: Any = None) -> None:
         self.structure = Structure.coerce(structure)
         if interface not in (ARRAYS, VECS):
             raise ValueError(f"interface must be 'arrays' or 'vecs', got {interface!r}")
@@ -126,6 +132,7 @@ class DistributedOperator(OperatorCallbacks):
         self.halo, self.theta_halo = halo, theta_halo
         self.interface = interface
         self.depends_on_theta = depends_on_theta
+        self.nullspace = as_nullspace(nullspace)
 
     @property
     def uses_vecs(self) -> bool:
