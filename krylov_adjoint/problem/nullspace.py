@@ -212,6 +212,7 @@ def _evaluate(basis: np.ndarray | Callable[[np.ndarray], Any], theta: np.ndarray
 def _orthonormal(V: np.ndarray, name: str) -> np.ndarray:
     """An orthonormal basis of the span of V's columns (QR), refusing dependent columns."""
     Q, R = np.linalg.qr(V)
+    Q = Q * np.where(np.diag(R) < 0, -1.0, 1.0)  # column j of Q along the j-th vector
     diagonal = np.abs(np.diag(R))
     scale = float(np.linalg.norm(V, axis=0).max())
     if scale == 0.0 or diagonal.min() <= 1e-10 * scale:
