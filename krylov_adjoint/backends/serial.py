@@ -54,6 +54,10 @@ class SerialBackend:
         self.problem = problem
         self.n = problem.n
         self.structure = problem.structure
+        self.dtype = problem.dtype
+        if self.dtype.kind == "c" and isinstance(preconditioner, str) \
+                and preconditioner == "auto" and problem.operator.has_assembled:
+            preconditioner = "ilu"  # the library's AMG cycles are real
         self.source = resolve_preconditioner(preconditioner, options, n=problem.n,
                                              has_assembled=problem.operator.has_assembled)
         self.M: Preconditioner | None = self.source.fixed
@@ -77,7 +81,7 @@ class SerialBackend:
         return self.problem.check_theta(dtheta, "dtheta")
 
     def set_up_preconditioner(self, bound: BoundProblem) -> None:
-        A = as_assembled_matrix(bound.assemble(), self.n)
+        A = as_assembled_matrix(bound.assemble(), self.n, self.dtype)
         self.M = self.source.build(A, near_nullspace=self._near_nullspace(bound))
         self._assembled = A
 
@@ -100,9 +104,11 @@ class SerialBackend:
         if A is None:
             return 0.0
         rng = np.random.default_rng(1)
-        u, v = rng.standard_normal(self.n), rng.standard_normal(self.n)
+        u, v = self.random_vector(rng), self.random_vector(rng)
         Au, Av = A @ u, A @ v
-        return transpose_mismatch(float(Au @ v), float(u @ Av),
+        # Hermitian (vᴴAu = conj(uᴴAv)) when declared spd, else symmetric (vᵀAu = uᵀAv)
+        conj = np.conj if self.dtype.kind == "c" and self.structure.name == "SPD" else _same
+        return transpose_mismatch(complex(conj(Au) @ v), complex(conj(u) @ Av),
                                   *(float(np.linalg.norm(w)) for w in (Au, v, u, Av)))
 
     # -- solves ------------------------------------------------------------------------------------
@@ -118,12 +124,12 @@ class SerialBackend:
                 x0 = nullspace.remove(x0, transpose=transposed)
         if transposed:
             operator = spla.LinearOperator((self.n, self.n), matvec=bound.rmatvec,
-                                           dtype=np.float64)
+                                           dtype=self.dtype)
             M = TransposedPreconditioner(M) if M is not None else None
             label = bound.operator.rmatvec_name
         else:
             operator = spla.LinearOperator((self.n, self.n), matvec=bound.matvec,
-                                           dtype=np.float64)
+                                           dtype=self.dtype)
             label = "operator.matvec"
         result = solve(operator, rhs, method=settings.method, M=M, x0=x0, rtol=settings.rtol,
                        atol=settings.atol, maxiter=settings.maxiter, restart=settings.restart,
@@ -216,17 +222,21 @@ class SerialBackend:
     def lagrangian_terms(self, bound: BoundProblem, x: np.ndarray, lam: np.ndarray
                          ) -> tuple[float, float, float, float]:
         Ax, b = bound.matvec(x, check_finite=True), bound.b()
-        return (bound.objective_value(x), float(lam @ Ax), float(lam @ b),
+        return (bound.objective_value(x), self.dot(lam, Ax), self.dot(lam, b),
                 float(np.linalg.norm(lam) * (np.linalg.norm(Ax) + np.linalg.norm(b))))
 
     def apply(self, bound: BoundProblem, v: np.ndarray, *, transpose: bool) -> np.ndarray:
         return bound.rmatvec(v) if transpose else bound.matvec(v)
 
     def random_vector(self, rng: np.random.Generator) -> np.ndarray:
+        if self.dtype.kind == "c":
+            return rng.standard_normal(self.n) + 1j * rng.standard_normal(self.n)
         return rng.standard_normal(self.n)
 
     def dot(self, a: np.ndarray, b: np.ndarray) -> float:
-        return float(a @ b)
+        """The real inner product Re(aᴴb) (aᵀb for a real system): the one of ℂᴺ as ℝ²ᴺ,
+        for which Aᴴ is the adjoint of A and Re(gᴴẋ) the derivative of J."""
+        return float(np.vdot(a, b).real)
 
     def copy(self, v: np.ndarray) -> np.ndarray:
         return np.array(v, copy=True)
@@ -242,3 +252,7 @@ class SerialBackend:
 
     def hessian_result(self, **fields: Any) -> HessianResult:
         return HessianResult(**fields)
+
+
+def _same(v: np.ndarray) -> np.ndarray:
+    return v

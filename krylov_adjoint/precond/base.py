@@ -79,7 +79,8 @@ class IdentityPreconditioner(PreconditionerBase):
         self.shape = (n, n)
 
     def apply(self, r: np.ndarray) -> np.ndarray:
-        return np.array(r, dtype=float, copy=True)
+        return np.array(r, dtype=np.complex128 if np.iscomplexobj(r) else np.float64,
+                        copy=True)
 
     apply_transpose = apply
 

@@ -177,8 +177,8 @@ class _WholeVectors:
 
 
 def dot(space: Any, a: np.ndarray, b: np.ndarray) -> float:
-    """The global inner product of two local parts."""
-    return space.total(float(np.dot(a, b)))
+    """The global (real) inner product of two local parts: Re(aᴴb) for complex vectors."""
+    return space.total(float(np.vdot(a, b).real))
 
 
 def norm(space: Any, a: np.ndarray) -> float:

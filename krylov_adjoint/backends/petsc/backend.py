@@ -15,6 +15,7 @@ import numpy as np
 from ..._checks import as_real_vector
 from ..._transpose import transpose_mismatch
 from ...adjoint.backend import SolveSettings
+from ...errors import InputError
 from ...krylov.result import SolveResult
 from ._import import mpi, petsc
 from .adjoint_pc import ADJOINT_PC_MODES, MG_TYPES, TransposedHierarchy, TransposedPC, choose_mode
@@ -47,6 +48,28 @@ _FACTORISATIONS = ("lu", "cholesky")
 _PARALLEL_DIRECT = ("mumps", "superlu_dist", "strumpack", "pastix")
 
 
+def check_scalar_type(dtype: Any, scalar_type: Any) -> None:
+    """Refuse a complex system on a PETSc built with real scalars (and the reverse).
+
+    Examples
+    --------
+    >>> check_scalar_type(np.complex128, np.float64)
+    Traceback (most recent call last):
+    ...
+    krylov_adjoint.errors.InputError: dtype: a complex system needs a PETSc built with ...
+    """
+    problem, build = np.dtype(dtype), np.dtype(scalar_type)
+    if problem.kind == build.kind:
+        return
+    if problem.kind == "c":
+        raise InputError("dtype", "a complex system needs a PETSc built with complex scalars, "
+                                  f"and this one has real ones (PETSc.ScalarType is {build}): "
+                                  "configure PETSc with --with-scalar-type=complex, or use the "
+                                  "serial backend (AdjointSolver)")
+    raise InputError("dtype", f"this PETSc is built with complex scalars ({build}) but the "
+                              "system is real: use a PETSc built with real scalars")
+
+
 class PetscBackend:
     """The mechanics of a :class:`DistributedProblem` on PETSc (see ``PetscAdjointSolver``).
 
@@ -70,6 +93,7 @@ class PetscBackend:
         if adjoint_pc not in ADJOINT_PC_MODES:
             raise ValueError(f"adjoint_pc must be one of {ADJOINT_PC_MODES}, got {adjoint_pc!r}")
         PETSc = petsc()
+        check_scalar_type(problem.dtype, PETSc.ScalarType)
         self.problem = problem
         self.n, self.structure = problem.n, problem.structure
         self.comm = problem.comm

@@ -17,7 +17,12 @@ import numpy as np
 
 from ..._checks import as_real_vector
 from ...problem.objective import Objective
-from ...problem.operator import OperatorCallbacks, as_nullspace, check_operator_callbacks
+from ...problem.operator import (
+    OperatorCallbacks,
+    as_field,
+    as_nullspace,
+    check_operator_callbacks,
+)
 from ...problem.rhs import RightHandSide
 from ...problem.structure import Structure
 from .collective import ErrorGuard
@@ -112,8 +117,9 @@ class DistributedOperator(OperatorCallbacks):
                  theta_halo: Halo | None = None, interface: str = ARRAYS,
                  depends_on_theta: bool = True, vjp_jvp: Callable[..., Any] | None = None,
                  jvp_transpose: Callable[..., Any] | None = None,
-                 nullspace: Any = None) -> None:
+                 nullspace: Any = None, dtype: Any = np.float64) -> None:
         self.structure = Structure.coerce(structure)
+        self.dtype = as_field(dtype)
         if interface not in (ARRAYS, VECS):
             raise ValueError(f"interface must be 'arrays' or 'vecs', got {interface!r}")
         if interface == VECS and (vjp_jvp is not None or jvp_transpose is not None):
@@ -204,4 +210,9 @@ class DistributedProblem:
     def structure(self) -> Structure:
         """The declared structure of A(θ)."""
         return self.operator.structure
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float64, or complex128 for a complex system (declared on the operator)."""
+        return self.operator.dtype
 
