@@ -52,6 +52,7 @@ class ILUPreconditioner(PreconditionerBase):
     def __init__(self, A: Any, *, drop_tol: float = 1e-4, fill_factor: float = 10.0) -> None:
         matrix = sp.csc_matrix(A, dtype=np.complex128 if np.iscomplexobj(A) else np.float64)
         self._trans = "H" if np.iscomplexobj(matrix) else "T"  # Mᴴ for a complex matrix
+        self.dtype = matrix.dtype
         if matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"ILUPreconditioner: expected a square matrix, got {matrix.shape}")
         try:

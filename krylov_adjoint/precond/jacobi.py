@@ -36,6 +36,7 @@ class JacobiPreconditioner(PreconditionerBase):
                              f"({zero.size} in all)")
         self.shape = matrix.shape
         self.inverse_diagonal = 1.0 / diagonal
+        self.dtype = self.inverse_diagonal.dtype
         if np.iscomplexobj(diagonal):  # Mᴴ = conj(D)⁻¹: symmetric, not Hermitian
             self.is_symmetric = None
             self.apply_transpose = self._apply_conjugate  # type: ignore[method-assign]

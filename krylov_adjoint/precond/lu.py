@@ -45,6 +45,7 @@ class LUPreconditioner(PreconditionerBase):
     def __init__(self, A: Any, *, permc_spec: str = "COLAMD") -> None:
         matrix = sp.csc_matrix(A, dtype=np.complex128 if np.iscomplexobj(A) else np.float64)
         self._trans = "H" if np.iscomplexobj(matrix) else "T"  # Mᴴ for a complex matrix
+        self.dtype = matrix.dtype
         if matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"LUPreconditioner: expected a square matrix, got {matrix.shape}")
         try:

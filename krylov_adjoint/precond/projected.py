@@ -47,6 +47,7 @@ class ProjectedPreconditioner(PreconditionerBase):
         self.shape = (n, n)
         self.Z = Z
         self.W = Z if W is None else W
+        self.dtype = getattr(self.inner, "dtype", np.float64)
 
     @property
     def is_symmetric(self) -> bool | None:  # type: ignore[override]

@@ -224,7 +224,7 @@ def operator_dot_test(problem: Any, theta: Any, *, rng: RandomLike = None,
 
 
 def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
-                            rtol: float = 1e-10) -> DotTestReport:
+                            rtol: float = 1e-10, dtype: Any = None) -> DotTestReport:
     """Dot-product test of ``M.apply_transpose`` against ``M.apply``.
 
     The adjoint solve uses ``apply_transpose``; if it is not the transpose of ``apply``, the
@@ -242,6 +242,10 @@ def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
         As in :func:`dot_test`.
     rtol : float
         Tolerance on the worst normalised error.
+    dtype : float64 or complex128, optional
+        ``complex`` for a preconditioner of a complex system (``apply_transpose`` is then
+        Mᴴ, tested with complex vectors and Hermitian inner products). Default: M's
+        ``dtype`` attribute if it has one, else float64.
 
     Returns
     -------
@@ -256,8 +260,10 @@ def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
     >>> preconditioner_dot_test(ILUPreconditioner(A), rng=0).passed
     True
     """
-    space, apply, apply_transpose, n = preconditioner_maps(M)
-    errors = dot_trials(space, apply, apply_transpose, lambda g: g.standard_normal(n),
-                        lambda g: g.standard_normal(n), space.generator(rng), trials)
+    scalars = np.dtype(getattr(M, "dtype", np.float64) if dtype is None else dtype)
+    scalars = np.dtype(np.complex128 if scalars.kind == "c" else np.float64)
+    space, apply, apply_transpose, n = preconditioner_maps(M, scalars)
+    errors = dot_trials(space, apply, apply_transpose, lambda g: draw(g, n, scalars),
+                        lambda g: draw(g, n, scalars), space.generator(rng), trials)
     return DotTestReport("preconditioner.apply_transpose", (space.n, space.n), errors,
                          float(rtol))
