@@ -19,7 +19,12 @@ from krylov_adjoint import (
     RightHandSide,
 )
 from krylov_adjoint.gallery import helmholtz_2d
-from krylov_adjoint.precond import ILUPreconditioner, JacobiPreconditioner, LUPreconditioner
+from krylov_adjoint.precond import (
+    AMGPreconditioner,
+    ILUPreconditioner,
+    JacobiPreconditioner,
+    LUPreconditioner,
+)
 from krylov_adjoint.verify import (
     dot_test,
     operator_dot_test,
@@ -228,10 +233,27 @@ def test_complex_data_needs_the_declaration():
         ParametricOperator.constant(A, dtype=np.int64)
 
 
-def test_amg_refuses_complex_matrices_clearly():
-    model = helmholtz_2d(6)
-    with pytest.raises(ValueError, match="AMGPreconditioner: A must be real"):
-        AdjointSolver(model.problem, preconditioner="amg").gradient(model.theta)
+@pytest.mark.parametrize("cycle", ["V", "W", "F"])
+def test_amg_on_a_complex_matrix_with_the_conjugate_transposed_cycle(cycle):
+    model = helmholtz_2d(24, shifted_laplacian=0.5)
+    M = AMGPreconditioner(model.problem.assemble(model.theta), cycle=cycle)
+    assert M.dtype == np.complex128 and M.is_symmetric is None
+    report = preconditioner_dot_test(M, rng=0)
+    assert report.passed and report.error <= 1e-12, report.summary()
+    solver = AdjointSolver(model.problem, preconditioner="amg", rtol=1e-10, restart=60,
+                           preconditioner_options={"cycle": cycle})
+    result = solver.gradient(model.theta)
+    reference = AdjointSolver(model.problem, preconditioner="lu", rtol=1e-10,
+                              restart=60).gradient(model.theta)
+    assert result.primal.iterations <= 2 * reference.primal.iterations
+    assert np.allclose(result.gradient, reference.gradient, rtol=1e-6,
+                       atol=1e-8 * np.abs(reference.gradient).max())
+
+
+def test_amg_of_a_real_matrix_refuses_complex_vectors():
+    M = AMGPreconditioner(sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(50, 50)).tocsr())
+    with pytest.raises(ValueError, match="complex vectors for a real matrix"):
+        M.apply(np.ones(50) * 1j)
 
 
 def test_petsc_refuses_a_complex_system_on_a_real_build():

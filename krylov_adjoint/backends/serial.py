@@ -55,9 +55,6 @@ class SerialBackend:
         self.n = problem.n
         self.structure = problem.structure
         self.dtype = problem.dtype
-        if self.dtype.kind == "c" and isinstance(preconditioner, str) \
-                and preconditioner == "auto" and problem.operator.has_assembled:
-            preconditioner = "ilu"  # the library's AMG cycles are real
         self.source = resolve_preconditioner(preconditioner, options, n=problem.n,
                                              has_assembled=problem.operator.has_assembled)
         self.M: Preconditioner | None = self.source.fixed
