@@ -263,3 +263,34 @@ def test_petsc_refuses_a_complex_system_on_a_real_build():
     check_scalar_type(np.complex128, np.complex128)
     with pytest.raises(InputError, match="PETSc.ScalarType is float64"):
         check_scalar_type(np.complex128, np.float64)
+
+
+# -- COCG ------------------------------------------------------------------------------------------
+def test_cocg_solves_complex_symmetric_systems():
+    from krylov_adjoint.krylov import solve
+
+    problem, theta, matrix, parts = random_system(20, 2, 7, "symmetric")
+    A = matrix(theta)
+    b = parts[0]
+    result = solve(A, b, method="cocg", rtol=1e-12)
+    assert result.converged and np.allclose(A @ result.x, b, atol=1e-10 * np.linalg.norm(b))
+    solver = AdjointSolver(problem, method="cocg", preconditioner="jacobi", rtol=1e-13)
+    gradient = solver.gradient(theta).gradient
+    assert np.allclose(gradient, dense_gradient(matrix, parts, theta), rtol=1e-6, atol=1e-8)
+
+
+def test_cocg_with_shifted_laplacian_amg_on_helmholtz():
+    model = helmholtz_2d(24, shifted_laplacian=0.5)
+    cocg = AdjointSolver(model.problem, method="cocg", preconditioner="amg",
+                         rtol=1e-10).gradient(model.theta)
+    gmres = AdjointSolver(model.problem, method="gmres", preconditioner="lu", rtol=1e-10,
+                          restart=60).gradient(model.theta)
+    assert cocg.primal.converged and cocg.adjoint_solve.converged
+    assert np.allclose(cocg.gradient, gmres.gradient, rtol=1e-6,
+                       atol=1e-7 * np.abs(gmres.gradient).max())
+
+
+def test_cocg_needs_a_symmetric_declaration():
+    problem, _, _, _ = random_system(6, 1, 0, "general")
+    with pytest.raises(ValueError, match="method='cocg' needs a \\(complex\\) symmetric"):
+        AdjointSolver(problem, method="cocg")

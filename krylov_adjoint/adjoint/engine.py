@@ -41,7 +41,8 @@ def choose_method(method: str, structure: Structure, known_methods: Any = METHOD
     """The Krylov method for ``method`` on an operator of this structure.
 
     ``"auto"`` is CG for a problem declared SPD, GMRES otherwise. CG is refused unless the
-    problem is declared SPD.
+    problem is declared SPD, COCG unless it is declared symmetric (complex symmetric for a
+    complex system).
 
     Examples
     --------
@@ -58,6 +59,11 @@ def choose_method(method: str, structure: Structure, known_methods: Any = METHOD
             f"method='cg' needs a symmetric positive definite operator, but the problem is "
             f"declared {structure.value!r}: declare structure='spd' on the operator if it "
             "is, or use 'gmres' or 'bicgstab'")
+    if method == "cocg" and not structure.is_symmetric:
+        raise ValueError(
+            "method='cocg' needs a (complex) symmetric operator, Aᵀ = A, but the problem is "
+            "declared 'general': declare structure='symmetric' on the operator if it is, or "
+            "use 'gmres' or 'bicgstab'")
     return method
 
 

@@ -16,13 +16,14 @@ from ._norm import norm
 from ._run import KrylovRun
 from .bicgstab import bicgstab
 from .cg import cg
+from .cocg import cocg
 from .gmres import gmres
 from .result import ConvergenceReason, SolveResult
 from .stopping import Monitor, stopping_target, validate_restart, validate_tolerances
 
 __all__ = ["solve", "METHODS"]
 
-METHODS = {"gmres": gmres, "cg": cg, "bicgstab": bicgstab}
+METHODS = {"gmres": gmres, "cg": cg, "bicgstab": bicgstab, "cocg": cocg}
 
 # Right-hand sides whose norm lies outside this range are scaled (see _power_of_two_scale).
 _SAFE_RHS = (1e-100, 1e100)
@@ -43,8 +44,9 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
         array of shape (N,), or complex128 for a complex solve. The solve is complex when A
         (its dtype), b or x0 is complex: the inner products are then Hermitian.
     b : array of shape (N,)
-    method : {"gmres", "cg", "bicgstab"}
-        ``"cg"`` requires A and M symmetric positive definite; a preconditioner whose
+    method : {"gmres", "cg", "bicgstab", "cocg"}
+        ``"cg"`` requires A and M symmetric positive definite (Hermitian for complex data);
+        ``"cocg"`` A and M complex symmetric (Aᵀ = A); for both, a preconditioner whose
         ``is_symmetric`` is False (e.g. an AMG F-cycle) is refused.
     M : Preconditioner, LinearOperator or sparse matrix, optional
         Right preconditioner M ≈ A⁻¹, applied through ``M.apply`` (or ``M.matvec``). Its
@@ -116,7 +118,7 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     rtol, atol = float(rtol), float(atol)
     restart = validate_restart(restart)
     precond = _as_precond(M, n, labels[1], field)
-    if method == "cg" and getattr(M, "is_symmetric", None) is False:
+    if method in ("cg", "cocg") and getattr(M, "is_symmetric", None) is False:
         why = getattr(M, "asymmetry", "") or "it is not a symmetric map"
         raise InputError(labels[1], f"conjugate gradients need a symmetric preconditioner, "
                                     f"and this one is not ({why}): use method='gmres', or a "
