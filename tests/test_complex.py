@@ -294,3 +294,23 @@ def test_cocg_needs_a_symmetric_declaration():
     problem, _, _, _ = random_system(6, 1, 0, "general")
     with pytest.raises(ValueError, match="method='cocg' needs a \\(complex\\) symmetric"):
         AdjointSolver(problem, method="cocg")
+
+
+# -- the verification tools on a complex system ------------------------------------------------
+def test_check_problem_passes_helmholtz_and_catches_a_missing_conjugate():
+    from krylov_adjoint import verify
+
+    model = helmholtz_2d(8)
+    assert verify.check_problem(model.problem, model.theta, rng=0).passed
+    op = model.problem.operator
+    omega2 = 144.0  # the default ω = 12
+    wrong = ParametricOperator(op._matvec, n=model.n, jvp=op._jvp, structure="symmetric",
+                               vjp=lambda th, x, lam: -omega2 * np.exp(th) * lam * x,
+                               assemble=op._assemble, dtype=complex)  # λᵀ, not λᴴ
+    bad = AdjointProblem(wrong, model.problem.rhs, model.problem.objective,
+                         n_params=model.n_params)
+    report = verify.check_problem(bad, model.theta, rng=0)
+    failed = {check.name for check in report.checks if not check.passed}
+    assert "operator.vjp" in failed
+    with pytest.raises(CallbackError, match="operator.vjp: disagrees with a difference"):
+        AdjointSolver(bad, preconditioner="lu").gradient(model.theta)

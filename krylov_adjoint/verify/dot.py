@@ -12,7 +12,7 @@ from .._checks import checked_call, readonly
 from .._transpose import transpose_mismatch
 from ._random import RandomLike, as_generator
 from .report import CheckResult, format_number
-from .space import dot, norm, preconditioner_maps, space_of
+from .space import dot, draw, norm, preconditioner_maps, space_of
 
 __all__ = ["DotTestReport", "dot_test", "operator_dot_test", "preconditioner_dot_test"]
 
@@ -153,13 +153,6 @@ def dot_trials(space: Any, forward: Apply, transpose: Apply,
         errors.append(transpose_mismatch(hermitian(space, Fu, v), hermitian(space, u, FTv),
                                          *(norm(space, w) for w in (Fu, v, u, FTv))))
     return np.array(errors)
-
-
-def draw(generator: np.random.Generator, n: int, field: np.dtype) -> np.ndarray:
-    """A standard normal vector (real and imaginary parts each standard normal if complex)."""
-    if field.kind == "c":
-        return generator.standard_normal(n) + 1j * generator.standard_normal(n)
-    return generator.standard_normal(n)
 
 
 def hermitian(space: Any, a: np.ndarray, b: np.ndarray) -> complex | float:

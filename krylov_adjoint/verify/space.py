@@ -177,6 +177,18 @@ class _WholeVectors:
         return float(value)
 
 
+def draw(generator: np.random.Generator, n: int, field: Any = np.float64) -> np.ndarray:
+    """A standard normal vector (real and imaginary parts each standard normal if complex)."""
+    if np.dtype(field).kind == "c":
+        return generator.standard_normal(n) + 1j * generator.standard_normal(n)
+    return generator.standard_normal(n)
+
+
+def state_dtype(space: Any) -> np.dtype:
+    """The dtype of x-like vectors of a space's problem: complex128 for a complex system."""
+    return np.dtype(getattr(getattr(space, "problem", None), "dtype", np.float64))
+
+
 def dot(space: Any, a: np.ndarray, b: np.ndarray) -> float:
     """The global (real) inner product of two local parts: Re(aᴴb) for complex vectors."""
     return space.total(float(np.vdot(a, b).real))
