@@ -78,6 +78,25 @@ def refuse_complex(value: Any, name: str, *, callback: bool = False) -> None:
         raise (CallbackError if callback else InputError)(name, complex_message(dtype))
 
 
+def refuse_complex_parameters(value: Any, name: str) -> None:
+    """Raise when parameters (θ, a θ-like direction) hold complex numbers, naming ``name``.
+
+    θ is real, also for a complex system: a complex parameter is two real ones.
+
+    Examples
+    --------
+    >>> refuse_complex_parameters([1.0 + 1j], "theta")
+    Traceback (most recent call last):
+    ...
+    krylov_adjoint.errors.InputError: theta: got complex values (dtype complex128): the ...
+    """
+    dtype = _dtype_of(value)
+    if dtype is not None and dtype.kind == "c":
+        raise InputError(name, f"got complex values (dtype {dtype}): the parameters θ are "
+                               "real, also for a complex system; split a complex parameter "
+                               "into its real and imaginary parts")
+
+
 def real_array(value: Any, name: str, *, callback: bool = False) -> np.ndarray:
     """``value`` as a new float64 array, complex data refused naming ``name``.
 

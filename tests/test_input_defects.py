@@ -132,8 +132,6 @@ COMPLEX_CASES = [
         COMPLEX_SPARSE, np.ones(N), np.ones(N)), "A"),
     Case("pattern-cotangent-lam", lambda: pattern_cotangent(
         REAL_SPARSE, COMPLEX_VECTOR, np.ones(N)), "lam"),
-    # optimisation
-    Case("minimize-theta0", lambda: minimize(diagonal_solver(), np.ones(2) + 1j), "theta0"),
 ]
 
 
@@ -146,6 +144,14 @@ def test_complex_data_is_refused_naming_the_argument(case: Case):
     culprit = info.value.callback if case.error is ka.CallbackError else info.value.argument
     assert culprit == case.argument
     assert str(info.value).startswith(f"{case.argument}: ")
+
+
+def test_complex_parameters_are_refused_as_parameters():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ka.InputError, match="theta0: got complex values .* the parameters "
+                                                "θ are real, also for a complex system"):
+            minimize(diagonal_solver(), np.ones(2) + 1j)
 
 
 def test_the_documented_example_solves_no_real_part():

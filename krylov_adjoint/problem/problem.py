@@ -8,8 +8,14 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._checks import as_real_vector, as_size, as_vector, refuse_complex
-from ..errors import CallbackError, InputError
+from .._checks import (
+    as_real_vector,
+    as_size,
+    as_vector,
+    refuse_complex,
+    refuse_complex_parameters,
+)
+from ..errors import CallbackError
 from .bound import BoundProblem, RaiseNow
 from .objective import Objective
 from .operator import ParametricOperator
@@ -185,14 +191,6 @@ class AdjointProblem:
                            ) -> np.ndarray:
         """dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ), given the primal x and the adjoint λ."""
         return self.bind(theta).parameter_gradient(x, lam)
-
-
-def refuse_complex_parameters(theta: Any, name: str) -> None:
-    """θ is real: a complex θ is refused with an error naming it."""
-    if np.iscomplexobj(theta):
-        raise InputError(name, f"got complex values (dtype {np.asarray(theta).dtype}): the "
-                               "parameters θ are real, also for a complex system; split a "
-                               "complex parameter into its real and imaginary parts")
 
 
 def as_assembled_matrix(A: Any, n: int, dtype: Any = np.float64) -> sp.csr_matrix:
