@@ -314,3 +314,12 @@ def test_check_problem_passes_helmholtz_and_catches_a_missing_conjugate():
     assert "operator.vjp" in failed
     with pytest.raises(CallbackError, match="operator.vjp: disagrees with a difference"):
         AdjointSolver(bad, preconditioner="lu").gradient(model.theta)
+
+
+def test_petsc_refuses_complex_theta_on_every_rank():
+    from krylov_adjoint.backends.petsc import PetscAdjointSolver, gallery
+
+    model = gallery.diffusion_2d(6)
+    with PetscAdjointSolver(model.problem) as solver, \
+            pytest.raises(InputError, match="theta: got complex values .* θ are real"):
+        solver.gradient(model.theta + 1j)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._checks import as_real_vector
+from ..._checks import as_real_vector, refuse_complex_parameters
 from ..._transpose import transpose_mismatch
 from ...adjoint.backend import SolveSettings
 from ...errors import InputError
@@ -187,6 +187,7 @@ class PetscBackend:
                                      f"global size {vec.getSize()}, got {value.getLocalSize()}"
                                      f" and {value.getSize()}")
                 value = value.getArray(readonly=True)
+            refuse_complex_parameters(value, name)
             vec.setArray(as_real_vector(value, name, n_local, callback=False))
 
     def bind(self, theta: Any) -> tuple[VecProblem, bool]:
