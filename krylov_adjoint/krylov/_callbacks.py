@@ -46,7 +46,8 @@ def guarded(callback: Apply, label: str, n: int, product: str,
     -------
     callable
         Raises :class:`~krylov_adjoint.CallbackError` naming ``label`` when the output is
-        None, not an ndarray, not of shape ``(n,)`` or not float64 (complex included), when
+        None, not an ndarray, not of shape ``(n,)`` or not of the solve's dtype (float64;
+        complex128 or float64 for a complex solve), when
         the callback tried to write into a read-only array (most likely its input: the
         message says so), and when it raised any other exception (chained), as the checked
         callbacks of :class:`~krylov_adjoint.AdjointProblem` do.
@@ -105,7 +106,8 @@ def _checked_slowly(out: Any, label: str, n: int, product: str,
         raise CallbackError(label, f"returned {type(out).__name__}, {expected}")
     if np.iscomplexobj(out):
         raise CallbackError(label, f"returned a complex array (dtype {out.dtype}), {expected}: "
-                                   "the solve is real")
+                                   "the solve is real (a complex solve needs a complex A, b "
+                                   "or x0)")
     if out.dtype != np.float64:
         raise CallbackError(label, f"returned dtype {out.dtype}, {expected}")
     if out.shape != (n,):
