@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--omega", type=float, default=12.0, help="angular frequency")
     parser.add_argument("--noise", type=float, default=0.01,
                         help="noise standard deviation, relative to max |data|")
-    parser.add_argument("--alpha", type=float, default=2.0, help="regularisation weight")
+    parser.add_argument("--alpha", type=float, default=10.0, help="regularisation weight")
     parser.add_argument("--maxiter", type=int, default=80, help="L-BFGS-B iterations")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument("--quick", action="store_true", help="small and fast (tests)")
