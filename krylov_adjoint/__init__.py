@@ -36,6 +36,7 @@ from .krylov import SolveResult as SolveResult
 from .problem import AdjointProblem as AdjointProblem
 from .problem import LeastSquaresMisfit as LeastSquaresMisfit
 from .problem import LinearFunctional as LinearFunctional
+from .problem import Nullspace as Nullspace
 from .problem import Objective as Objective
 from .problem import ParametricOperator as ParametricOperator
 from .problem import RightHandSide as RightHandSide
@@ -49,7 +50,7 @@ __all__ = [
     "precond", "gallery",
     "verify", "adapters", "uq", "newton",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
-    "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",
+    "LeastSquaresMisfit", "Tikhonov", "Structure", "Nullspace", "ConvergenceReason", "SolveResult",
     "KrylovAdjointError", "InputError", "CallbackError", "MissingCallbackError",
     "NonFiniteError", "ConvergenceError", "OptimizationError", "MissingDependencyError",
     "krylov",

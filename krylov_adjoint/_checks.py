@@ -14,10 +14,11 @@ import numpy as np
 
 from .errors import CallbackError, InputError, KrylovAdjointError, NonFiniteError
 
-#: Why complex data is refused rather than cast (numpy's cast keeps the real part only).
-COMPLEX_UNSUPPORTED = ("complex systems are not supported yet: krylov-adjoint solves real "
-                       "systems only (numpy would keep the real part silently); pass real "
-                       "float64 data")
+#: Why complex data is refused in a real problem rather than cast (numpy's cast keeps the real
+#: part only).
+COMPLEX_UNSUPPORTED = ("complex values in a real problem (numpy would keep the real part "
+                       "silently): pass real float64 data, or declare a complex system with "
+                       "dtype=complex on the operator")
 
 
 def complex_message(dtype: Any) -> str:
@@ -77,6 +78,25 @@ def refuse_complex(value: Any, name: str, *, callback: bool = False) -> None:
         raise (CallbackError if callback else InputError)(name, complex_message(dtype))
 
 
+def refuse_complex_parameters(value: Any, name: str) -> None:
+    """Raise when parameters (θ, a θ-like direction) hold complex numbers, naming ``name``.
+
+    θ is real, also for a complex system: a complex parameter is two real ones.
+
+    Examples
+    --------
+    >>> refuse_complex_parameters([1.0 + 1j], "theta")
+    Traceback (most recent call last):
+    ...
+    krylov_adjoint.errors.InputError: theta: got complex values (dtype complex128): the ...
+    """
+    dtype = _dtype_of(value)
+    if dtype is not None and dtype.kind == "c":
+        raise InputError(name, f"got complex values (dtype {dtype}): the parameters θ are "
+                               "real, also for a complex system; split a complex parameter "
+                               "into its real and imaginary parts")
+
+
 def real_array(value: Any, name: str, *, callback: bool = False) -> np.ndarray:
     """``value`` as a new float64 array, complex data refused naming ``name``.
 
@@ -125,19 +145,37 @@ def as_real_vector(value: Any, name: str, length: int | None, *, check_finite: b
     Integer and boolean arrays are converted; float32, complex and object arrays are refused
     because they would silently lose precision or meaning in a gradient.
     """
+    return as_vector(value, name, length, check_finite=check_finite, callback=callback)
+
+
+def as_vector(value: Any, name: str, length: int | None, *, dtype: Any = np.float64,
+              check_finite: bool = True, callback: bool = True) -> np.ndarray:
+    """Return ``value`` as a vector of ``dtype`` (float64 or complex128), or raise naming it.
+
+    For float64 see :func:`as_real_vector`. For complex128 (a complex system), real and
+    complex128 arrays are accepted (real ones converted); complex64 and float32 are refused
+    (they would lose precision).
+
+    Examples
+    --------
+    >>> as_vector([1.0, 2.0], "b", 2, dtype=np.complex128)
+    array([1.+0.j, 2.+0.j])
+    """
     error = CallbackError if callback else InputError
+    field = np.dtype(dtype)
     if value is None:
         raise error(name, f"returned None, expected an array of shape ({length},)")
     arr = np.asarray(value)
-    if arr.dtype.kind == "c":
+    if arr.dtype.kind == "c" and field.kind != "c":
         raise error(name, complex_message(arr.dtype))
-    if arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and arr.dtype.itemsize < 8):
-        raise error(name, f"expected dtype float64, got {arr.dtype}")
+    if arr.dtype.kind not in "biufc" or (arr.dtype.kind == "f" and arr.dtype.itemsize < 8) \
+            or (arr.dtype.kind == "c" and arr.dtype.itemsize < 16):
+        raise error(name, f"expected dtype {field}, got {arr.dtype}")
     if arr.ndim == 2 and 1 in arr.shape:
         raise error(name, f"expected shape ({length},), got {arr.shape}: return a 1-D array")
     if arr.ndim != 1 or (length is not None and arr.shape[0] != length):
         raise error(name, f"expected shape ({length},), got {arr.shape}")
-    arr = arr.astype(np.float64, copy=False)
+    arr = arr.astype(field, copy=False)
     if check_finite and not np.isfinite(arr).all():
         bad = np.flatnonzero(~np.isfinite(arr))
         kind = NonFiniteError if callback else InputError
@@ -186,13 +224,14 @@ def callback_failure(name: str, exc: Exception, result: str = "the result"
 
 
 def checked_call(callback: Callable[..., Any], name: str, length: int,
-                 *args: Any, check_finite: bool = True) -> np.ndarray:
-    """Call a user callback with read-only copies guarded, and validate its vector output."""
+                 *args: Any, check_finite: bool = True, dtype: Any = np.float64) -> np.ndarray:
+    """Call a user callback with read-only copies guarded, and validate its vector output
+    (of ``dtype``: float64, or complex128 for a complex system)."""
     try:
         out = callback(*args)
     except Exception as exc:
         raise callback_failure(name, exc) from exc
-    return as_real_vector(out, name, length, check_finite=check_finite)
+    return as_vector(out, name, length, dtype=dtype, check_finite=check_finite)
 
 
 def readonly(array: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ def transpose_mismatch(forward: float, transposed: float, norm_Au: float,  # noq
                        norm_v: float, norm_u: float, norm_ATv: float) -> float:  # noqa: N803
     """``|⟨A u, v⟩ − ⟨u, Aᵀ v⟩| / (‖A u‖‖v‖ + ‖u‖‖Aᵀ v‖)``, in [0, 1].
 
-    ``forward`` is ``⟨A u, v⟩`` and ``transposed`` is ``⟨u, Aᵀ v⟩``.
+    ``forward`` is ``⟨A u, v⟩`` and ``transposed`` is ``⟨u, Aᵀ v⟩`` (complex numbers for the
+    Hermitian inner products of a complex system, Aᴴ in place of Aᵀ).
 
     By Cauchy–Schwarz each inner product is bounded by its term of the denominator, so the
     measure does not depend on the scaling of A, u or v. A true transpose leaves round-off
@@ -24,7 +25,7 @@ def transpose_mismatch(forward: float, transposed: float, norm_Au: float,  # noq
     >>> transpose_mismatch(1.0, -1.0, 1.0, 1.0, 1.0, 1.0)
     1.0
     """
-    gap = abs(float(forward) - float(transposed))
+    gap = abs(complex(forward) - complex(transposed))  # real, or Hermitian complex products
     if gap == 0.0:
         return 0.0
     scale = float(norm_Au) * float(norm_v) + float(norm_u) * float(norm_ATv)

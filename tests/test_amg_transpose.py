@@ -262,10 +262,9 @@ def test_bad_options_are_refused(kwargs: dict, match: str) -> None:
     (sp.csr_array((0, 0)), ValueError, "empty"),
     (sp.diags_array([1.0, np.nan, 1.0]), ValueError, "non-finite"),
     (sp.diags_array([1.0, np.inf, 1.0]), ValueError, "non-finite"),
-    (sp.diags_array([1.0 + 1j, 2.0]), ValueError, "complex"),
     ([[1.0, 0.0], [0.0, 1.0]], TypeError, "scipy.sparse"),
     (np.ones(3), ValueError, "2-D"),
-], ids=["nonsquare", "empty", "nan", "inf", "complex", "list", "vector"])
+], ids=["nonsquare", "empty", "nan", "inf", "list", "vector"])
 def test_bad_matrix_is_refused(A: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         AMGPreconditioner(A)
@@ -277,7 +276,7 @@ def test_bad_vector_is_refused() -> None:
         M.apply(np.ones(143))
     with pytest.raises(ValueError, match="length 100"):
         M.apply_transpose(np.ones((2, 100)))
-    with pytest.raises(ValueError, match="complex"):
+    with pytest.raises(ValueError, match="complex vectors for a real matrix"):
         M.apply(np.ones(100, dtype=complex))
 
 

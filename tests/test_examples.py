@@ -53,6 +53,8 @@ CASES = [
          extra_checks=("transpose_matters",)),
     Case("bayesian_inverse_conductivity", "bayesian_inverse_conductivity.py",
          "app_bayesian_inverse_conductivity.png", extra_checks=("laplace",)),
+    Case("helmholtz_inversion", "helmholtz_inversion.py", "app_helmholtz_inversion.png",
+         out="dir"),
 ]
 
 

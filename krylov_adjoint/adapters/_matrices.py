@@ -55,7 +55,7 @@ def as_sparse(A: Any, name: str, *, aligned: bool = False) -> sp.spmatrix | np.n
     Raises
     ------
     InputError
-        For complex matrices (complex systems are not supported yet), naming ``name``.
+        For complex matrices (the adapters build real systems), naming ``name``.
     """
     petsc = _petsc_to_csr(A, name)
     if petsc is not None:

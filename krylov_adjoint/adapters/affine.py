@@ -92,7 +92,7 @@ def affine_operator(A0: Any, terms: Any, *, structure: str | Structure = "auto"
     Raises
     ------
     InputError
-        For a complex ``A0`` or ``A_k`` (complex systems are not supported yet), naming the
+        For a complex ``A0`` or ``A_k`` (the adapters build real systems), naming the
         matrix: ``"A0"``, ``"terms[2]"`` (``"terms"`` for the stacked form).
 
     Examples
@@ -133,7 +133,7 @@ def affine_rhs(b0: Any, B: Any) -> RightHandSide:
     Raises
     ------
     InputError
-        For a complex ``b0`` or ``B`` (complex systems are not supported yet).
+        For a complex ``b0`` or ``B`` (the adapters build real systems).
 
     Examples
     --------

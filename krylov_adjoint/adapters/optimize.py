@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize as sopt
 
-from .._checks import refuse_complex
+from .._checks import refuse_complex_parameters
 from ..adjoint.accuracy import AccuracyTarget
 from ..adjoint.result import GradientResult
 from ..adjoint.solver import AdjointSolver
@@ -230,7 +230,7 @@ class ScipyObjective:
             self._remembered.move_to_end(key)
             self.logger.debug("evaluation at a remembered theta: no solve")
             return cached
-        refuse_complex(theta, "theta")
+        refuse_complex_parameters(theta, "theta")
         try:
             theta = np.array(theta, dtype=np.float64, copy=True)
             if self.schedule is None:
@@ -337,7 +337,7 @@ def minimize(solver: AdjointSolver, theta0: Any, *, method: str = "L-BFGS-B",
     >>> np.round(res.x, 4), res.n_solves == len(res.evaluations)
     (array([2., 4.]), True)
     """
-    refuse_complex(theta0, "theta0")
+    refuse_complex_parameters(theta0, "theta0")
     objective = ScipyObjective(solver, accuracy=accuracy, progress=progress)
 
     def both(intermediate_result: Any) -> Any:

@@ -80,7 +80,11 @@ class Backend(Protocol):
 
     def solve(self, phase: str, bound: BoundProblem, rhs: Any, x0: Any,
               settings: SolveSettings) -> tuple[SolveResult, Any]:
-        """One Krylov solve; returns its record and the solution vector."""
+        """One Krylov solve; returns its record and the solution vector.
+
+        With a declared nullspace: the minimum-norm solution, the right-hand side projected
+        onto the range (``rhs`` along the nullspace of Aᵀ removed for A, along that of A for
+        Aᵀ), the iterations and the solution kept orthogonal to the nullspace."""
 
     def rhs(self, bound: BoundProblem) -> Any:
         """b(θ)."""
@@ -93,6 +97,20 @@ class Backend(Protocol):
 
     def parameter_gradient(self, bound: BoundProblem, x: Any, lam: Any) -> Any:
         """dJ/dθ = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ)."""
+
+    def operator_vjp(self, bound: BoundProblem, x: Any, lam: Any) -> Any:
+        """λᵀ(∂A/∂θ)x as a parameter vector (zero for an operator independent of θ)."""
+
+    def nullspace_measure(self, bound: BoundProblem, v: Any, *, transpose: bool) -> float:
+        """‖component of v along the nullspace of A (of Aᵀ when ``transpose``)‖ / ‖v‖
+        (global; 0 without a declared nullspace)."""
+
+    def nullspace_split(self, bound: BoundProblem, v: Any, *, transpose: bool) -> Any:
+        """The component of v along the nullspace of A (of Aᵀ when ``transpose``)."""
+
+    def nullspace_residuals(self, bound: BoundProblem) -> list[tuple[str, int, float]]:
+        """``(callback, column, ‖A v‖/(‖A‖‖v‖))`` for each declared nullspace vector
+        (see :func:`~.checks.check_nullspace`)."""
 
     def tangent_rhs(self, bound: BoundProblem, x: Any, dtheta: Any) -> Any:
         """(∂b/∂θ)dθ − (∂A/∂θ·dθ)x."""

@@ -15,8 +15,8 @@ from .._transpose import transpose_mismatch
 from ..errors import CallbackError, NonFiniteError
 from .backend import Backend
 
-__all__ = ["probe_transpose", "check_derivatives", "TRANSPOSE_PROBE_RTOL", "DIFFERENCE_STEP",
-           "DERIVATIVE_RTOL", "NOISE_FACTOR"]
+__all__ = ["probe_transpose", "check_derivatives", "check_nullspace", "TRANSPOSE_PROBE_RTOL",
+           "DIFFERENCE_STEP", "DERIVATIVE_RTOL", "NOISE_FACTOR"]
 
 #: A declared transpose (or symmetry) is refused when the randomised probe
 #: ``|uᵀ(A v) − vᵀ(Aᵀ u)| / (‖u‖‖A v‖ + ‖v‖‖Aᵀ u‖)`` exceeds this (round-off is ~1e-16·√N).
@@ -58,6 +58,25 @@ def probe_transpose(backend: Backend, bound: Any, pair: tuple[Any, Any]) -> None
             why = (f"is not the transpose of operator.matvec at this θ (randomised test "
                    f"uᵀAv against vᵀAᵀu: relative mismatch {error:.2e})")
         raise CallbackError(op.rmatvec_name, why)
+
+
+def check_nullspace(backend: Backend, bound: Any) -> None:
+    """Refuse declared nullspace vectors that A(θ) (or A(θ)ᵀ) does not annihilate.
+
+    One product per declared vector and one random product for the scale:
+    ``‖A z‖ ≤ null_rtol·‖A‖·‖z‖`` with ‖A‖ estimated by ``‖A u‖/‖u‖`` (an underestimate, so
+    the test errs on the strict side; round-off is about 1e-16·‖A‖·‖z‖).
+    """
+    declared = bound.operator.nullspace
+    for name, column, ratio in backend.nullspace_residuals(bound):
+        if ratio > declared.null_rtol:
+            transposed = "transpose" in name
+            which, product = ("A(θ)ᵀ", "Aᵀ") if transposed else ("A(θ)", "A")
+            raise CallbackError(name, (
+                f"vector {column} is not in the nullspace of {which}: ‖{product} v‖ / "
+                f"(‖A‖·‖v‖) = {ratio:.2e} > null_rtol = {declared.null_rtol:.0e}; declare "
+                f"vectors that {which} maps to zero (for a nonsymmetric A, pass "
+                "Nullspace(..., transpose=...) with the nullspace of Aᵀ)"))
 
 
 def check_derivatives(backend: Backend, bound: Any, x: Any, lam: Any, *, seed: int) -> None:

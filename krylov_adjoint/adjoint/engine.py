@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CallbackError, ConvergenceError, MissingCallbackError
+from ..errors import CallbackError, ConvergenceError, InputError, MissingCallbackError
 from ..krylov.recycling import validate_recycle
 from ..krylov.result import SolveResult
 from ..krylov.solve import METHODS
@@ -38,7 +38,7 @@ from .accuracy import (
     relative_residual,
 )
 from .backend import Backend, SolveSettings
-from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, probe_transpose
+from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, check_nullspace, probe_transpose
 from .jacobian import JacobianResult, jacobian, jacobian_products
 from .result import GradientResult, HessianResult, TangentResult
 from .reuse import PreconditionerReuse
@@ -55,7 +55,8 @@ def choose_method(method: str, structure: Structure, known_methods: Any = METHOD
     """The Krylov method for ``method`` on an operator of this structure.
 
     ``"auto"`` is CG for a problem declared SPD, GMRES otherwise. CG is refused unless the
-    problem is declared SPD.
+    problem is declared SPD, COCG unless it is declared symmetric (complex symmetric for a
+    complex system).
 
     Examples
     --------
@@ -72,6 +73,11 @@ def choose_method(method: str, structure: Structure, known_methods: Any = METHOD
             f"method='cg' needs a symmetric positive definite operator, but the problem is "
             f"declared {structure.value!r}: declare structure='spd' on the operator if it "
             "is, or use 'gmres' or 'bicgstab'")
+    if method == "cocg" and not structure.is_symmetric:
+        raise ValueError(
+            "method='cocg' needs a (complex) symmetric operator, Aᵀ = A, but the problem is "
+            "declared 'general': declare structure='symmetric' on the operator if it is, or "
+            "use 'gmres' or 'bicgstab'")
     return method
 
 
@@ -219,7 +225,8 @@ class GradientEngine:
         times["adjoint"] = times.get("adjoint", 0.0) + time.perf_counter() - tick
 
         tick = time.perf_counter()
-        gradient = self.backend.parameter_gradient(bound, x, lam)
+        gradient = self._with_nullspace_terms(
+            bound, x, dj_dx, lam, self.backend.parameter_gradient(bound, x, lam))
         times["gradient"] = times.get("gradient", 0.0) + time.perf_counter() - tick
         return objective, dj_dx, lam, adjoint_solve, gradient
 
@@ -324,6 +331,8 @@ class GradientEngine:
             self.reuse.new_theta()
             if self.check_transpose:
                 self._probe_transpose(bound)
+            if bound.operator.nullspace is not None:
+                check_nullspace(self.backend, bound)
         times["bind"] = time.perf_counter() - tick
         return bound
 
@@ -351,6 +360,12 @@ class GradientEngine:
     def _require_jvps(self) -> None:
         """Refuse a tangent solve without the JVPs, before any solve is spent."""
         problem = self.backend.problem  # type: ignore[attr-defined]
+        nullspace = problem.operator.nullspace
+        if nullspace is not None and nullspace.depends_on_theta:
+            raise InputError("operator.nullspace", (
+                "depends on θ: forward mode (directional derivatives, Hessian actions, "
+                "Jacobians by tangents) supports a constant nullspace only; gradients and "
+                "Jacobians by adjoints (mode='adjoint') support a θ-dependent one"))
         if not (problem.operator.has_jvp and problem.rhs.has_jvp):
             missing = "operator jvp" if not problem.operator.has_jvp else "rhs jvp"
             raise MissingCallbackError(f"a tangent (forward-mode) solve needs the {missing} "
@@ -370,9 +385,37 @@ class GradientEngine:
     def _output_gradient(self, view: BoundProblem, x: Any) -> tuple[Any, SolveResult]:
         """dJ/dθ of the objective of ``view`` (a bound problem with another objective) at the
         primal x: one adjoint solve with Mᵀ, from zero."""
-        lam, solve = self._solve("output_adjoint", view, self.backend.objective_grad_x(view, x),
+        dj_dx = self.backend.objective_grad_x(view, x)
+        lam, solve = self._solve("output_adjoint", view, dj_dx,
                                  self._adjoint_settings(phase="output_adjoint"), x0=None)
-        return self.backend.parameter_gradient(view, x, lam), solve
+        return self._with_nullspace_terms(view, x, dj_dx, lam,
+                                          self.backend.parameter_gradient(view, x, lam)), solve
+
+    def _with_nullspace_terms(self, bound: BoundProblem, x: Any, dj_dx: Any, lam: Any,
+                              gradient: Any) -> Any:
+        """The gradient plus the terms of a θ-dependent nullspace (docs/method.md).
+
+        With ``x = A⁺b`` and ``λ = A⁺ᵀ ∂J/∂x``, the derivative of the pseudo-inverse at
+        constant rank adds ``yᵀ(∂A/∂θ)(P_Z ∂J/∂x)`` with ``Aᵀ y = x``, and, when b was
+        projected, ``(P_W b)ᵀ(∂A/∂θ) z`` with ``A z = λ``: one more solve each, none
+        for a constant nullspace (then ∂A/∂θ·Z = 0 and Wᵀ·∂A/∂θ = 0, and both vanish).
+        """
+        nullspace = bound.operator.nullspace
+        if nullspace is None or not nullspace.depends_on_theta:
+            return gradient
+        backend = self.backend
+        if backend.nullspace_measure(bound, dj_dx, transpose=False) > 0.0:
+            y, _ = self._solve("output_adjoint", bound, x,
+                               self._adjoint_settings(phase="output_adjoint"), x0=None)
+            term = backend.operator_vjp(bound, backend.nullspace_split(
+                bound, dj_dx, transpose=False), y)
+            gradient = gradient + term
+        if nullspace.rhs == "project":
+            b_null = backend.nullspace_split(bound, backend.rhs(bound), transpose=True)
+            z, _ = self._solve("tangent", bound, lam, self._primal_settings(phase="tangent"),
+                               x0=None)
+            gradient = gradient + backend.operator_vjp(bound, z, b_null)
+        return gradient
 
     def _primal(self, bound: BoundProblem, times: dict[str, float], *,
                 rtol: float | None = None
@@ -386,6 +429,7 @@ class GradientEngine:
         settings = self._primal_settings(rtol)
         tick = time.perf_counter()
         b = self.backend.rhs(bound)
+        self._check_consistent(bound, b)
         abandoned: list[SolveResult] = []
         kept = not rebuilt and self.reuse.automatic
         first = replace(settings, maxiter=self.reuse.iteration_cap(settings.maxiter,
@@ -406,6 +450,21 @@ class GradientEngine:
         if result.converged:
             self.reuse.record_primal(result.iterations, result.residual_norms)
         return x, result, rebuilt, note, abandoned
+
+    def _check_consistent(self, bound: BoundProblem, b: Any) -> None:
+        """Refuse a right-hand side with a component along the nullspace of Aᵀ (declared
+        ``rhs="check"``); the backend's solve projects b in every case."""
+        nullspace = bound.operator.nullspace
+        if nullspace is None or nullspace.rhs != "check":
+            return
+        ratio = self.backend.nullspace_measure(bound, b, transpose=True)
+        if ratio > nullspace.consistency_rtol:
+            raise CallbackError("rhs", (
+                f"is inconsistent with the singular A(θ): its component along the nullspace "
+                f"of A(θ)ᵀ is {ratio:.2e} of ‖b‖ (> consistency_rtol = "
+                f"{nullspace.consistency_rtol:.0e}), so A x = b has no solution. Fix the "
+                "data (e.g. sources summing to zero for a pure-Neumann problem), or declare "
+                "Nullspace(..., rhs='project') for the least-squares solution A⁺b"))
 
     def _ensure_preconditioner(self, bound: BoundProblem, times: dict[str, float]
                                ) -> tuple[bool, str]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import ConvergenceError, MissingCallbackError
+import numpy as np
+
+from ..errors import ConvergenceError, InputError, MissingCallbackError
 from .result import HessianResult
 
 __all__ = ["hessian_action", "require_second_order"]
@@ -61,6 +63,10 @@ def hessian_action(engine: Any, theta: Any, dtheta: Any, *, gauss_newton: bool
 def require_second_order(engine: Any, gauss_newton: bool) -> None:
     """Raise naming every callback the action needs and the problem lacks."""
     problem = engine.backend.problem  # type: ignore[attr-defined]
+    if np.dtype(getattr(problem, "dtype", np.float64)).kind == "c":
+        raise InputError("dtype", "Hessian and Gauss–Newton actions of a complex system are "
+                                  "not supported: gradients, directional derivatives and "
+                                  "Jacobians are")
     attribute = "missing_gauss_newton" if gauss_newton else "missing_second_order"
     missing = [name for part in (problem.operator, problem.rhs, problem.objective)
                for name in getattr(part, attribute, ())]

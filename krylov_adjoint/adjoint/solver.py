@@ -21,10 +21,11 @@ class AdjointSolver(GradientEngine):
     Parameters
     ----------
     problem : AdjointProblem
-    method : {"auto", "gmres", "cg", "bicgstab"}
+    method : {"auto", "gmres", "cg", "bicgstab", "cocg"}
         ``"auto"`` is CG for a problem declared SPD, GMRES otherwise (and GMRES also when
         the preconditioner is known not to be symmetric, e.g. an AMG F-cycle). CG is refused
-        unless the problem is declared ``"spd"``, or with a non-symmetric preconditioner.
+        unless the problem is declared ``"spd"``, or with a non-symmetric preconditioner;
+        COCG (for a complex symmetric system) unless it is declared ``"symmetric"``.
     preconditioner : str, Preconditioner, LinearOperator, MultilevelSolver, callable or None
         ``"auto"`` (AMG when the operator has an ``assemble`` callback, else none), ``"amg"``,
         ``"ilu"``, ``"jacobi"``, ``"lu"`` (a sparse direct factorisation: both solves in one

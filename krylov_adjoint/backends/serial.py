@@ -5,6 +5,7 @@ Mechanics only (see :mod:`krylov_adjoint.adjoint.backend`): the policy is the en
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ from ..krylov.result import SolveResult
 from ..krylov.solve import RECYCLING_METHODS, solve
 from ..precond.base import Preconditioner, TransposedPreconditioner
 from ..precond.factory import resolve_preconditioner
+from ..precond.projected import ProjectedPreconditioner
 from ..problem.bound import BoundProblem
+from ..problem.nullspace import nullspace_residuals
 from ..problem.problem import AdjointProblem, as_assembled_matrix
 
 __all__ = ["SerialBackend"]
@@ -58,6 +61,7 @@ class SerialBackend:
         self.problem = problem
         self.n = problem.n
         self.structure = problem.structure
+        self.dtype = problem.dtype
         self.source = resolve_preconditioner(preconditioner, options, n=problem.n,
                                              has_assembled=problem.operator.has_assembled)
         self.M: Preconditioner | None = self.source.fixed
@@ -84,9 +88,18 @@ class SerialBackend:
         return self.problem.check_theta(dtheta, "dtheta")
 
     def set_up_preconditioner(self, bound: BoundProblem) -> None:
-        A = as_assembled_matrix(bound.assemble(), self.n)
-        self.M = self.source.build(A)
+        A = as_assembled_matrix(bound.assemble(), self.n, self.dtype)
+        self.M = self.source.build(A, near_nullspace=self._near_nullspace(bound))
         self._assembled = A
+
+    def _near_nullspace(self, bound: BoundProblem) -> np.ndarray | None:
+        """The declared nullspace, for smoothed-aggregation AMG (pyamg's B) unless the
+        options give one: the coarse spaces then represent it exactly."""
+        nullspace = bound.nullspace()
+        if (nullspace is None or self.source.kind != "amg" or "near_nullspace" in self.options
+                or self.options.get("method", "sa") != "sa"):
+            return None
+        return nullspace.Z
 
     def preconditioner_is_symmetric(self) -> bool | None:
         return getattr(self.M, "is_symmetric", None)
@@ -98,30 +111,56 @@ class SerialBackend:
         if A is None:
             return 0.0
         rng = np.random.default_rng(1)
-        u, v = rng.standard_normal(self.n), rng.standard_normal(self.n)
+        u, v = self.random_vector(rng), self.random_vector(rng)
         Au, Av = A @ u, A @ v
-        return transpose_mismatch(float(Au @ v), float(u @ Av),
+        # Hermitian (vᴴAu = conj(uᴴAv)) when declared spd, else symmetric (vᵀAu = uᵀAv)
+        conj = np.conj if self.dtype.kind == "c" and self.structure.name == "SPD" else _same
+        return transpose_mismatch(complex(conj(Au) @ v), complex(conj(u) @ Av),
                                   *(float(np.linalg.norm(w)) for w in (Au, v, u, Av)))
 
     # -- solves ------------------------------------------------------------------------------------
     def solve(self, phase: str, bound: BoundProblem, rhs: np.ndarray, x0: Any,
               settings: SolveSettings) -> tuple[SolveResult, np.ndarray]:
-        M = self.M
-        if phase in TRANSPOSED_PHASES:
+        M: Any = self.M
+        transposed = phase in TRANSPOSED_PHASES
+        nullspace = bound.nullspace()
+        if nullspace is not None:  # the minimum-norm solution (see precond.projected)
+            M = ProjectedPreconditioner(M, nullspace.Z, nullspace.W)
+            rhs = nullspace.remove(rhs, transpose=not transposed)
+            if x0 is not None:
+                x0 = nullspace.remove(x0, transpose=transposed)
+        if transposed:
             operator = spla.LinearOperator((self.n, self.n), matvec=bound.rmatvec,
-                                           dtype=np.float64)
+                                           dtype=self.dtype)
             M = TransposedPreconditioner(M) if M is not None else None
             label = bound.operator.rmatvec_name
         else:
             operator = spla.LinearOperator((self.n, self.n), matvec=bound.matvec,
-                                           dtype=np.float64)
+                                           dtype=self.dtype)
             label = "operator.matvec"
         space = self._space(settings, bound, operator)
         result = solve(operator, rhs, method=settings.method, M=M, x0=x0, rtol=settings.rtol,
                        atol=settings.atol, maxiter=settings.maxiter, restart=settings.restart,
                        monitor=settings.monitor, labels=(label, _PRECONDITIONER_LABELS[phase]),
                        phase=phase, recycle=space)
-        return result, result.x
+        if nullspace is None:
+            return result, result.x
+        x = nullspace.remove(result.x, transpose=transposed)  # the round-off along Z
+        return replace(result, x=x), x
+
+    def nullspace_measure(self, bound: BoundProblem, v: np.ndarray, *, transpose: bool
+                          ) -> float:
+        nullspace = bound.nullspace()
+        return 0.0 if nullspace is None else nullspace.measure(v, transpose=transpose)
+
+    def nullspace_split(self, bound: BoundProblem, v: np.ndarray, *, transpose: bool
+                        ) -> np.ndarray:
+        nullspace = bound.nullspace()
+        assert nullspace is not None
+        return nullspace.component(v, transpose=transpose)
+
+    def nullspace_residuals(self, bound: BoundProblem) -> list[tuple[str, int, float]]:
+        return nullspace_residuals(bound, self.random_vector(np.random.default_rng(2)))
 
     def _space(self, settings: SolveSettings, bound: BoundProblem, operator: Any
                ) -> RecycledSpace | None:
@@ -150,6 +189,10 @@ class SerialBackend:
     def parameter_gradient(self, bound: BoundProblem, x: np.ndarray, lam: np.ndarray
                            ) -> np.ndarray:
         return bound.parameter_gradient(x, lam)
+
+    def operator_vjp(self, bound: BoundProblem, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        term = bound.operator_vjp(x, lam)
+        return np.zeros(self.problem.n_params) if term is None else term
 
     def tangent_rhs(self, bound: BoundProblem, x: np.ndarray, dtheta: np.ndarray
                     ) -> np.ndarray:
@@ -201,17 +244,21 @@ class SerialBackend:
     def lagrangian_terms(self, bound: BoundProblem, x: np.ndarray, lam: np.ndarray
                          ) -> tuple[float, float, float, float]:
         Ax, b = bound.matvec(x, check_finite=True), bound.b()
-        return (bound.objective_value(x), float(lam @ Ax), float(lam @ b),
+        return (bound.objective_value(x), self.dot(lam, Ax), self.dot(lam, b),
                 float(np.linalg.norm(lam) * (np.linalg.norm(Ax) + np.linalg.norm(b))))
 
     def apply(self, bound: BoundProblem, v: np.ndarray, *, transpose: bool) -> np.ndarray:
         return bound.rmatvec(v) if transpose else bound.matvec(v)
 
     def random_vector(self, rng: np.random.Generator) -> np.ndarray:
+        if self.dtype.kind == "c":
+            return rng.standard_normal(self.n) + 1j * rng.standard_normal(self.n)
         return rng.standard_normal(self.n)
 
     def dot(self, a: np.ndarray, b: np.ndarray) -> float:
-        return float(a @ b)
+        """The real inner product Re(aᴴb) (aᵀb for a real system): the one of ℂᴺ as ℝ²ᴺ,
+        for which Aᴴ is the adjoint of A and Re(gᴴẋ) the derivative of J."""
+        return float(np.vdot(a, b).real)
 
     def copy(self, v: np.ndarray) -> np.ndarray:
         return np.array(v, copy=True)
@@ -233,3 +280,7 @@ class SerialBackend:
 
     def hessian_result(self, **fields: Any) -> HessianResult:
         return HessianResult(**fields)
+
+
+def _same(v: np.ndarray) -> np.ndarray:
+    return v

@@ -33,6 +33,9 @@ class HarmonicDiffusion:
         Cell widths along each axis.
     scale : float
         ``k = scale · exp(log_k)``.
+    neumann : bool
+        Zero-flux boundaries (no boundary faces) instead of ``u = 0``: A is then singular,
+        with the constants as its nullspace.
 
     Examples
     --------
@@ -45,7 +48,8 @@ class HarmonicDiffusion:
     """
 
     def __init__(self, log_k: np.ndarray, shape: tuple[int, ...],
-                 spacing: tuple[float, ...], scale: float = 1.0) -> None:
+                 spacing: tuple[float, ...], scale: float = 1.0, *,
+                 neumann: bool = False) -> None:
         self.shape = tuple(shape)
         ndim = len(self.shape)
         k = scale * np.exp(np.asarray(log_k, dtype=np.float64).reshape(self.shape))
@@ -60,8 +64,9 @@ class HarmonicDiffusion:
             total = kl + kr
             self.T.append((2.0 / h**2) * (kl * kr / total))
             self.weight_left.append(kr / total)
-            self.low.append((2.0 / h**2) * k[first])
-            self.high.append((2.0 / h**2) * k[last])
+            boundary = 0.0 if neumann else 2.0 / h**2
+            self.low.append(boundary * k[first])
+            self.high.append(boundary * k[last])
         self.stencil = FluxStencil.from_fluxes(self.shape, self.T, self.T, self.low, self.high)
 
     def vjp_cells(self, x: np.ndarray, lam: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg.blas import dgemv
+from scipy.linalg.blas import dgemv, zgemv
 
 from .._checks import readonly
 
@@ -52,8 +52,8 @@ class Rows:
     array([-3., -3., -3.])
     """
 
-    def __init__(self, limit: int, n: int) -> None:
-        self.limit, self.n = limit, n
+    def __init__(self, limit: int, n: int, dtype: type = np.float64) -> None:
+        self.limit, self.n, self.dtype = limit, n, np.dtype(dtype)
         self.blocks: list[np.ndarray] = []
         self._readonly: list[np.ndarray] = []
         self._starts: list[int] = []  # index of each block's first row
@@ -77,7 +77,7 @@ class Rows:
                 rows = self.limit
             else:
                 rows = min(self.limit - self.allocated, max(_FIRST_BLOCK, self.allocated))
-            block = np.empty((rows, self.n))
+            block = np.empty((rows, self.n), dtype=self.dtype)
             self.blocks.append(block)
             self._readonly.append(readonly(block))
             self._starts.append(self.allocated)
@@ -104,7 +104,10 @@ class Rows:
         return spans
 
     def dot(self, k: int, w: np.ndarray) -> np.ndarray:
-        """``R[:k] @ w``, R the matrix of the rows."""
+        """``R[:k] @ w``, R the matrix of the rows (``conj(R[:k]) @ w`` for complex rows: the
+        Hermitian inner products)."""
+        if self.dtype.kind == "c":
+            return np.concatenate([np.conj(rows @ np.conj(w)) for rows, _, _ in self._spans(k)])
         first = self.blocks[0]
         if k <= len(first):  # the common case, one product
             return first[:k] @ w
@@ -132,8 +135,9 @@ class Rows:
 def _gemv(alpha: float, rows: np.ndarray, coefficients: np.ndarray, y: np.ndarray, *,
           overwrite: bool) -> np.ndarray:
     """``y + alpha·rowsᵀ coefficients`` by BLAS, into ``y`` when ``overwrite`` (a contiguous
-    float64 vector of the library's), else into a new vector."""
-    out = dgemv(alpha, rows.T, coefficients, beta=1.0, y=y, overwrite_y=int(overwrite))
+    vector of the library's, of the rows' dtype), else into a new vector."""
+    gemv = zgemv if rows.dtype.kind == "c" else dgemv
+    out = gemv(alpha, rows.T, coefficients, beta=1.0, y=y, overwrite_y=int(overwrite))
     if overwrite and out is not y:  # pragma: no cover - y is contiguous float64 here
         np.copyto(y, out)
         return y

@@ -25,7 +25,8 @@ Apply = Callable[[np.ndarray], np.ndarray]
 _FLOAT64 = np.dtype(np.float64)
 
 
-def guarded(callback: Apply, label: str, n: int, product: str) -> Apply:
+def guarded(callback: Apply, label: str, n: int, product: str,
+            dtype: Any = np.float64) -> Apply:
     """``callback`` called on a read-only view of its input, its output checked.
 
     Parameters
@@ -38,12 +39,15 @@ def guarded(callback: Apply, label: str, n: int, product: str) -> Apply:
         The expected output shape is ``(n,)``.
     product : str
         What the callback computes, for messages, e.g. ``"M @ r"``.
+    dtype : float64 or complex128
+        The solve's field: a complex solve also accepts float64 outputs (converted).
 
     Returns
     -------
     callable
         Raises :class:`~krylov_adjoint.CallbackError` naming ``label`` when the output is
-        None, not an ndarray, not of shape ``(n,)`` or not float64 (complex included), when
+        None, not an ndarray, not of shape ``(n,)`` or not of the solve's dtype (float64;
+        complex128 or float64 for a complex solve), when
         the callback tried to write into a read-only array (most likely its input: the
         message says so), and when it raised any other exception (chained), as the checked
         callbacks of :class:`~krylov_adjoint.AdjointProblem` do.
@@ -64,6 +68,7 @@ def guarded(callback: Apply, label: str, n: int, product: str) -> Apply:
     """
 
     shape = (n,)
+    field = np.dtype(dtype)
 
     def call(v: np.ndarray) -> np.ndarray:
         if v.flags.writeable:  # the methods pass read-only aliases of their vectors if they can
@@ -74,16 +79,25 @@ def guarded(callback: Apply, label: str, n: int, product: str) -> Apply:
             raise
         except Exception as exc:
             raise callback_failure(label, exc, product) from exc
-        if type(out) is np.ndarray and out.dtype is _FLOAT64 and out.shape == shape:
+        if type(out) is np.ndarray and out.dtype == field and out.shape == shape:
             return out
-        return _checked_slowly(out, label, n, product)
+        return _checked_slowly(out, label, n, product, field)
 
     return call
 
 
-def _checked_slowly(out: Any, label: str, n: int, product: str) -> np.ndarray:
-    """The output when it is an ndarray subclass of the right shape and dtype; otherwise the
-    error saying what is wrong with it."""
+def _checked_slowly(out: Any, label: str, n: int, product: str,
+                    field: np.dtype = _FLOAT64) -> np.ndarray:
+    """The output when it is an ndarray subclass of the right shape and dtype (a float64 one
+    converted for a complex solve); otherwise the error saying what is wrong with it."""
+    if field.kind == "c":
+        if isinstance(out, np.ndarray) and out.dtype in (_FLOAT64, field) \
+                and out.shape == (n,):
+            return np.asarray(out, dtype=field)
+        expected = f"expected {product} as a complex128 (or float64) array of shape ({n},)"
+        if isinstance(out, np.ndarray) and out.shape == (n,):
+            raise CallbackError(label, f"returned dtype {out.dtype}, {expected}")
+        field = _FLOAT64  # the same messages for None, non-arrays and wrong shapes
     expected = f"expected {product} as a float64 array of shape ({n},)"
     if out is None:
         raise CallbackError(label, f"returned None, {expected} (return the result, do not only "
@@ -92,7 +106,8 @@ def _checked_slowly(out: Any, label: str, n: int, product: str) -> np.ndarray:
         raise CallbackError(label, f"returned {type(out).__name__}, {expected}")
     if np.iscomplexobj(out):
         raise CallbackError(label, f"returned a complex array (dtype {out.dtype}), {expected}: "
-                                   "the solve is real")
+                                   "the solve is real (a complex solve needs a complex A, b "
+                                   "or x0)")
     if out.dtype != np.float64:
         raise CallbackError(label, f"returned dtype {out.dtype}, {expected}")
     if out.shape != (n,):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cmath
 import math
 import time
 
@@ -77,8 +78,8 @@ class KrylovRun:
 
     def check_finite(self, value: float, *, preconditioned: np.ndarray | None = None,
                      product: np.ndarray | None = None) -> None:
-        """Blame a callback when a scalar of the recurrence is not finite."""
-        if not math.isfinite(value):
+        """Blame a callback when a scalar of the recurrence (real or complex) is not finite."""
+        if not cmath.isfinite(value):
             self.blame(preconditioned=preconditioned, product=product)
 
     def stagnated(self, true_norm: float) -> bool:

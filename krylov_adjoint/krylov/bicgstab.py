@@ -17,7 +17,8 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
              precond: Apply, maxiter: int, restart: int = 0) -> SolveResult:
     """Right-preconditioned BiCGStab; one iteration applies A and M twice each.
 
-    A vanishing ρ = r̂ᵀr, r̂ᵀv or ω reports ``DIVERGED_BREAKDOWN``.
+    A vanishing ρ = r̂ᵀr, r̂ᵀv or ω reports ``DIVERGED_BREAKDOWN``. On complex vectors
+    the inner products are Hermitian (r̂ᴴr, r̂ᴴv, tᴴs) and ρ, α, ω complex.
     """
     r_hat = r.copy()
     p = np.zeros_like(r)
@@ -41,7 +42,7 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
         return None, true_r
 
     while True:
-        rho_next = float(r_hat @ r)
+        rho_next = np.vdot(r_hat, r)
         run.check_finite(rho_next)
         if rho_next == 0.0:
             return breakdown("ρ = r̂ᵀr")
@@ -49,7 +50,7 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
         p = r + beta * (p - omega * v)
         p_hat = precond(p)
         v = matvec(p_hat)
-        denom = float(r_hat @ v)
+        denom = np.vdot(r_hat, v)
         run.check_finite(denom, preconditioned=p_hat, product=v)
         if denom == 0.0:
             return breakdown("r̂ᵀAMp")
@@ -77,7 +78,7 @@ def bicgstab(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Kr
         run.check_finite(t_norm, preconditioned=s_hat, product=t)
         if t_norm == 0.0:
             return breakdown("‖AMs‖")
-        omega = float(t @ s) / t_norm / t_norm  # tᵀs / tᵀt, without forming tᵀt (underflow)
+        omega = np.vdot(t, s) / t_norm / t_norm  # tᴴs / tᴴt, without forming tᴴt (underflow)
         x += alpha * p_hat + omega * s_hat
         r = s - omega * t
         rnorm = norm(r)

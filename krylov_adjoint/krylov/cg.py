@@ -19,13 +19,14 @@ def cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRu
     """Preconditioned CG; stops on the recurrence residual, confirmed explicitly at the end.
 
     A non-positive curvature pᵀAp reports ``DIVERGED_INDEFINITE_MATRIX``; a non-positive
-    rᵀMr reports ``DIVERGED_INDEFINITE_PC``.
+    rᵀMr reports ``DIVERGED_INDEFINITE_PC``. On complex vectors the inner products are
+    Hermitian (pᴴAp, rᴴMr: A and M Hermitian positive definite).
     """
     # r and p are updated in place: their read-only aliases for the callbacks are made once
     # per vector, not once per call.
     r_in = readonly(r)
     z = precond(r_in)
-    rho = float(r @ z)
+    rho = float(np.vdot(r, z).real)
     run.check_finite(rho, preconditioned=z)
     p = z.copy()
     p_in = readonly(p)
@@ -35,7 +36,7 @@ def cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRu
                               f"CG breakdown: rᵀMr = {rho:.3e} <= 0, the preconditioner is not "
                               "positive definite")
         q = matvec(p_in)
-        curvature = float(p @ q)
+        curvature = float(np.vdot(p, q).real)
         run.check_finite(curvature, product=q)
         if curvature <= 0.0:
             return run.finish(x, ConvergenceReason.DIVERGED_INDEFINITE_MATRIX,
@@ -61,7 +62,7 @@ def cg(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: KrylovRu
         if run.iterations >= maxiter:
             return run.finish(x, ConvergenceReason.DIVERGED_MAXITER)
         z = precond(r_in)
-        rho_next = float(r @ z)
+        rho_next = float(np.vdot(r, z).real)
         run.check_finite(rho_next, preconditioned=z)
         if restart:
             p = z.copy()

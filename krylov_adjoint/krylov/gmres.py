@@ -40,14 +40,15 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
     n = b.size
     m = max(1, min(restart, maxiter, n))
     run.stall_window = m  # no progress over a whole cycle: stalled
-    V = Rows(m + 1, n)  # the Arnoldi basis
-    Z = Rows(m, n)  # the preconditioned directions M V
+    field = b.dtype  # float64, or complex128 (Hermitian inner products, complex rotations)
+    V = Rows(m + 1, n, field)  # the Arnoldi basis
+    Z = Rows(m, n, field)  # the preconditioned directions M V
     rnorm = norm(r)
     while True:
-        H = np.zeros((m + 1, m))
-        cs = np.zeros(m)
-        sn = np.zeros(m)
-        g = np.zeros(m + 1)
+        H = np.zeros((m + 1, m), dtype=field)
+        cs = np.zeros(m, dtype=field)
+        sn = np.zeros(m, dtype=field)
+        g = np.zeros(m + 1, dtype=field)
         g[0] = rnorm
         np.divide(r, rnorm, out=V.slot(0))
         del r  # not needed until the cycle's end: one vector less at the peak
@@ -75,11 +76,12 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             col = H[:, j]
             col[: j + 1] = h
             col[j + 1] = h_next
+            # Givens rotations [[c̄, s̄], [−s, c]] (c and s real for a real solve)
             for i in range(j):
-                t = cs[i] * col[i] + sn[i] * col[i + 1]
+                t = cs[i].conjugate() * col[i] + sn[i].conjugate() * col[i + 1]
                 col[i + 1] = -sn[i] * col[i] + cs[i] * col[i + 1]
                 col[i] = t
-            denom = float(np.hypot(col[j], col[j + 1]))
+            denom = float(np.hypot(abs(col[j]), abs(col[j + 1])))
             if denom == 0.0:
                 k = j
                 happy = True
@@ -89,7 +91,7 @@ def gmres(matvec: Apply, b: np.ndarray, x: np.ndarray, r: np.ndarray, run: Krylo
             col[j] = denom
             col[j + 1] = 0.0
             g[j + 1] = -sn[j] * g[j]
-            g[j] = cs[j] * g[j]
+            g[j] = cs[j].conjugate() * g[j]
             k = j + 1
             run.iterations += 1
             estimate = abs(g[j + 1])

@@ -9,13 +9,14 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._checks import as_real_vector
+from .._checks import as_vector
 from ..errors import ConvergenceError, InputError
 from ._callbacks import Apply, guarded
 from ._norm import norm
 from ._run import KrylovRun
 from .bicgstab import bicgstab
 from .cg import cg
+from .cocg import cocg
 from .deflated_cg import deflated_cg
 from .gcrodr import gcrodr
 from .gmres import gmres
@@ -25,7 +26,7 @@ from .stopping import Monitor, stopping_target, validate_restart, validate_toler
 
 __all__ = ["solve", "METHODS"]
 
-METHODS = {"gmres": gmres, "cg": cg, "bicgstab": bicgstab}
+METHODS = {"gmres": gmres, "cg": cg, "bicgstab": bicgstab, "cocg": cocg}
 
 #: The methods that recycle a space, and their recycled versions. BiCGStab builds no
 #: basis from which to choose directions: it does not recycle (use GMRES).
@@ -45,12 +46,15 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     Parameters
     ----------
     A : scipy.sparse matrix, ndarray or scipy LinearOperator, shape (N, N)
-        The operator; only ``A @ v`` is used. Pass ``A.T`` (and ``M.T``) for a transposed solve.
-        Real; a LinearOperator's ``matvec`` gets a read-only vector and must return a new
-        (or unchanging) float64 array of shape (N,).
+        The operator; only ``A @ v`` is used. Pass ``A.T`` (and ``M.T``) for a transposed solve
+        (``A.H`` and the conjugate-transposed M for a complex one). A LinearOperator's
+        ``matvec`` gets a read-only vector and must return a new (or unchanging) float64
+        array of shape (N,), or complex128 for a complex solve. The solve is complex when A
+        (its dtype), b or x0 is complex: the inner products are then Hermitian.
     b : array of shape (N,)
-    method : {"gmres", "cg", "bicgstab"}
-        ``"cg"`` requires A and M symmetric positive definite; a preconditioner whose
+    method : {"gmres", "cg", "bicgstab", "cocg"}
+        ``"cg"`` requires A and M symmetric positive definite (Hermitian for complex data);
+        ``"cocg"`` A and M complex symmetric (Aᵀ = A); for both, a preconditioner whose
         ``is_symmetric`` is False (e.g. an AMG F-cycle) is refused.
     M : Preconditioner, LinearOperator or sparse matrix, optional
         Right preconditioner M ≈ A⁻¹, applied through ``M.apply`` (or ``M.matvec``). Its
@@ -93,7 +97,8 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     ------
     CallbackError
         Naming ``labels[0]`` or ``labels[1]`` when the operator or the preconditioner returns
-        None, a non-array, a wrong shape or a dtype other than float64 (complex included),
+        None, a non-array, a wrong shape or a dtype other than the solve's (float64, or
+        complex128 or float64 for a complex solve),
         modifies its input, or raises (the exception is chained).
     NonFiniteError
         When a product turns NaN or Inf (naming the operator or the preconditioner).
@@ -121,13 +126,14 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-    matvec, n = _as_matvec(A, labels[0])
-    b = as_real_vector(b, "b", n, callback=False)
+    field = _field(A, b, x0)
+    matvec, n = _as_matvec(A, labels[0], field)
+    b = as_vector(b, "b", n, dtype=field, callback=False)
     maxiter = validate_tolerances(rtol, atol, maxiter, n)
     rtol, atol = float(rtol), float(atol)
     restart = validate_restart(restart)
-    precond = _as_precond(M, n, labels[1])
-    if method == "cg" and getattr(M, "is_symmetric", None) is False:
+    precond = _as_precond(M, n, labels[1], field)
+    if method in ("cg", "cocg") and getattr(M, "is_symmetric", None) is False:
         why = getattr(M, "asymmetry", "") or "it is not a symmetric map"
         raise InputError(labels[1], f"conjugate gradients need a symmetric preconditioner, "
                                     f"and this one is not ({why}): use method='gmres', or a "
@@ -139,7 +145,7 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     if not b.any():
         run = KrylovRun(method, 0.0, atol, rtol, atol, monitor, labels, phase)
         run.record(0.0)
-        return run.finish(np.zeros(n), ConvergenceReason.CONVERGED_ZERO_RHS,
+        return run.finish(np.zeros(n, dtype=field), ConvergenceReason.CONVERGED_ZERO_RHS,
                           "zero right-hand side: x = 0, no iteration")
     rhs_norm = norm(b)
     scale = _power_of_two_scale(rhs_norm)
@@ -148,10 +154,11 @@ def solve(A: Any, b: Any, *, method: str = "gmres", M: Any = None, x0: Any = Non
     if scale != 1.0:
         b = b / scale
     if x0 is None:
-        x = np.zeros(n)
+        x = np.zeros(n, dtype=field)
         r = b.copy()
     else:
-        x = np.array(as_real_vector(x0, "x0", n, callback=False), dtype=np.float64, copy=True)
+        x = np.array(as_vector(x0, "x0", n, dtype=field, callback=False), dtype=field,
+                     copy=True)
         if scale != 1.0:
             x /= scale
         r = b - matvec(x)
@@ -220,24 +227,30 @@ def _power_of_two_scale(rhs_norm: float) -> float:
     return math.ldexp(1.0, math.frexp(rhs_norm)[1])
 
 
-def _as_matvec(A: Any, label: str) -> tuple[Apply, int]:
+def _field(A: Any, b: Any, x0: Any) -> np.dtype:
+    """complex128 when the operator (its dtype), b or x0 is complex, else float64."""
+    complex_ = any(getattr(v, "dtype", None) is not None and np.dtype(v.dtype).kind == "c"
+                   for v in (A, b, x0)) or np.iscomplexobj(b) or np.iscomplexobj(x0)
+    return np.dtype(np.complex128 if complex_ else np.float64)
+
+
+def _as_matvec(A: Any, label: str, field: np.dtype) -> tuple[Apply, int]:
     """``v -> A @ v`` and N. A user operator's products are guarded (read-only input, output
     checked, see :func:`._callbacks.guarded`); a matrix's product is the library's own."""
     if sp.issparse(A) or isinstance(A, np.ndarray):
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise InputError("A", f"expected a square matrix, got shape {A.shape}")
-        _refuse_complex(A, "A")
         matrix = A
         return (lambda v: matrix @ v), A.shape[0]
     if isinstance(A, spla.LinearOperator):
         if A.shape[0] != A.shape[1]:
             raise InputError("A", f"expected a square operator, got shape {A.shape}")
-        return guarded(A.matvec, label, A.shape[0], "A @ x"), A.shape[0]
+        return guarded(A.matvec, label, A.shape[0], "A @ x", field), A.shape[0]
     raise InputError("A", "expected a scipy.sparse matrix, an ndarray or a scipy "
                           f"LinearOperator, got {type(A).__name__}")
 
 
-def _as_precond(M: Any, n: int, label: str) -> Apply:
+def _as_precond(M: Any, n: int, label: str, field: np.dtype) -> Apply:
     """``r -> M @ r``: a preconditioner's ``apply`` or a LinearOperator's ``matvec``, guarded
     (read-only input, output checked), a sparse matrix's product, or a copy when M is None."""
     if M is None:
@@ -246,11 +259,12 @@ def _as_precond(M: Any, n: int, label: str) -> Apply:
     if shape != (n, n):
         raise InputError("M", f"expected shape ({n}, {n}), got {shape}")
     if hasattr(M, "apply"):
-        return guarded(M.apply, label, n, "M @ r")
+        return guarded(M.apply, label, n, "M @ r", field)
     if isinstance(M, spla.LinearOperator):
-        return guarded(M.matvec, label, n, "M @ r")
+        return guarded(M.matvec, label, n, "M @ r", field)
     if sp.issparse(M):
-        _refuse_complex(M, "M")
+        if field.kind != "c":
+            _refuse_complex(M, "M")
         return lambda v: M @ v
     raise InputError("M", "expected a Preconditioner (apply/apply_transpose), a scipy "
                           f"LinearOperator or a sparse matrix, got {type(M).__name__}")

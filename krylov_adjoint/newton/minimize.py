@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .._checks import refuse_complex
+from .._checks import refuse_complex_parameters
 from ..errors import CallbackError, InputError, KrylovAdjointError, OptimizationError
 from .cg import steihaug_cg
 from .forcing import ConstantForcing, EisenstatWalker, as_forcing
@@ -176,7 +176,7 @@ def newton_cg(solver: SecondOrderSolver, theta0: Any, *, prior: Any = None,
     rule = as_forcing(forcing)
     inner = _as_dot(dot)
     precondition = _as_preconditioner(prior)
-    refuse_complex(theta0, "theta0")
+    refuse_complex_parameters(theta0, "theta0")
     theta = np.array(theta0, dtype=np.float64, copy=True)
     if not np.all(np.isfinite(theta)):
         raise InputError("theta0", "contains non-finite values")

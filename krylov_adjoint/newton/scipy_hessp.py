@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import refuse_complex
+from .._checks import refuse_complex_parameters
 from ..errors import CallbackError
 
 __all__ = ["ScipyHessp", "scipy_hessp"]
@@ -37,8 +37,8 @@ class ScipyHessp:
 
     def __call__(self, theta: Any, p: Any) -> np.ndarray:
         """``H(θ)·p`` as a new float64 array (scipy may keep it)."""
-        refuse_complex(theta, "theta")
-        refuse_complex(p, "p")
+        refuse_complex_parameters(theta, "theta")
+        refuse_complex_parameters(p, "p")
         theta = np.array(theta, dtype=np.float64, copy=True)
         p = np.array(p, dtype=np.float64, copy=True)
         self.n_calls += 1

@@ -15,12 +15,13 @@ from .ilu import ILUPreconditioner as ILUPreconditioner
 from .jacobi import JacobiPreconditioner as JacobiPreconditioner
 from .lu import LUPreconditioner as LUPreconditioner
 from .operator import LinearOperatorPreconditioner as LinearOperatorPreconditioner
+from .projected import ProjectedPreconditioner as ProjectedPreconditioner
 
 __all__ = ["Preconditioner", "PreconditionerBase", "IdentityPreconditioner",
            "TransposedPreconditioner", "JacobiPreconditioner", "ILUPreconditioner",
            "LUPreconditioner", "AMGPreconditioner", "LinearOperatorPreconditioner",
            "make_preconditioner", "resolve_preconditioner", "PreconditionerSource",
-           "PRECONDITIONERS", "as_operator"]
+           "PRECONDITIONERS", "as_operator", "ProjectedPreconditioner"]
 
 
 def __getattr__(name: str) -> Any:

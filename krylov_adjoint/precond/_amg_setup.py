@@ -23,17 +23,16 @@ _SYMMETRY_RTOL = 1e-12
 
 
 def _as_float_csr(A: Any) -> sp.csr_array:
-    """Validate ``A`` and return a canonical CSR float64 copy."""
+    """Validate ``A`` and return a canonical CSR copy: float64, or complex128 for a complex
+    matrix (pyamg's set-up and kernels take complex matrices)."""
     if sp.issparse(A):
-        if np.issubdtype(A.dtype, np.complexfloating):
-            raise ValueError("AMGPreconditioner: A must be real, got a complex matrix")
-        matrix = sp.csr_array(A, dtype=np.float64, copy=True)
+        field = np.complex128 if np.issubdtype(A.dtype, np.complexfloating) else np.float64
+        matrix = sp.csr_array(A, dtype=field, copy=True)
     elif isinstance(A, np.ndarray):
         if A.ndim != 2:
             raise ValueError(f"AMGPreconditioner: A must be a 2-D matrix, got ndim={A.ndim}")
-        if np.iscomplexobj(A):
-            raise ValueError("AMGPreconditioner: A must be real, got a complex matrix")
-        matrix = sp.csr_array(np.asarray(A, dtype=np.float64))
+        field = np.complex128 if np.iscomplexobj(A) else np.float64
+        matrix = sp.csr_array(np.asarray(A, dtype=field))
     else:
         raise TypeError(
             f"AMGPreconditioner: A must be a scipy.sparse matrix, got {type(A).__name__}"
@@ -96,6 +95,14 @@ def _checked_cycle(cycle: Any) -> str:
             f"{', '.join(CYCLES)} (AMLI is not a fixed linear map)"
         )
     return cycle
+
+
+def _is_hermitian(A: sp.csr_array) -> bool:
+    """Whether a complex ``A`` equals ``Aᴴ`` to 1e-12 relative (pyamg's ``"hermitian"``)."""
+    scale = np.abs(A.data).max() if A.nnz else 0.0
+    difference = (A - A.conj().T).tocsr()
+    difference.eliminate_zeros()
+    return difference.nnz == 0 or bool(np.abs(difference.data).max() <= _SYMMETRY_RTOL * scale)
 
 
 def _symmetry(A: sp.csr_array) -> tuple[bool, bool]:

@@ -26,6 +26,7 @@ from ._amg_setup import (
     _as_float_csr,
     _checked_cycle,
     _fast_format,
+    _is_hermitian,
     _is_transpose,
     _pyamg_option_names,
     _pyamg_solver,
@@ -77,7 +78,11 @@ class AMGPreconditioner(PreconditionerBase):
     Parameters
     ----------
     A : scipy.sparse matrix
-        The assembled matrix ``A(θ)`` or an approximation of it; converted to CSR float64.
+        The assembled matrix ``A(θ)`` or an approximation of it; converted to CSR float64,
+        or complex128 for a complex matrix: pyamg's cycle on the complex hierarchy (smoothed
+        aggregation with ``symmetry="hermitian"``, ``"symmetric"`` for a complex symmetric
+        A, or ``"nonsymmetric"``), and ``apply_transpose`` its conjugate transpose
+        ``Mᴴ r = conj(Mᵀ conj(r))``, from the same exact transposed cycle.
     method : {"sa", "rs", "air"}
         Smoothed aggregation (``pyamg.smoothed_aggregation_solver``), classical Ruge–Stüben
         (``pyamg.ruge_stuben_solver``), or approximate ideal restriction
@@ -134,7 +139,7 @@ class AMGPreconditioner(PreconditionerBase):
     Raises
     ------
     ValueError
-        For a non-square, empty, complex or non-finite ``A``, an unknown method or cycle, or
+        For a non-square, empty or non-finite ``A``, an unknown method or cycle, or
         a smoother or coarse solver without an implemented transpose.
     TypeError
         If ``A`` is not a sparse matrix or a 2-D array.
@@ -225,8 +230,11 @@ class AMGPreconditioner(PreconditionerBase):
             if not np.all(np.isfinite(B)):
                 raise ValueError("AMGPreconditioner: near_nullspace has non-finite entries")
             options["B"] = B
-        if method == "sa":
-            if "symmetry" not in options:
+        if method == "sa" and "symmetry" not in options:
+            if matrix.dtype.kind == "c":  # Hermitian, complex symmetric (Aᵀ = A) or neither
+                options["symmetry"] = ("hermitian" if _is_hermitian(matrix) else
+                                       "symmetric" if self.symmetric else "nonsymmetric")
+            else:
                 options["symmetry"] = "hermitian" if self.symmetric else "nonsymmetric"
         if max_levels is not None:
             options["max_levels"] = int(max_levels)
@@ -434,10 +442,11 @@ class AMGPreconditioner(PreconditionerBase):
             n = level.A.shape[0]
             if n > _CHECK_MAX_ROWS:
                 continue
-            b = rng.standard_normal(n)
+            field = level.A.dtype
+            b = rng.standard_normal(n).astype(field)
             for role, theirs, mine in (("presmoother", level.presmoother, ours.pre),
                                        ("postsmoother", level.postsmoother, ours.post)):
-                x0 = rng.standard_normal(n)
+                x0 = rng.standard_normal(n).astype(field)
                 expected, got = x0.copy(), x0.copy()
                 theirs(level.A, expected, b)
                 mine(ours.A, got, b)
@@ -503,10 +512,19 @@ class AMGPreconditioner(PreconditionerBase):
         return (None if unknown or coarse is None else True), ""
 
     @property
+    def dtype(self) -> np.dtype:
+        """float64, or complex128 when set up on a complex matrix (then ``apply_transpose``
+        applies Mᴴ, the conjugate-transposed cycle)."""
+        return self._matrix.dtype
+
+    @property
     def is_symmetric(self) -> bool | None:  # type: ignore[override]
         """Whether the cycle is a symmetric map, ``M = Mᵀ``: symmetric A, a V- or W-cycle,
         ``R = Pᵀ``, each post-smoother the transpose of its pre-smoother and a symmetric
-        coarse solve. None when it cannot be told from the set-up."""
+        coarse solve. None when it cannot be told from the set-up, and for a complex matrix
+        (conjugate gradients need a Hermitian M, which is not checked)."""
+        if self._matrix.dtype.kind == "c":
+            return None
         return self._map_symmetry_once()[0]
 
     @property
@@ -568,9 +586,10 @@ class AMGPreconditioner(PreconditionerBase):
                 f"AMGPreconditioner: expected a vector of length {self.shape[0]} (or an "
                 f"({self.shape[0]}, k) block), got shape {r.shape}"
             )
-        if np.iscomplexobj(r):
-            raise ValueError("AMGPreconditioner: complex vectors are not supported")
-        return np.ascontiguousarray(r, dtype=np.float64)
+        if np.iscomplexobj(r) and self._matrix.dtype.kind != "c":
+            raise ValueError("AMGPreconditioner: complex vectors for a real matrix are not "
+                             "supported: set the preconditioner up on a complex matrix")
+        return np.ascontiguousarray(r, dtype=self._matrix.dtype)
 
     def _run(self, engine: Cycle, r: np.ndarray) -> np.ndarray:
         if r.ndim == 1:
@@ -596,7 +615,8 @@ class AMGPreconditioner(PreconditionerBase):
         return self._run(self._forward, self._check(r))
 
     def apply_transpose(self, r: np.ndarray) -> np.ndarray:
-        """Return ``Mᵀ @ r``: the transposed cycle (same hierarchy, transposed operators).
+        """Return ``Mᵀ @ r``: the transposed cycle (same hierarchy, transposed operators); for
+        a complex matrix ``Mᴴ @ r = conj(Mᵀ conj(r))``, the conjugate-transposed cycle.
 
         Parameters
         ----------
@@ -610,4 +630,6 @@ class AMGPreconditioner(PreconditionerBase):
         r = self._check(r)
         if self._transposed is None:
             self._transposed = self._build_transposed()
+        if r.dtype.kind == "c":  # Mᴴ r = conj(Mᵀ conj(r)): the conjugate-transposed cycle
+            return np.conj(self._run(self._transposed, np.conj(r)))
         return self._run(self._transposed, r)

@@ -19,7 +19,8 @@ __all__ = ["Preconditioner", "IdentityPreconditioner", "TransposedPreconditioner
 class Preconditioner(Protocol):
     """Anything with ``shape``, ``apply(r)`` and ``apply_transpose(r)``.
 
-    ``apply(r)`` returns ``M @ r`` and ``apply_transpose(r)`` returns ``M.T @ r`` for one and
+    ``apply(r)`` returns ``M @ r`` and ``apply_transpose(r)`` returns ``M.T @ r`` (``M.H @ r``,
+    the conjugate transpose, for a preconditioner of a complex system) for one and
     the same linear map ``M``; the dot-product test
     :func:`krylov_adjoint.verify.preconditioner_dot_test` checks that they agree.
     """
@@ -31,7 +32,7 @@ class Preconditioner(Protocol):
         ...
 
     def apply_transpose(self, r: np.ndarray) -> np.ndarray:
-        """Return ``M.T @ r``."""
+        """Return ``M.T @ r`` (``M.H @ r`` for a complex M)."""
         ...
 
 
@@ -79,7 +80,8 @@ class IdentityPreconditioner(PreconditionerBase):
         self.shape = (n, n)
 
     def apply(self, r: np.ndarray) -> np.ndarray:
-        return np.array(r, dtype=float, copy=True)
+        return np.array(r, dtype=np.complex128 if np.iscomplexobj(r) else np.float64,
+                        copy=True)
 
     apply_transpose = apply
 

@@ -85,8 +85,11 @@ class PreconditionerSource:
         cls = getattr(importlib.import_module(module_name), class_name)
         return bool(getattr(cls, "refresh_per_theta", False))
 
-    def build(self, A: Any) -> Preconditioner:
+    def build(self, A: Any, *, near_nullspace: Any = None) -> Preconditioner:
         """Set up the preconditioner on the assembled matrix ``A`` (scipy.sparse, N × N).
+
+        ``near_nullspace`` (N × k) is passed to AMG (smoothed aggregation's ``B``) when the
+        kind is ``"amg"``; it is ignored by the other kinds.
 
         Raises
         ------
@@ -100,7 +103,10 @@ class PreconditionerSource:
             raise ValueError(f"preconditioner {self.name!r} is a ready preconditioner, used as "
                              "is: there is nothing to set up")
         if isinstance(self.kind, str):
-            return _class_of(self.kind)(A, **self.options)
+            options = dict(self.options)
+            if self.kind == "amg" and near_nullspace is not None:
+                options["near_nullspace"] = near_nullspace
+            return _class_of(self.kind)(A, **options)
         built = self.kind(A, **self.options)
         if not isinstance(built, Preconditioner):
             raise CallbackError(self.name, f"the preconditioner factory returned "

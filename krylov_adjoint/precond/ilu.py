@@ -50,7 +50,9 @@ class ILUPreconditioner(PreconditionerBase):
                  "magnitude, so M is not symmetric even for a symmetric A")
 
     def __init__(self, A: Any, *, drop_tol: float = 1e-4, fill_factor: float = 10.0) -> None:
-        matrix = sp.csc_matrix(A, dtype=np.float64)
+        matrix = sp.csc_matrix(A, dtype=np.complex128 if np.iscomplexobj(A) else np.float64)
+        self._trans = "H" if np.iscomplexobj(matrix) else "T"  # Mᴴ for a complex matrix
+        self.dtype = matrix.dtype
         if matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"ILUPreconditioner: expected a square matrix, got {matrix.shape}")
         try:
@@ -61,7 +63,7 @@ class ILUPreconditioner(PreconditionerBase):
         self.shape = matrix.shape
 
     def apply(self, r: np.ndarray) -> np.ndarray:
-        return self.factors.solve(r)
+        return self.factors.solve(np.asarray(r, dtype=self.factors.U.dtype))
 
     def apply_transpose(self, r: np.ndarray) -> np.ndarray:
-        return self.factors.solve(r, trans="T")
+        return self.factors.solve(np.asarray(r, dtype=self.factors.U.dtype), trans=self._trans)

@@ -26,7 +26,7 @@ class JacobiPreconditioner(PreconditionerBase):
     is_symmetric = True
 
     def __init__(self, A: Any) -> None:
-        matrix = sp.csr_matrix(A, dtype=np.float64)
+        matrix = sp.csr_matrix(A, dtype=_field(A))
         if matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"JacobiPreconditioner: expected a square matrix, got {matrix.shape}")
         diagonal = matrix.diagonal()
@@ -36,8 +36,20 @@ class JacobiPreconditioner(PreconditionerBase):
                              f"({zero.size} in all)")
         self.shape = matrix.shape
         self.inverse_diagonal = 1.0 / diagonal
+        self.dtype = self.inverse_diagonal.dtype
+        if np.iscomplexobj(diagonal):  # Mᴴ = conj(D)⁻¹: symmetric, not Hermitian
+            self.is_symmetric = None
+            self.apply_transpose = self._apply_conjugate  # type: ignore[method-assign]
 
     def apply(self, r: np.ndarray) -> np.ndarray:
         return self.inverse_diagonal * r
 
     apply_transpose = apply
+
+    def _apply_conjugate(self, r: np.ndarray) -> np.ndarray:
+        return np.conj(self.inverse_diagonal) * r
+
+
+def _field(A: Any) -> Any:
+    """complex128 for a complex matrix (its ``apply_transpose`` is then Mᴴ), else float64."""
+    return np.complex128 if np.iscomplexobj(A) else np.float64

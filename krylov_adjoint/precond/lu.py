@@ -43,7 +43,9 @@ class LUPreconditioner(PreconditionerBase):
     refresh_per_theta = True
 
     def __init__(self, A: Any, *, permc_spec: str = "COLAMD") -> None:
-        matrix = sp.csc_matrix(A, dtype=np.float64)
+        matrix = sp.csc_matrix(A, dtype=np.complex128 if np.iscomplexobj(A) else np.float64)
+        self._trans = "H" if np.iscomplexobj(matrix) else "T"  # Mᴴ for a complex matrix
+        self.dtype = matrix.dtype
         if matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"LUPreconditioner: expected a square matrix, got {matrix.shape}")
         try:
@@ -54,7 +56,7 @@ class LUPreconditioner(PreconditionerBase):
         self.shape = matrix.shape
 
     def apply(self, r: np.ndarray) -> np.ndarray:
-        return self.factors.solve(np.asarray(r, dtype=np.float64))
+        return self.factors.solve(np.asarray(r, dtype=self.factors.U.dtype))
 
     def apply_transpose(self, r: np.ndarray) -> np.ndarray:
-        return self.factors.solve(np.asarray(r, dtype=np.float64), trans="T")
+        return self.factors.solve(np.asarray(r, dtype=self.factors.U.dtype), trans=self._trans)

@@ -1,5 +1,6 @@
 """The user's problem: parametric operator A(θ), right-hand side b(θ), objective J(x, θ)."""
 
+from .nullspace import Nullspace as Nullspace
 from .objective import LeastSquaresMisfit as LeastSquaresMisfit
 from .objective import LinearFunctional as LinearFunctional
 from .objective import Objective as Objective
@@ -10,4 +11,4 @@ from .rhs import RightHandSide as RightHandSide
 from .structure import Structure as Structure
 
 __all__ = ["AdjointProblem", "ParametricOperator", "RightHandSide", "Objective",
-           "LinearFunctional", "LeastSquaresMisfit", "Tikhonov", "Structure"]
+           "LinearFunctional", "LeastSquaresMisfit", "Tikhonov", "Structure", "Nullspace"]

@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .._checks import as_real_scalar, as_real_vector, callback_failure, readonly
+from .._checks import as_real_scalar, as_real_vector, as_vector, callback_failure, readonly
 from ..errors import CallbackError, NonFiniteError
+from .nullspace import NullspaceBasis
 
 __all__ = ["BoundProblem", "FailurePolicy", "RaiseNow", "frozen"]
 
@@ -87,6 +88,9 @@ class BoundProblem:
         self.theta_operator = self.theta if theta_operator is None else theta_operator
         self.check_products = check_products
         self._binding = object()  # what the operator was prepared for (shared by views)
+        self._nullspace: Any = None
+        #: float64, or complex128 for a complex system (x, b, λ complex; θ real).
+        self.dtype = np.dtype(getattr(problem, "dtype", np.float64))
         self._prepare()
 
     def with_objective(self, objective: Any) -> BoundProblem:
@@ -106,7 +110,7 @@ class BoundProblem:
         return self._product("operator.matvec", self.operator.matvec, x, check_finite)
 
     def rmatvec(self, y: np.ndarray, *, check_finite: bool = False) -> np.ndarray:
-        """A(θ)ᵀ y (checked as :meth:`matvec`)."""
+        """A(θ)ᵀ y (checked as :meth:`matvec`); A(θ)ᴴ y for a complex system."""
         return self._product(self.operator.rmatvec_name, self.operator.rmatvec, y,
                              check_finite)
 
@@ -129,7 +133,17 @@ class BoundProblem:
             return None
         out = self.call_operator("operator.jvp", self.operator.jvp, self.theta_operator,
                                   readonly(x), readonly(dtheta))
-        return self._vector("operator.jvp", out, self.n_local)
+        return self._vector("operator.jvp", out, self.n_local, state=True)
+
+    def nullspace(self) -> NullspaceBasis | None:
+        """The orthonormal nullspace bases of A(θ) and A(θ)ᵀ (serial), computed once per θ;
+        None for a nonsingular operator."""
+        declared = self.operator.nullspace
+        if declared is None:
+            return None
+        if self._nullspace is None:
+            self._nullspace = declared.at(self.theta_operator, self.n_local)
+        return self._nullspace
 
     # -- right-hand side -----------------------------------------------------------------
     def b(self) -> np.ndarray:
@@ -137,7 +151,8 @@ class BoundProblem:
         rhs = self.rhs_callbacks
         if not rhs.depends_on_theta:
             return rhs.value(None)
-        return self._vector("rhs", self._call("rhs", rhs.value, self.theta), self.n_local)
+        return self._vector("rhs", self._call("rhs", rhs.value, self.theta), self.n_local,
+                            state=True)
 
     def rhs_vjp(self, lam: np.ndarray) -> np.ndarray | None:
         """λᵀ∂b/∂θ; None for a fixed b."""
@@ -153,7 +168,7 @@ class BoundProblem:
         if not rhs.depends_on_theta:
             return None
         out = self._call("rhs.jvp", rhs.jvp, self.theta, readonly(dtheta))
-        return self._vector("rhs.jvp", out, self.n_local)
+        return self._vector("rhs.jvp", out, self.n_local, state=True)
 
     # -- objective -------------------------------------------------------------------------
     def objective_value(self, x: np.ndarray) -> float:
@@ -170,7 +185,7 @@ class BoundProblem:
     def objective_grad_x(self, x: np.ndarray) -> np.ndarray:
         """∂J/∂x."""
         out = self._call("objective.grad_x", self.objective.grad_x, readonly(x), self.theta)
-        return self._vector("objective.grad_x", out, self.n_local)
+        return self._vector("objective.grad_x", out, self.n_local, state=True)
 
     def objective_grad_theta(self, x: np.ndarray) -> np.ndarray | None:
         """∂J/∂θ; None when J does not depend on θ explicitly."""
@@ -213,7 +228,7 @@ class BoundProblem:
             operator_term = self.operator_jvp(x if x_operator is None else x_operator,
                                               dtheta if dtheta_operator is None
                                               else dtheta_operator)
-        out = np.zeros(self.n_local)
+        out = np.zeros(self.n_local, dtype=self.dtype)
         for term, sign in ((self.rhs_jvp(dtheta), 1.0), (operator_term, -1.0)):
             if term is not None:
                 out += sign * term
@@ -276,7 +291,7 @@ class BoundProblem:
             return None
         out = self.call_operator("operator.jvp_transpose", self.operator.jvp_transpose,
                                  self.theta_operator, readonly(y), readonly(dtheta))
-        return self._vector("operator.jvp_transpose", out, self.n_local)
+        return self._vector("operator.jvp_transpose", out, self.n_local, state=True)
 
     def rhs_vjp_jvp(self, lam: np.ndarray, dtheta: np.ndarray) -> np.ndarray | None:
         """∂/∂θ[λᵀ∂b/∂θ]·dθ (owned θ entries); None for a fixed b."""
@@ -329,9 +344,9 @@ class BoundProblem:
         x = readonly(x)
         y = self.call_operator(name, fn, self.theta_operator, x)
         if check_finite:
-            return self._vector(name, y, self.n_local)
-        if type(y) is not np.ndarray or y.shape != (self.n_local,) or y.dtype != np.float64:
-            y = self._vector(name, y, self.n_local, check_finite=False)
+            return self._vector(name, y, self.n_local, state=True)
+        if type(y) is not np.ndarray or y.shape != (self.n_local,) or y.dtype != self.dtype:
+            y = self._vector(name, y, self.n_local, check_finite=False, state=True)
         if self.check_products and not math.isfinite(float(np.sum(y))) \
                 and math.isfinite(float(np.sum(x))):
             bad = np.flatnonzero(~np.isfinite(y))
@@ -340,12 +355,22 @@ class BoundProblem:
                       f"inputs, first at local index {bad[0]}"))
         return y
 
-    def _vector(self, name: str, value: Any, length: int, *,
-                check_finite: bool = True) -> np.ndarray:
-        """A validated vector, or NaN after reporting the failure (when the policy records)."""
+    def _vector(self, name: str, value: Any, length: int, *, check_finite: bool = True,
+                state: bool = False) -> np.ndarray:
+        """A validated vector, or NaN after reporting the failure (when the policy records).
+
+        ``state``: a vector like x (of the problem's dtype); otherwise one like θ (real: of a
+        complex problem's θ-like outputs, such as λᴴ(∂A/∂θ)x, the real part is taken, the
+        convention of docs/method.md).
+        """
         if value is None and self.policy.failed:
             return np.full(length, math.nan)
         try:
+            if state and self.dtype.kind == "c":
+                return as_vector(value, name, length, dtype=self.dtype,
+                                 check_finite=check_finite)
+            if self.dtype.kind == "c" and np.iscomplexobj(value):
+                value = np.real(value)
             return as_real_vector(value, name, length, check_finite=check_finite)
         except CallbackError as exc:
             self.policy.record(name, exc)

@@ -254,7 +254,8 @@ class LinearFunctional(Objective):
     Parameters
     ----------
     c : array, shape (N,)
-        Real weights (complex ones are refused: complex systems are not supported yet).
+        Real weights (complex ones are refused: the ready-made objectives are real; write
+        the objective of a complex system with ``Objective(J=..., dJ_dx=...)``).
 
     Examples
     --------

@@ -10,7 +10,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .._checks import as_size, refuse_complex
-from ..errors import MissingCallbackError
+from ..errors import InputError, MissingCallbackError
+from .nullspace import Nullspace
 from .structure import Structure
 
 __all__ = ["ParametricOperator"]
@@ -69,6 +70,12 @@ class OperatorCallbacks:
     _prepare: Callable[[np.ndarray], Any] | None
     #: The bound problem whose θ was prepared last (``prepare`` runs again on a change).
     bound_to: Any = None
+    #: The declared nullspace of a singular A(θ) (and of A(θ)ᵀ); None for a nonsingular A.
+    nullspace: Nullspace | None = None
+    #: float64, or complex128 for a complex system (x, b, λ complex; θ real).
+    dtype: np.dtype = np.dtype(np.float64)
+    #: True when ``rmatvec`` is derived from ``matvec`` (a symmetric declaration).
+    _rmatvec_from_matvec: bool = False
 
     def matvec(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``A(theta) @ x`` from the user's callback."""
@@ -156,8 +163,9 @@ class OperatorCallbacks:
 
     @property
     def symmetric_rmatvec(self) -> bool:
-        """True when ``matvec`` stands in for ``rmatvec`` (declared symmetric)."""
-        return self._rmatvec is self._matvec
+        """True when ``matvec`` stands in for ``rmatvec`` (declared symmetric; for a complex
+        symmetric A, ``conj(matvec(conj(y)))``)."""
+        return self._rmatvec_from_matvec or self._rmatvec is self._matvec
 
     @property
     def rmatvec_name(self) -> str:
@@ -206,6 +214,18 @@ class ParametricOperator(OperatorCallbacks):
     jvp_transpose : callable ``(theta, y, dtheta) -> (∂A/∂θ · dtheta)ᵀ y``, shape (N,), optional
         The transpose of the linear map x ↦ ``jvp(theta, x, dtheta)``. Defaults to ``jvp``
         when ``structure`` is ``"symmetric"`` or ``"spd"``.
+    dtype : float64 or complex128
+        ``complex`` for a complex system A(θ) x = b(θ) with real θ (frequency-domain wave
+        problems): x, b and λ are complex, ``rmatvec`` applies the conjugate transpose
+        A(θ)ᴴ, ``vjp`` returns λᴴ(∂A/∂θ)x (its real part is used, see docs/method.md).
+        ``structure="symmetric"`` then means complex symmetric (Aᵀ = A; ``rmatvec`` defaults
+        to ``conj(matvec(conj(y)))``) and ``"spd"`` Hermitian positive definite (Aᴴ = A).
+    nullspace : Nullspace, array (N,) or (N, k), or callable ``theta -> array``, optional
+        For a singular A(θ): its nullspace (and that of A(θ)ᵀ, see
+        :class:`~krylov_adjoint.problem.nullspace.Nullspace`; an array or a callable is
+        ``Nullspace(value)``: the same nullspace for Aᵀ, right-hand sides checked for
+        consistency). x is then the minimum-norm solution, orthogonal to the nullspace;
+        ``structure="spd"`` then means positive semidefinite with exactly this nullspace.
 
     Examples
     --------
@@ -231,6 +251,15 @@ class ParametricOperator(OperatorCallbacks):
     ()
     >>> op2.jvp_transpose(np.ones(3), np.array([1.0, 2.0, 3.0]), np.ones(3))
     array([1., 2., 3.])
+
+    A singular operator declares its nullspace (here the constants):
+
+    >>> import scipy.sparse as sp
+    >>> L = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(4, 4)).tolil()
+    >>> L[0, 0] = L[3, 3] = 1.0
+    >>> op3 = ParametricOperator.constant(L.tocsr(), structure="spd", nullspace=np.ones(4))
+    >>> op3.nullspace.rhs
+    'check'
     """
 
     def __init__(self, matvec: Matvec, *, n: int, rmatvec: Matvec | None = None,
@@ -238,8 +267,10 @@ class ParametricOperator(OperatorCallbacks):
                  structure: str | Structure = "general", assemble: Assemble | None = None,
                  prepare: Callable[[np.ndarray], Any] | None = None,
                  depends_on_theta: bool = True, vjp_jvp: OperatorVJPJVP | None = None,
-                 jvp_transpose: OperatorJVPTranspose | None = None) -> None:
+                 jvp_transpose: OperatorJVPTranspose | None = None,
+                 nullspace: Any = None, dtype: Any = np.float64) -> None:
         self.structure = Structure.coerce(structure)
+        self.dtype = as_field(dtype)
         rmatvec = check_operator_callbacks(
             self.structure, matvec, rmatvec, vjp, depends_on_theta,
             {"jvp": jvp, "assemble": assemble, "prepare": prepare, "vjp_jvp": vjp_jvp,
@@ -255,14 +286,17 @@ class ParametricOperator(OperatorCallbacks):
         self._assemble = assemble
         self._prepare = prepare
         self.depends_on_theta = depends_on_theta
+        self.nullspace = as_nullspace(nullspace)
+        complex_symmetric(self)
 
     @classmethod
-    def constant(cls, A: Any, *, structure: str | Structure = "general") -> ParametricOperator:
+    def constant(cls, A: Any, *, structure: str | Structure = "general",
+                 nullspace: Any = None, dtype: Any = np.float64) -> ParametricOperator:
         """An operator that does not depend on θ, from a matrix or a scipy ``LinearOperator``.
 
         Sparse and dense matrices are also used to build preconditioners. Complex matrices
-        are refused (:class:`~krylov_adjoint.InputError`): complex systems are not supported
-        yet.
+        are refused (:class:`~krylov_adjoint.InputError`) unless ``dtype=complex`` declares a
+        complex system.
 
         Examples
         --------
@@ -271,12 +305,14 @@ class ParametricOperator(OperatorCallbacks):
         >>> op.has_assembled
         True
         """
-        refuse_complex(A, "A")
+        field = as_field(dtype)
+        if field.kind != "c":
+            refuse_complex(A, "A")
         if isinstance(A, np.ndarray) and A.ndim == 2:
             A = sp.csr_matrix(A)
         if sp.issparse(A):
-            matrix = sp.csr_matrix(A, dtype=np.float64)
-            AT = matrix.T.tocsr()
+            matrix = sp.csr_matrix(A, dtype=field)
+            AT = matrix.conj().T.tocsr()
             assemble: Assemble | None = lambda theta: matrix  # noqa: E731
             mv: Matvec = lambda theta, x: matrix @ x  # noqa: E731
             rmv: Matvec = lambda theta, y: AT @ y  # noqa: E731
@@ -293,4 +329,37 @@ class ParametricOperator(OperatorCallbacks):
         if A.shape[0] != A.shape[1]:
             raise ValueError(f"the operator must be square, got shape {A.shape}")
         return cls(mv, n=A.shape[0], rmatvec=rmv, structure=structure, assemble=assemble,
-                   vjp=None, jvp=None, depends_on_theta=False)
+                   vjp=None, jvp=None, depends_on_theta=False, nullspace=nullspace,
+                   dtype=field)
+
+
+def as_field(dtype: Any) -> np.dtype:
+    """float64 or complex128 from a declaration (``float``, ``complex``, a numpy dtype)."""
+    try:
+        field = np.dtype(dtype)
+    except TypeError:
+        field = None
+    if field is None or field.kind not in "fc":
+        raise InputError("dtype", f"expected float64 or complex128, got {dtype!r}")
+    return np.dtype(np.complex128 if field.kind == "c" else np.float64)
+
+
+def complex_symmetric(op: OperatorCallbacks) -> None:
+    """For a complex operator declared ``"symmetric"`` (Aᵀ = A) without ``rmatvec``: Aᴴy =
+    conj(A conj(y)); and the same for ``jvp_transpose`` from ``jvp``. (A declared ``"spd"``
+    is Hermitian: ``matvec`` stands in for ``rmatvec`` as for a real one.)"""
+    if op.dtype.kind != "c" or op._rmatvec is not op._matvec or op.structure is Structure.SPD:
+        return
+    matvec = op._matvec
+    op._rmatvec = lambda theta, y: np.conj(matvec(theta, np.conj(y)))
+    op._rmatvec_from_matvec = True
+    jvp = op._jvp
+    if op._jvp_transpose is None and jvp is not None:
+        op._jvp_transpose = lambda theta, y, dtheta: np.conj(jvp(theta, np.conj(y), dtheta))
+
+
+def as_nullspace(value: Any) -> Nullspace | None:
+    """A :class:`Nullspace` from a declaration (None, a Nullspace, vectors or a callable)."""
+    if value is None or isinstance(value, Nullspace):
+        return value
+    return Nullspace(value)

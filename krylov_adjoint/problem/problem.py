@@ -8,7 +8,13 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._checks import as_real_vector, as_size, refuse_complex
+from .._checks import (
+    as_real_vector,
+    as_size,
+    as_vector,
+    refuse_complex,
+    refuse_complex_parameters,
+)
 from ..errors import CallbackError
 from .bound import BoundProblem, RaiseNow
 from .objective import Objective
@@ -61,7 +67,7 @@ class AdjointProblem:
             raise ValueError("structure is declared on the ParametricOperator; do not pass "
                              "another one to AdjointProblem")
         if not isinstance(rhs, RightHandSide):
-            rhs = RightHandSide(rhs)
+            rhs = RightHandSide(rhs, dtype=operator.dtype)
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an Objective, got {type(objective).__name__}")
         n_params = as_size(n_params, "n_params")
@@ -70,8 +76,10 @@ class AdjointProblem:
         self.objective = objective
         self.n = operator.n
         self.n_params = n_params
+        #: float64, or complex128 for a complex system (declared on the operator).
+        self.dtype = operator.dtype
         if not rhs.depends_on_theta:
-            as_real_vector(rhs.value(None), "rhs", self.n, callback=False)
+            as_vector(rhs.value(None), "rhs", self.n, dtype=self.dtype, callback=False)
         self._bound: BoundProblem | None = None
 
     @property
@@ -81,7 +89,9 @@ class AdjointProblem:
 
     # -- inputs ------------------------------------------------------------------
     def check_theta(self, theta: Any, name: str = "theta") -> np.ndarray:
-        """θ as a read-only float64 copy of length P, or a clear error."""
+        """θ as a read-only float64 copy of length P, or a clear error (θ is real, also for a
+        complex system: a complex parameter is two real ones)."""
+        refuse_complex_parameters(theta, name)
         arr = as_real_vector(theta, name, self.n_params, callback=False)
         arr = np.array(arr, dtype=np.float64, copy=True)
         arr.flags.writeable = False
@@ -89,7 +99,7 @@ class AdjointProblem:
 
     def check_state(self, x: Any, name: str) -> np.ndarray:
         """A vector of length N (x, λ, an initial guess), or a clear error."""
-        return as_real_vector(x, name, self.n, callback=False)
+        return as_vector(x, name, self.n, dtype=self.dtype, callback=False)
 
     @property
     def n_local(self) -> int:
@@ -137,15 +147,16 @@ class AdjointProblem:
         """A(θ) as a scipy ``LinearOperator`` whose ``.T`` applies A(θ)ᵀ (checked products)."""
         bound = self.bind(theta)
         return spla.LinearOperator((self.n, self.n), matvec=bound.matvec,
-                                   rmatvec=bound.rmatvec, dtype=np.float64)
+                                   rmatvec=bound.rmatvec, dtype=self.dtype)
 
     def b(self, theta: np.ndarray) -> np.ndarray:
         """b(θ), checked."""
         return self.bind(theta).b()
 
     def assemble(self, theta: np.ndarray) -> sp.csr_matrix:
-        """The assembled A(θ) (or its approximation) as CSR float64, checked."""
-        return as_assembled_matrix(self.bind(theta).assemble(), self.n)
+        """The assembled A(θ) (or its approximation) as CSR float64 (complex128 for a complex
+        system), checked."""
+        return as_assembled_matrix(self.bind(theta).assemble(), self.n, self.dtype)
 
     def objective_value(self, x: np.ndarray, theta: np.ndarray) -> float:
         """J(x, θ), checked."""
@@ -182,8 +193,9 @@ class AdjointProblem:
         return self.bind(theta).parameter_gradient(x, lam)
 
 
-def as_assembled_matrix(A: Any, n: int) -> sp.csr_matrix:
-    """The output of ``operator.assemble`` as CSR float64 of shape (n, n), or a clear error."""
+def as_assembled_matrix(A: Any, n: int, dtype: Any = np.float64) -> sp.csr_matrix:
+    """The output of ``operator.assemble`` as CSR of shape (n, n) (float64, or complex128 for
+    a complex system), or a clear error."""
     if isinstance(A, np.ndarray):
         A = sp.csr_matrix(A)
     if not sp.issparse(A):
@@ -191,10 +203,12 @@ def as_assembled_matrix(A: Any, n: int) -> sp.csr_matrix:
                             f"expected a scipy.sparse matrix, got {type(A).__name__}")
     if A.shape != (n, n):
         raise CallbackError("operator.assemble", f"expected shape ({n}, {n}), got {A.shape}")
-    if A.dtype.kind == "c":
+    field = np.dtype(dtype)
+    if A.dtype.kind == "c" and field.kind != "c":
         raise CallbackError("operator.assemble", "expected a real matrix, got dtype "
-                            f"{A.dtype}: complex systems are not supported yet")
-    A = sp.csr_matrix(A, dtype=np.float64)
+                            f"{A.dtype}: complex values in a real problem (declare a complex "
+                            "system with dtype=complex on the operator)")
+    A = sp.csr_matrix(A, dtype=field)
     if not np.isfinite(A.data).all():
         raise CallbackError("operator.assemble", "the matrix has non-finite entries")
     return A

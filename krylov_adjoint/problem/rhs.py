@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,9 @@ class RightHandSide:
     Parameters
     ----------
     value : array of shape (N,) or callable ``theta -> b(theta)``
-        A fixed real vector (complex ones are refused), or a function of θ.
+        A fixed real vector (complex ones are refused unless ``dtype=complex``), or a function
+        of θ (for a complex system returning a complex vector, with ``vjp`` returning
+        λᴴ∂b/∂θ, whose real part is used).
     vjp : callable ``(theta, lam) -> lamᵀ ∂b/∂θ``, shape (P,)
         Required when ``value`` is callable.
     jvp : callable ``(theta, dtheta) -> (∂b/∂θ) dtheta``, shape (N,), optional
@@ -45,8 +48,8 @@ class RightHandSide:
     def __init__(self, value: np.ndarray | Callable[[np.ndarray], np.ndarray], *,
                  vjp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
                  jvp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                 vjp_jvp: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
-                 ) -> None:
+                 vjp_jvp: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+                 dtype: Any = np.float64) -> None:
         if callable(value):
             if vjp is None:
                 raise ValueError(
@@ -56,7 +59,8 @@ class RightHandSide:
             self._fixed: np.ndarray | None = None
             self._value = value
         else:
-            fixed = real_array(value, "rhs")
+            fixed = (np.array(value, dtype=np.complex128, copy=True)
+                     if np.dtype(dtype).kind == "c" else real_array(value, "rhs"))
             if fixed.ndim != 1:
                 raise ValueError(f"rhs: expected a 1-D array, got shape {fixed.shape}")
             fixed.flags.writeable = False

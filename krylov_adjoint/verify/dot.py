@@ -12,7 +12,7 @@ from .._checks import checked_call, readonly
 from .._transpose import transpose_mismatch
 from ._random import RandomLike, as_generator
 from .report import CheckResult, format_number
-from .space import dot, norm, preconditioner_maps, space_of
+from .space import dot, draw, norm, preconditioner_maps, space_of
 
 __all__ = ["DotTestReport", "dot_test", "operator_dot_test", "preconditioner_dot_test"]
 
@@ -68,7 +68,8 @@ class DotTestReport:
 
 def dot_test(matvec: Apply, rmatvec: Apply, shape: tuple[int, int], *, rng: RandomLike = None,
              trials: int = 3, rtol: float = 1e-12,
-             names: tuple[str, str] = ("matvec", "rmatvec")) -> DotTestReport:
+             names: tuple[str, str] = ("matvec", "rmatvec"),
+             dtype: Any = np.float64) -> DotTestReport:
     """Check that ``rmatvec`` applies the transpose of ``matvec``: ⟨A u, v⟩ = ⟨u, Aᵀ v⟩.
 
     For random Gaussian ``u`` (length n) and ``v`` (length m), each trial computes
@@ -94,6 +95,10 @@ def dot_test(matvec: Apply, rmatvec: Apply, shape: tuple[int, int], *, rng: Rand
         The test passes when the worst error is at most ``rtol``.
     names : (str, str)
         Names of the two callbacks, used in the report and in errors.
+    dtype : float64 or complex128
+        ``complex`` for a complex A: ``rmatvec`` must then apply the conjugate transpose
+        Aᴴ, the random vectors are complex and the inner products Hermitian
+        (``⟨a, b⟩ = aᴴb``, compared as complex numbers).
 
     Returns
     -------
@@ -113,12 +118,21 @@ def dot_test(matvec: Apply, rmatvec: Apply, shape: tuple[int, int], *, rng: Rand
     True
     >>> dot_test(lambda u: A @ u, lambda v: A @ v, A.shape, rng=0).passed
     False
+    >>> C = A * (1 + 2j)
+    >>> dot_test(lambda u: C @ u, lambda v: C.conj().T @ v, C.shape, rng=0,
+    ...          dtype=complex).passed
+    True
+    >>> dot_test(lambda u: C @ u, lambda v: C.T @ v, C.shape, rng=0, dtype=complex).passed
+    False
     """
     m, n = (int(s) for s in shape)
     forward, transpose = names
-    errors = dot_trials(None, lambda u: checked_call(matvec, forward, m, readonly(u)),
-                        lambda v: checked_call(rmatvec, transpose, n, readonly(v)),
-                        lambda g: g.standard_normal(n), lambda g: g.standard_normal(m),
+    scalars = np.dtype(np.complex128 if np.dtype(dtype).kind == "c" else np.float64)
+    errors = dot_trials(None, lambda u: checked_call(matvec, forward, m, readonly(u),
+                                                     dtype=scalars),
+                        lambda v: checked_call(rmatvec, transpose, n, readonly(v),
+                                               dtype=scalars),
+                        lambda g: draw(g, n, scalars), lambda g: draw(g, m, scalars),
                         as_generator(rng), trials)
     return DotTestReport(transpose, (m, n), errors, float(rtol))
 
@@ -136,9 +150,16 @@ def dot_trials(space: Any, forward: Apply, transpose: Apply,
     for _ in range(int(trials)):
         u, v = draw_u(generator), draw_v(generator)
         Fu, FTv = forward(u), transpose(v)
-        errors.append(transpose_mismatch(dot(space, Fu, v), dot(space, u, FTv),
+        errors.append(transpose_mismatch(hermitian(space, Fu, v), hermitian(space, u, FTv),
                                          *(norm(space, w) for w in (Fu, v, u, FTv))))
     return np.array(errors)
+
+
+def hermitian(space: Any, a: np.ndarray, b: np.ndarray) -> complex | float:
+    """The global inner product aᴴb (aᵀb for real vectors)."""
+    if np.iscomplexobj(a) or np.iscomplexobj(b):
+        return complex(dot(space, a, b), dot(space, 1j * a, b))  # Im(aᴴb) = Re((ia)ᴴb)
+    return dot(space, a, b)
 
 
 class _Local:
@@ -157,7 +178,9 @@ def operator_dot_test(problem: Any, theta: Any, *, rng: RandomLike = None,
     """Dot-product test of ``operator.rmatvec`` against ``operator.matvec`` at θ.
 
     For an operator declared ``"symmetric"`` or ``"spd"`` without its own ``rmatvec``, this
-    checks that ``matvec`` really is symmetric. See :func:`dot_test` for the error.
+    checks that ``matvec`` really is symmetric. See :func:`dot_test` for the error. For a
+    complex system, ``rmatvec`` is tested as Aᴴ with complex vectors and Hermitian inner
+    products.
 
     Parameters
     ----------
@@ -185,15 +208,16 @@ def operator_dot_test(problem: Any, theta: Any, *, rng: RandomLike = None,
     space = space_of(problem)
     theta = space.check_theta(theta)
     bound = space.bind(theta)
+    scalars = np.dtype(getattr(problem, "dtype", np.float64))
     errors = dot_trials(space, lambda u: bound.matvec(readonly(u), check_finite=True),
                         lambda v: bound.rmatvec(readonly(v), check_finite=True),
-                        lambda g: g.standard_normal(space.n_local),
-                        lambda g: g.standard_normal(space.n_local), space.generator(rng), trials)
+                        lambda g: draw(g, space.n_local, scalars),
+                        lambda g: draw(g, space.n_local, scalars), space.generator(rng), trials)
     return DotTestReport("operator.rmatvec", (space.n, space.n), errors, float(rtol))
 
 
 def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
-                            rtol: float = 1e-10) -> DotTestReport:
+                            rtol: float = 1e-10, dtype: Any = None) -> DotTestReport:
     """Dot-product test of ``M.apply_transpose`` against ``M.apply``.
 
     The adjoint solve uses ``apply_transpose``; if it is not the transpose of ``apply``, the
@@ -211,6 +235,10 @@ def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
         As in :func:`dot_test`.
     rtol : float
         Tolerance on the worst normalised error.
+    dtype : float64 or complex128, optional
+        ``complex`` for a preconditioner of a complex system (``apply_transpose`` is then
+        Mᴴ, tested with complex vectors and Hermitian inner products). Default: M's
+        ``dtype`` attribute if it has one, else float64.
 
     Returns
     -------
@@ -225,8 +253,10 @@ def preconditioner_dot_test(M: Any, *, rng: RandomLike = None, trials: int = 3,
     >>> preconditioner_dot_test(ILUPreconditioner(A), rng=0).passed
     True
     """
-    space, apply, apply_transpose, n = preconditioner_maps(M)
-    errors = dot_trials(space, apply, apply_transpose, lambda g: g.standard_normal(n),
-                        lambda g: g.standard_normal(n), space.generator(rng), trials)
+    scalars = np.dtype(getattr(M, "dtype", np.float64) if dtype is None else dtype)
+    scalars = np.dtype(np.complex128 if scalars.kind == "c" else np.float64)
+    space, apply, apply_transpose, n = preconditioner_maps(M, scalars)
+    errors = dot_trials(space, apply, apply_transpose, lambda g: draw(g, n, scalars),
+                        lambda g: draw(g, n, scalars), space.generator(rng), trials)
     return DotTestReport("preconditioner.apply_transpose", (space.n, space.n), errors,
                          float(rtol))

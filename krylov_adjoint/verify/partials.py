@@ -18,7 +18,7 @@ from .derivative import (
     normalised_error,
 )
 from .report import CheckResult
-from .space import dot, norm, space_of
+from .space import dot, draw, norm, space_of, state_dtype
 
 __all__ = ["ObjectiveGradientReport", "objective_gradient_test"]
 
@@ -122,10 +122,11 @@ def objective_gradient_test(problem: Any, theta: Any, *, x: Any = None,
     def step_of(base: np.ndarray, d: np.ndarray) -> float:
         return relative_step(base, d, fd_step, lambda a: norm(space, a))
 
+    field = state_dtype(space)  # complex x and dx for a complex system: dJ = Re(gᴴdx)
     x_rows, theta_rows, x_step, theta_step = [], [], None, None
     for _ in range(int(trials)):
-        state = readonly(generator.standard_normal(n)) if fixed_x is None else fixed_x
-        dx = generator.standard_normal(n)
+        state = readonly(draw(generator, n, field)) if fixed_x is None else fixed_x
+        dx = draw(generator, n, field)
         x_step = step_of(state, dx)
         x_rows.append(row(bound.objective_grad_x(state), dx,
                           lambda t, s=state, d=dx: value(s + t * d, None), x_step))

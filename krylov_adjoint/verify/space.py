@@ -136,9 +136,10 @@ def space_of(problem: Any) -> Any:
                     f"{type(problem).__name__}")
 
 
-def preconditioner_maps(M: Any) -> tuple[Any, Apply, Apply, int]:
+def preconditioner_maps(M: Any, dtype: Any = np.float64) -> tuple[Any, Apply, Apply, int]:
     """``(space, apply, apply_transpose, local size)`` of a preconditioner: a serial
-    ``Preconditioner`` (checked calls), or a ``PetscAdjointSolver``'s primal PC."""
+    ``Preconditioner`` (checked calls; complex outputs accepted for ``dtype=complex``), or a
+    ``PetscAdjointSolver``'s primal PC."""
     if "krylov_adjoint.backends.petsc.solver" in sys.modules:
         from ..backends.petsc.solver import PetscAdjointSolver
         from ..backends.petsc.vecs import VecSpace
@@ -154,11 +155,11 @@ def preconditioner_maps(M: Any) -> tuple[Any, Apply, Apply, int]:
     space = _WholeVectors(n)
 
     def apply(u: np.ndarray) -> np.ndarray:
-        return checked_call(M.apply, "preconditioner.apply", n, readonly(u))
+        return checked_call(M.apply, "preconditioner.apply", n, readonly(u), dtype=dtype)
 
     def apply_transpose(v: np.ndarray) -> np.ndarray:
         return checked_call(M.apply_transpose, "preconditioner.apply_transpose", n,
-                            readonly(v))
+                            readonly(v), dtype=dtype)
 
     return space, apply, apply_transpose, n
 
@@ -176,9 +177,21 @@ class _WholeVectors:
         return float(value)
 
 
+def draw(generator: np.random.Generator, n: int, field: Any = np.float64) -> np.ndarray:
+    """A standard normal vector (real and imaginary parts each standard normal if complex)."""
+    if np.dtype(field).kind == "c":
+        return generator.standard_normal(n) + 1j * generator.standard_normal(n)
+    return generator.standard_normal(n)
+
+
+def state_dtype(space: Any) -> np.dtype:
+    """The dtype of x-like vectors of a space's problem: complex128 for a complex system."""
+    return np.dtype(getattr(getattr(space, "problem", None), "dtype", np.float64))
+
+
 def dot(space: Any, a: np.ndarray, b: np.ndarray) -> float:
-    """The global inner product of two local parts."""
-    return space.total(float(np.dot(a, b)))
+    """The global (real) inner product of two local parts: Re(aᴴb) for complex vectors."""
+    return space.total(float(np.vdot(a, b).real))
 
 
 def norm(space: Any, a: np.ndarray) -> float:

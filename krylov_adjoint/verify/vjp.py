@@ -17,7 +17,7 @@ from .derivative import (
     central_difference,
     normalised_error,
 )
-from .space import Space, dot, norm, space_of
+from .space import Space, dot, draw, norm, space_of, state_dtype
 
 __all__ = ["operator_vjp_test", "operator_jvp_test", "rhs_vjp_test", "rhs_jvp_test"]
 
@@ -294,10 +294,11 @@ def _run(name: str, space: Space, theta: np.ndarray, claimed: Term,
     fixed_lam = None if lam is None else as_float_vector(lam, "lam", n)
     fixed_d = None if direction is None else as_float_vector(direction, "direction", p)
     tolerance = float(rtol if rtol is not None else EXACT_RTOL if exact else FD_RTOL)
+    field = state_dtype(space)  # complex x and λ for a complex system
     rows, step = [], None
     for _ in range(int(trials)):
-        xs = readonly(generator.standard_normal(n)) if fixed_x is None else fixed_x
-        lams = readonly(generator.standard_normal(n)) if fixed_lam is None else fixed_lam
+        xs = readonly(draw(generator, n, field)) if fixed_x is None else fixed_x
+        lams = readonly(draw(generator, n, field)) if fixed_lam is None else fixed_lam
         d = fixed_d if fixed_d is not None else readonly(
             scaled_direction(theta, generator, space.total))
         got, got_scale = claimed(xs, lams, d)

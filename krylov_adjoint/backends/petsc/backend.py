@@ -7,19 +7,22 @@ a failure on one rank is raised on every rank.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..._checks import as_real_vector
+from ..._checks import as_real_vector, refuse_complex_parameters
 from ..._transpose import transpose_mismatch
 from ...adjoint.backend import SolveSettings
+from ...errors import InputError
 from ...krylov.result import SolveResult
 from ._import import mpi, petsc
 from .adjoint_pc import ADJOINT_PC_MODES, MG_TYPES, TransposedHierarchy, TransposedPC, choose_mode
 from .collective import ErrorGuard
 from .ksp import KrylovSolve, set_default_options, set_up_local_blocks
 from .matrices import AssembledMatrix, as_local_rows
+from .nullspace import PetscNullspace
 from .problem import DistributedProblem
 from .result import (
     PetscGradientResult,
@@ -43,6 +46,28 @@ _MATRIX_FREE_PCS = ("none", "shell", "python")
 _FACTORISATIONS = ("lu", "cholesky")
 #: External packages that give PETSc a parallel LU.
 _PARALLEL_DIRECT = ("mumps", "superlu_dist", "strumpack", "pastix")
+
+
+def check_scalar_type(dtype: Any, scalar_type: Any) -> None:
+    """Refuse a complex system on a PETSc built with real scalars (and the reverse).
+
+    Examples
+    --------
+    >>> check_scalar_type(np.complex128, np.float64)
+    Traceback (most recent call last):
+    ...
+    krylov_adjoint.errors.InputError: dtype: a complex system needs a PETSc built with ...
+    """
+    problem, build = np.dtype(dtype), np.dtype(scalar_type)
+    if problem.kind == build.kind:
+        return
+    if problem.kind == "c":
+        raise InputError("dtype", "a complex system needs a PETSc built with complex scalars, "
+                                  f"and this one has real ones (PETSc.ScalarType is {build}): "
+                                  "configure PETSc with --with-scalar-type=complex, or use the "
+                                  "serial backend (AdjointSolver)")
+    raise InputError("dtype", f"this PETSc is built with complex scalars ({build}) but the "
+                              "system is real: use a PETSc built with real scalars")
 
 
 class PetscBackend:
@@ -69,6 +94,7 @@ class PetscBackend:
         if adjoint_pc not in ADJOINT_PC_MODES:
             raise ValueError(f"adjoint_pc must be one of {ADJOINT_PC_MODES}, got {adjoint_pc!r}")
         PETSc = petsc()
+        check_scalar_type(problem.dtype, PETSc.ScalarType)
         self.problem = problem
         self.n, self.structure = problem.n, problem.structure
         self.comm = problem.comm
@@ -110,6 +136,7 @@ class PetscBackend:
         self.adjoint.set_from_options()
         self._bound: VecProblem | None = None
         self._last_theta: np.ndarray | None = None
+        self._constant_nullspace: PetscNullspace | None = None
         self.adjoint_setups = 0
 
     # -- configuration -------------------------------------------------------------------------
@@ -165,6 +192,7 @@ class PetscBackend:
                                      f"global size {vec.getSize()}, got {value.getLocalSize()}"
                                      f" and {value.getSize()}")
                 value = value.getArray(readonly=True)
+            refuse_complex_parameters(value, name)
             vec.setArray(as_real_vector(value, name, n_local, callback=False))
 
     def bind(self, theta: Any) -> tuple[VecProblem, bool]:
@@ -179,8 +207,28 @@ class PetscBackend:
         bound = VecProblem(self.problem, self._theta.copy(), self.guard)
         self.guard.checkpoint("operator.prepare")
         self.shell.bind(bound)
+        self._attach_nullspace(bound)
         self._bound = bound
         return bound, True
+
+    def _attach_nullspace(self, bound: VecProblem) -> None:
+        """Collective: the declared nullspace at θ, on the shell operators and the assembled
+        matrix (built once when it does not depend on θ)."""
+        declared = self.problem.operator.nullspace
+        if declared is None:
+            return
+        if bound.nullspace is None:
+            if self._constant_nullspace is not None:
+                bound.nullspace = self._constant_nullspace
+            else:
+                columns: tuple[Any, Any] = (None, None)
+                with self.guard.local("operator.nullspace"):
+                    columns = declared.columns(bound.bound.theta_operator, self.problem.n_local)
+                self.guard.checkpoint("operator.nullspace")
+                bound.nullspace = PetscNullspace(*columns, self.problem.x_layout, self.guard)
+                if not declared.depends_on_theta:
+                    self._constant_nullspace = bound.nullspace
+        bound.nullspace.attach(self.shell, self.pmat.mat)
 
     def check_direction(self, dtheta: Any) -> Any:
         direction = self.problem.theta_layout.create_vec()
@@ -198,6 +246,8 @@ class PetscBackend:
                 rows = as_local_rows(raw, self.problem.x_layout)
         self.guard.checkpoint("operator.assemble")
         P = self.pmat.update(rows, self.guard, self.problem.structure)
+        if bound.nullspace is not None:  # GAMG reads the near-nullspace at its set-up
+            bound.nullspace.attach(self.shell, P)
         ksp.setOperators(self.shell.A, P)
         ksp.setUp()
         set_up_local_blocks(ksp, self.guard)
@@ -281,14 +331,59 @@ class PetscBackend:
         else:
             solve, operator = self._tangent_solve(), self.shell.A
             x = self.problem.x_layout.create_vec()
+        transposed = phase not in ("primal", "tangent")
+        nullspace = bound.nullspace
+        if nullspace is not None:  # the minimum-norm solution: b projected onto the range
+            rhs = rhs.copy()
+            nullspace.remove(rhs, transpose=not transposed)
         if x0 is not None:
             x0.copy(x)
+            if nullspace is not None:
+                nullspace.remove(x, transpose=transposed)
         # a lower limit than configured: the reuse rule's cap (the command line may raise it)
         cap = settings.maxiter if settings.maxiter < self.maxiter else None
         result = solve.solve(rhs, x, nonzero_guess=x0 is not None, operator=operator,
                              check_residual=self.check_residual, maxiter=cap)
         self.guard.checkpoint(f"the {phase} solve")
+        if nullspace is not None:
+            rhs.destroy()
+            nullspace.remove(x, transpose=transposed)
+            result = replace(result, x=x.getArray(readonly=True).copy())
         return result, x
+
+    def nullspace_measure(self, bound: VecProblem, v: Any, *, transpose: bool) -> float:
+        nullspace = bound.nullspace
+        return 0.0 if nullspace is None else nullspace.measure(v, transpose=transpose)
+
+    def nullspace_split(self, bound: VecProblem, v: Any, *, transpose: bool) -> Any:
+        return bound.nullspace.component(v, transpose=transpose)
+
+    def nullspace_residuals(self, bound: VecProblem) -> list[tuple[str, int, float]]:
+        rng = np.random.default_rng([2, self.guard.rank])
+        probe = self.random_vector(rng)
+        product = self.apply(bound, probe, transpose=False)
+        scale = float(product.norm()) / float(probe.norm())
+        out = []
+        raw = bound.nullspace.raw
+        checks = [(name, vecs, "transpose" in name) for name, vecs in raw.items()]
+        if len(raw) == 1 and not bound.operator.symmetric_rmatvec:
+            checks.append(("operator.nullspace (as the transpose's)",
+                           raw["operator.nullspace"], True))
+        for name, vecs, transpose in checks:
+            for j, vec in enumerate(vecs):
+                image = self.apply(bound, vec, transpose=transpose)
+                size = scale * float(vec.norm())
+                out.append((name, j, float(image.norm()) / size if size > 0 else 0.0))
+                image.destroy()
+        for vec in (probe, product):
+            vec.destroy()
+        return out
+
+    def operator_vjp(self, bound: VecProblem, x: Any, lam: Any) -> Any:
+        out = self.problem.theta_layout.create_vec()
+        bound.operator_vjp(x, lam, out)
+        self.guard.checkpoint("operator.vjp")
+        return out
 
     # -- vectors and callbacks --------------------------------------------------------------------
     def rhs(self, bound: VecProblem) -> Any:
@@ -362,6 +457,7 @@ class PetscBackend:
     def restore(self, bound: VecProblem) -> None:
         self._bound, self._last_theta = bound, bound.bound.theta.copy()
         self.shell.bind(bound)
+        self._attach_nullspace(bound)
 
     def global_sum(self, value: float) -> float:
         return self._sum(value)
@@ -443,5 +539,7 @@ class PetscBackend:
             self._hierarchy.destroy()
         self.shell.destroy()
         self.pmat.destroy()
+        if self._constant_nullspace is not None:
+            self._constant_nullspace.destroy()
         for vec in (self._theta, self._b, self._x, self._dj_dx, self._lam):
             vec.destroy()

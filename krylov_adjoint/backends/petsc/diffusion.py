@@ -25,9 +25,12 @@ class LocalDiffusion:
         The log-conductivity on the ghosted box (``grid.ghosted_shape`` or flat).
     scale : float
         ``k = scale·exp(log_k)``.
+    neumann : bool
+        Zero-flux boundaries (no boundary faces): A is singular, the constants its nullspace.
     """
 
-    def __init__(self, grid: StructuredGrid, log_k: np.ndarray, scale: float = 1.0) -> None:
+    def __init__(self, grid: StructuredGrid, log_k: np.ndarray, scale: float = 1.0, *,
+                 neumann: bool = False) -> None:
         self.grid = grid
         k = scale * np.exp(np.asarray(log_k, dtype=np.float64).reshape(grid.ghosted_shape))
         self.faces = tuple(FaceIndex(grid, a) for a in range(grid.ndim))
@@ -43,8 +46,9 @@ class LocalDiffusion:
             total = kl + kr
             self.T.append((2.0 / h2) * (kl * kr / total))
             self.weight_left.append(kr / total)
-            self.low.append((2.0 / h2) * owned_k[f.first] if grid.at_low[a] else None)
-            self.high.append((2.0 / h2) * owned_k[f.last] if grid.at_high[a] else None)
+            low, high = (False, False) if neumann else (grid.at_low[a], grid.at_high[a])
+            self.low.append((2.0 / h2) * owned_k[f.first] if low else None)
+            self.high.append((2.0 / h2) * owned_k[f.last] if high else None)
         self.stencil = LocalStencil.from_fluxes(grid, self.T, self.T, self.low, self.high)
 
     def vjp_cells(self, x: np.ndarray, lam: np.ndarray) -> np.ndarray:

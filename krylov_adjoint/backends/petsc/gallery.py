@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from ... import gallery as serial_gallery
 from ...gallery import ModelProblem
-from ...problem import LeastSquaresMisfit, LinearFunctional, Objective, RightHandSide
+from ...problem import LeastSquaresMisfit, LinearFunctional, Nullspace, Objective, RightHandSide
 from .diffusion import LocalDiffusion
 from .dmda import StructuredGrid
 from .layout import Layout
@@ -26,7 +26,7 @@ from .problem import DistributedOperator, DistributedProblem
 from .stencil import LocalStencil
 
 __all__ = ["DistributedModel", "diffusion_2d", "diffusion_3d", "convection_diffusion_2d",
-           "distribute_objective"]
+           "neumann_diffusion_2d", "distribute_objective"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,12 +115,34 @@ def diffusion_3d(n: int | tuple[int, int, int], *, comm: Any = None,
     return _diffusion(serial, comm, proc_sizes)
 
 
-def _diffusion(serial: ModelProblem, comm: Any, proc_sizes: Any) -> DistributedModel:
+def neumann_diffusion_2d(nx: int, ny: int | None = None, *, comm: Any = None,
+                         proc_sizes: tuple[int, int] | None = None, observe_every: int = 4,
+                         rhs: str = "check", seed: int = 0) -> DistributedModel:
+    """Pure-Neumann diffusion, singular (the constants), distributed (see the serial one).
+
+    The nullspace is declared on the operator as this rank's rows of the constant vector;
+    the backend hands it to PETSc (``MatSetNullSpace``, ``MatSetTransposeNullSpace`` and,
+    for GAMG, ``MatSetNearNullSpace``).
+
+    Examples
+    --------
+    >>> from krylov_adjoint.backends.petsc import gallery
+    >>> model = gallery.neumann_diffusion_2d(6)
+    >>> model.problem.operator.nullspace.rhs
+    'check'
+    """
+    serial = serial_gallery.neumann_diffusion_2d(nx, ny, observe_every=observe_every,
+                                                 rhs=rhs, seed=seed)
+    return _diffusion(serial, comm, proc_sizes, neumann=True)
+
+
+def _diffusion(serial: ModelProblem, comm: Any, proc_sizes: Any, *,
+               neumann: bool = False) -> DistributedModel:
     grid = StructuredGrid(serial.grid, comm=comm, proc_sizes=proc_sizes)
     state: dict[str, LocalDiffusion] = {}
 
     def prepare(theta: np.ndarray) -> None:
-        state["k"] = LocalDiffusion(grid, theta)
+        state["k"] = LocalDiffusion(grid, theta, neumann=neumann)
 
     def matvec(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
         return state["k"].stencil.apply(x)
@@ -142,12 +164,22 @@ def _diffusion(serial: ModelProblem, comm: Any, proc_sizes: Any) -> DistributedM
     operator = DistributedOperator(matvec, layout=grid.layout, vjp=vjp, jvp=jvp,
                                    vjp_jvp=vjp_jvp, jvp_transpose=jvp, structure="spd",
                                    assemble=assemble, prepare=prepare, halo=grid,
-                                   theta_halo=grid)
+                                   theta_halo=grid, nullspace=_local_nullspace(serial, grid))
     p = serial.problem
     b = grid.local_part(p.rhs.value(None))
     problem = DistributedProblem(operator, b, distribute_objective(p.objective, grid),
                                  theta_layout=grid.layout)
     return DistributedModel(problem, grid.local_part(serial.theta), serial.name, grid, serial)
+
+
+def _local_nullspace(serial: ModelProblem, grid: StructuredGrid) -> Nullspace | None:
+    """This rank's rows of the serial model's (constant) nullspace, with its policy."""
+    declared = serial.problem.operator.nullspace
+    if declared is None:
+        return None
+    Z = declared.columns(serial.theta, serial.n)[0]
+    return Nullspace(Z[grid.natural_indices()], rhs=declared.rhs,
+                     consistency_rtol=declared.consistency_rtol, null_rtol=declared.null_rtol)
 
 
 def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 100.0,

@@ -17,7 +17,12 @@ import numpy as np
 
 from ..._checks import as_real_vector
 from ...problem.objective import Objective
-from ...problem.operator import OperatorCallbacks, check_operator_callbacks
+from ...problem.operator import (
+    OperatorCallbacks,
+    as_field,
+    as_nullspace,
+    check_operator_callbacks,
+)
 from ...problem.rhs import RightHandSide
 from ...problem.structure import Structure
 from .collective import ErrorGuard
@@ -84,6 +89,11 @@ class DistributedOperator(OperatorCallbacks):
         This rank's rows, like ``jvp``; defaults to ``jvp`` when declared symmetric. These two
         are array callbacks only: with ``interface="vecs"`` they are refused
         (:class:`ValueError`).
+    nullspace : Nullspace, array or callable, optional
+        For a singular A(θ): this rank's rows of its nullspace vectors (and of those of
+        A(θ)ᵀ), as on :class:`~krylov_adjoint.ParametricOperator`; a callable receives θ as
+        the operator's callbacks do (ghosted with a θ halo). Given to PETSc as the operators'
+        ``MatNullSpace`` and to GAMG as its near-nullspace.
 
     Examples
     --------
@@ -106,8 +116,10 @@ class DistributedOperator(OperatorCallbacks):
                  prepare: Callable[..., Any] | None = None, halo: Halo | None = None,
                  theta_halo: Halo | None = None, interface: str = ARRAYS,
                  depends_on_theta: bool = True, vjp_jvp: Callable[..., Any] | None = None,
-                 jvp_transpose: Callable[..., Any] | None = None) -> None:
+                 jvp_transpose: Callable[..., Any] | None = None,
+                 nullspace: Any = None, dtype: Any = np.float64) -> None:
         self.structure = Structure.coerce(structure)
+        self.dtype = as_field(dtype)
         if interface not in (ARRAYS, VECS):
             raise ValueError(f"interface must be 'arrays' or 'vecs', got {interface!r}")
         if interface == VECS and (vjp_jvp is not None or jvp_transpose is not None):
@@ -126,6 +138,7 @@ class DistributedOperator(OperatorCallbacks):
         self.halo, self.theta_halo = halo, theta_halo
         self.interface = interface
         self.depends_on_theta = depends_on_theta
+        self.nullspace = as_nullspace(nullspace)
 
     @property
     def uses_vecs(self) -> bool:
@@ -197,4 +210,9 @@ class DistributedProblem:
     def structure(self) -> Structure:
         """The declared structure of A(θ)."""
         return self.operator.structure
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float64, or complex128 for a complex system (declared on the operator)."""
+        return self.operator.dtype
 

@@ -41,6 +41,9 @@ class VecProblem:
     guard : ErrorGuard
     """
 
+    #: The declared nullspace at this θ as PETSc objects (set by the backend), or None.
+    nullspace: Any = None
+
     def __init__(self, problem: DistributedProblem, theta: Any, guard: ErrorGuard) -> None:
         self.problem, self.guard, self.theta_vec = problem, guard, theta
         op = problem.operator
