@@ -323,3 +323,9 @@ def test_petsc_refuses_complex_theta_on_every_rank():
     with PetscAdjointSolver(model.problem) as solver, \
             pytest.raises(InputError, match="theta: got complex values .* θ are real"):
         solver.gradient(model.theta + 1j)
+
+
+def test_recycling_is_refused_for_a_complex_system():
+    model = gallery.helmholtz_2d(8)
+    with pytest.raises(ValueError, match="recycling is for real systems"):
+        ka.AdjointSolver(model.problem, method="gmres", recycle=4)

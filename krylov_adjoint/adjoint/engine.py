@@ -122,6 +122,9 @@ class GradientEngine:
         self._tolerances = ToleranceController(floor=max(self.rtol, self.adjoint_rtol))
         self._warm: dict[str, Any] = {}
         self.recycle = validate_recycle(recycle, backend.n)
+        if self.recycle and np.dtype(getattr(backend, "dtype", np.float64)).kind == "c":
+            raise ValueError(f"recycle={self.recycle}: Krylov recycling is for real systems; "
+                             "use recycle=0 with a complex one")
         recycling = getattr(backend, "recycling_methods", None)
         if self.recycle and recycling is not None and self.method not in recycling:
             raise ValueError(f"recycle={self.recycle} needs a method that recycles a Krylov "
