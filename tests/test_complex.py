@@ -326,6 +326,6 @@ def test_petsc_refuses_complex_theta_on_every_rank():
 
 
 def test_recycling_is_refused_for_a_complex_system():
-    model = gallery.helmholtz_2d(8)
+    model = helmholtz_2d(8)
     with pytest.raises(ValueError, match="recycling is for real systems"):
-        ka.AdjointSolver(model.problem, method="gmres", recycle=4)
+        AdjointSolver(model.problem, method="gmres", recycle=4)
