@@ -10,6 +10,8 @@ operator is a PETSc shell matrix, the preconditioner is built from an assembled 
   ``directional_derivative``, as :class:`~krylov_adjoint.AdjointSolver`.
 - :class:`DistributedOperator`, :class:`DistributedProblem`, :class:`Layout`: the problem.
 - :class:`StructuredGrid`, :class:`LocalStencil`: matrix-free stencils on a PETSc DMDA.
+- :func:`from_petsc_assembly`: your own distributed PETSc AIJ matrix at θ and the VJP of its
+  local values (the distributed :func:`~krylov_adjoint.adapters.from_assembly`).
 - :mod:`.gallery`: distributed diffusion (2-D/3-D) and convection–diffusion problems.
 - :mod:`.verify`: collective dot-product tests and Taylor test.
 - :class:`CollectiveError`: a failure on some rank, raised on every rank.
@@ -17,6 +19,8 @@ operator is a PETSc shell matrix, the preconditioner is built from an assembled 
 
 from . import gallery as gallery
 from . import verify as verify
+from .assembled import PetscAssembledOperator as PetscAssembledOperator
+from .assembled import from_petsc_assembly as from_petsc_assembly
 from .collective import CollectiveCallbackError as CollectiveCallbackError
 from .collective import CollectiveError as CollectiveError
 from .collective import CollectiveInputError as CollectiveInputError
@@ -36,5 +40,5 @@ __all__ = [
     "PetscAdjointSolver", "DistributedOperator", "DistributedProblem", "Layout", "Halo",
     "StructuredGrid", "LocalStencil", "PetscGradientResult", "PetscTangentResult",
     "CollectiveError", "CollectiveCallbackError", "CollectiveInputError", "ErrorGuard",
-    "RankFailure", "gallery", "verify",
+    "RankFailure", "gallery", "verify", "PetscAssembledOperator", "from_petsc_assembly",
 ]

@@ -1,0 +1,44 @@
+"""The distributed adapters under mpirun on 1, 2 and 3 ranks, against the serial adapters."""
+
+from __future__ import annotations
+
+import pytest
+from test_petsc_mpi import run_mpi
+
+pytestmark = pytest.mark.mpi
+
+CASES = ("spd", "general", "dirichlet")
+
+
+@pytest.fixture(scope="module", params=[1, 2, 3], ids=lambda n: f"{n}ranks")
+def assembled(request):
+    records, _, _ = run_mpi("assembled.py", request.param, timeout=150)
+    return records
+
+
+def test_assembled_operator_gives_the_serial_from_assembly_gradient(assembled):
+    for r in assembled:
+        for name in CASES:
+            numbers = r[name]
+            assert numbers["gradient_error"] <= 1e-8, (name, numbers)
+            assert numbers["objective_error"] <= 1e-8, (name, numbers)
+            assert numbers["tangent_error"] <= 1e-8, (name, numbers)
+            assert numbers["taylor_passed"], (name, numbers)
+            assert numbers == {**assembled[0][name], "ghost_columns": numbers["ghost_columns"]}
+
+
+def test_off_process_columns_are_read_through_ghosts(assembled):
+    if len(assembled) > 1:
+        assert all(r["spd"]["ghost_columns"] > 0 for r in assembled)
+    else:
+        assert assembled[0]["spd"]["ghost_columns"] == 0
+
+
+def test_a_pattern_change_on_one_rank_is_one_collective_error_naming_it(assembled):
+    failing = min(1, len(assembled) - 1)
+    for r in assembled:
+        error = r["pattern_change"]
+        assert error["type"] == "CollectiveCallbackError", error
+        assert error["rank"] == failing, error
+        assert f"on rank {failing} of {len(assembled)}" in error["message"], error
+        assert "sparsity pattern of A(θ) changed" in error["message"], error
