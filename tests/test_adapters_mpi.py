@@ -42,3 +42,26 @@ def test_a_pattern_change_on_one_rank_is_one_collective_error_naming_it(assemble
         assert error["rank"] == failing, error
         assert f"on rank {failing} of {len(assembled)}" in error["message"], error
         assert "sparsity pattern of A(θ) changed" in error["message"], error
+
+
+@pytest.fixture(scope="module", params=[1, 2, 3], ids=lambda n: f"{n}ranks")
+def elements(request):
+    records, _, _ = run_mpi("elements.py", request.param, timeout=200)
+    return records
+
+
+def test_element_operator_gives_the_serial_element_operator_gradient(elements):
+    for r in elements:
+        for name in ("simp_filter", "linear_per_element"):
+            numbers = r[name]
+            assert numbers["gradient_error"] <= 1e-8, (name, numbers)
+            assert numbers["objective_error"] <= 1e-8, (name, numbers)
+            assert numbers["tangent_error"] <= 1e-8, (name, numbers)
+            assert numbers["taylor_passed"], (name, numbers)
+
+
+def test_elements_split_with_a_rank_owning_none(elements):
+    owned = [r["simp_filter"]["elements"] for r in elements]
+    assert sum(owned) == 32
+    if len(elements) == 3:
+        assert owned[1] == 0 and elements[0]["simp_filter"]["ghost_dofs"] > 0, owned

@@ -12,6 +12,11 @@ operator is a PETSc shell matrix, the preconditioner is built from an assembled 
 - :class:`StructuredGrid`, :class:`LocalStencil`: matrix-free stencils on a PETSc DMDA.
 - :func:`from_petsc_assembly`: your own distributed PETSc AIJ matrix at θ and the VJP of its
   local values (the distributed :func:`~krylov_adjoint.adapters.from_assembly`).
+- :func:`petsc_element_operator`: ``K(θ) = Σ_e s(ρ_e) K_e`` over the ranks' elements, with
+  a density filter as a PETSc Mat (the distributed
+  :func:`~krylov_adjoint.adapters.element_operator`).
+- :class:`TaoObjective`, :func:`tao_minimize`: PETSc TAO (BLMVM, LMVM, BNCG, BNLS with the
+  Hessian action) on adjoint gradients, θ distributed.
 - :mod:`.gallery`: distributed diffusion (2-D/3-D) and convection–diffusion problems.
 - :mod:`.verify`: collective dot-product tests and Taylor test.
 - :class:`CollectiveError`: a failure on some rank, raised on every rank.
@@ -27,6 +32,8 @@ from .collective import CollectiveInputError as CollectiveInputError
 from .collective import ErrorGuard as ErrorGuard
 from .collective import RankFailure as RankFailure
 from .dmda import StructuredGrid as StructuredGrid
+from .elements import PetscElementOperator as PetscElementOperator
+from .elements import petsc_element_operator as petsc_element_operator
 from .layout import Layout as Layout
 from .problem import DistributedOperator as DistributedOperator
 from .problem import DistributedProblem as DistributedProblem
@@ -35,10 +42,15 @@ from .result import PetscGradientResult as PetscGradientResult
 from .result import PetscTangentResult as PetscTangentResult
 from .solver import PetscAdjointSolver as PetscAdjointSolver
 from .stencil import LocalStencil as LocalStencil
+from .tao import TaoObjective as TaoObjective
+from .tao import TaoResult as TaoResult
+from .tao import tao_minimize as tao_minimize
 
 __all__ = [
     "PetscAdjointSolver", "DistributedOperator", "DistributedProblem", "Layout", "Halo",
     "StructuredGrid", "LocalStencil", "PetscGradientResult", "PetscTangentResult",
     "CollectiveError", "CollectiveCallbackError", "CollectiveInputError", "ErrorGuard",
     "RankFailure", "gallery", "verify", "PetscAssembledOperator", "from_petsc_assembly",
+    "TaoObjective", "TaoResult", "tao_minimize", "PetscElementOperator",
+    "petsc_element_operator",
 ]
