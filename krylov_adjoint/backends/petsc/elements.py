@@ -51,7 +51,7 @@ class PetscElementOperator(DistributedOperator):
 
     def __init__(self, element_matrices: Any, connectivity: Any, layout: Layout, *,
                  scaling: Any, simp_penalty: float, simp_eps: float, dirichlet_dofs: Any,
-                 parameter_map: Any, structure: str | Structure) -> None:
+                 parameter_map: Any, structure: str | Structure, block_size: int = 1) -> None:
         PETSc = petsc()
         comm = layout.comm
         guard = ErrorGuard(comm)
@@ -87,7 +87,8 @@ class PetscElementOperator(DistributedOperator):
         else:
             rows = cols = np.zeros(0, dtype=np.int64)
         self._mat = PETSc.Mat().createAIJ(((layout.local_size, layout.size),
-                                           (layout.local_size, layout.size)), comm=comm)
+                                           (layout.local_size, layout.size)),
+                                          bsize=int(block_size), comm=comm)
         self._mat.setPreallocationCOO(rows.astype(PETSc.IntType), cols.astype(PETSc.IntType))
         self.dirichlet_dofs = _owned_dofs(dirichlet_dofs, layout, guard)
         self._has_dirichlet = bool(comm.allreduce(int(self.dirichlet_dofs.size),
@@ -229,8 +230,8 @@ def petsc_element_operator(element_matrices: Any, connectivity: Any, n_local_dof
                            n_dofs: int | None = None, scaling: Any = "linear",
                            simp_penalty: float = 3.0, simp_eps: float = 1e-9,
                            dirichlet_dofs: Any = None, parameter_map: Any = None,
-                           structure: str | Structure = "auto", comm: Any = None
-                           ) -> PetscElementOperator:
+                           structure: str | Structure = "auto", block_size: int = 1,
+                           comm: Any = None) -> PetscElementOperator:
     """``K(θ) = Σ_e s(ρ_e) K_e`` with elements owned by ranks (collective).
 
     The distributed :func:`~krylov_adjoint.adapters.element_operator`.
@@ -253,6 +254,9 @@ def petsc_element_operator(element_matrices: Any, connectivity: Any, n_local_dof
     parameter_map : petsc4py.PETSc.Mat, optional
         H of ρ = Hθ (E × P; its local rows are this rank's elements), e.g. a density filter;
         the VJP applies Hᵀ by ``MatMultTranspose``.
+    block_size : int
+        Dofs per node (3 for 3-D elasticity), given to the matrix for GAMG (with a
+        near-nullspace: ``op.mat.setNearNullSpace(...)``).
     comm : communicator, optional
 
     Returns
@@ -282,7 +286,7 @@ def petsc_element_operator(element_matrices: Any, connectivity: Any, n_local_dof
     return PetscElementOperator(element_matrices, connectivity, layout, scaling=scaling,
                                 simp_penalty=simp_penalty, simp_eps=simp_eps,
                                 dirichlet_dofs=dirichlet_dofs, parameter_map=parameter_map,
-                                structure=structure)
+                                structure=structure, block_size=block_size)
 
 
 def _owned_dofs(dofs: Any, layout: Layout, guard: ErrorGuard) -> np.ndarray:
