@@ -11,9 +11,9 @@ Linear elasticity on a regular grid of trilinear hexahedra (3 dofs per node, E =
 load pulls the right face's middle edge down. The compliance ``J = fᵀu`` is minimised under
 a volume constraint by optimality-criteria updates, each costing one adjoint gradient: one
 assembly (``MatSetValuesCOO`` of the rank's element values), one GAMG set-up with the six
-rigid-body modes as near-nullspace, one CG solve and one adjoint solve. Compliance is
-self-adjoint (λ = u); the library does not know it and solves the adjoint too (warm-started
-and with the primal preconditioner, so it costs less than the primal).
+rigid-body modes as near-nullspace, one CG solve and the VJP. Compliance is self-adjoint
+(λ = u): with A declared SPD and ∂J/∂x equal to b, the PETSc backend starts the adjoint solve
+from u, which passes its residual check without an iteration.
 
 Each rank builds only its slab of elements (a block of x-layers), its rows of the filter, its
 node coordinates and its part of the load: O(N / ranks) memory and time. The gradient is

@@ -270,6 +270,8 @@ class PetscBackend:
         elif phase == "adjoint":
             self._ensure_adjoint_pc()
             solve, x, operator = self.adjoint, self._lam, None
+            if self._self_adjoint(rhs):
+                x0 = self._x
         elif phase in ("second_adjoint", "output_adjoint"):
             self._ensure_adjoint_pc()
             solve, x, operator = self.adjoint, self.problem.x_layout.create_vec(), None
@@ -284,6 +286,13 @@ class PetscBackend:
                              check_residual=self.check_residual, maxiter=cap)
         self.guard.checkpoint(f"the {phase} solve")
         return result, x
+
+    def _self_adjoint(self, rhs: Any) -> bool:
+        """Collective: True when Aᵀλ = rhs is the primal system itself (A declared symmetric,
+        ∂J/∂x equal to b, as for a compliance ``J = bᵀx``); the primal solution then solves
+        the adjoint system to the primal tolerance, and the adjoint solve starts from it (it
+        stops after the residual check, with no iteration, when both tolerances agree)."""
+        return self.structure.is_symmetric and bool(rhs.equal(self._b))
 
     # -- vectors and callbacks --------------------------------------------------------------------
     def rhs(self, bound: VecProblem) -> Any:
