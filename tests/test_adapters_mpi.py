@@ -27,6 +27,12 @@ def test_assembled_operator_gives_the_serial_from_assembly_gradient(assembled):
             assert numbers == {**assembled[0][name], "ghost_columns": numbers["ghost_columns"]}
 
 
+def test_affine_operator_from_petsc_matrices_gives_the_serial_gradient(assembled):
+    for r in assembled:
+        assert r["affine"]["gradient_error"] <= 1e-8, r["affine"]
+        assert r["affine"]["objective_error"] <= 1e-8, r["affine"]
+
+
 def test_off_process_columns_are_read_through_ghosts(assembled):
     if len(assembled) > 1:
         assert all(r["spd"]["ghost_columns"] > 0 for r in assembled)

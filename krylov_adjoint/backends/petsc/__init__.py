@@ -11,7 +11,8 @@ operator is a PETSc shell matrix, the preconditioner is built from an assembled 
 - :class:`DistributedOperator`, :class:`DistributedProblem`, :class:`Layout`: the problem.
 - :class:`StructuredGrid`, :class:`LocalStencil`: matrix-free stencils on a PETSc DMDA.
 - :func:`from_petsc_assembly`: your own distributed PETSc AIJ matrix at θ and the VJP of its
-  local values (the distributed :func:`~krylov_adjoint.adapters.from_assembly`).
+  local values (the distributed :func:`~krylov_adjoint.adapters.from_assembly`);
+  :func:`petsc_affine_operator` for ``A₀ + Σ θ_k A_k`` from PETSc matrices.
 - :func:`petsc_element_operator`: ``K(θ) = Σ_e s(ρ_e) K_e`` over the ranks' elements, with
   a density filter as a PETSc Mat (the distributed
   :func:`~krylov_adjoint.adapters.element_operator`).
@@ -26,6 +27,7 @@ from . import gallery as gallery
 from . import verify as verify
 from .assembled import PetscAssembledOperator as PetscAssembledOperator
 from .assembled import from_petsc_assembly as from_petsc_assembly
+from .assembled import petsc_affine_operator as petsc_affine_operator
 from .collective import CollectiveCallbackError as CollectiveCallbackError
 from .collective import CollectiveError as CollectiveError
 from .collective import CollectiveInputError as CollectiveInputError
@@ -50,7 +52,7 @@ __all__ = [
     "PetscAdjointSolver", "DistributedOperator", "DistributedProblem", "Layout", "Halo",
     "StructuredGrid", "LocalStencil", "PetscGradientResult", "PetscTangentResult",
     "CollectiveError", "CollectiveCallbackError", "CollectiveInputError", "ErrorGuard",
-    "RankFailure", "gallery", "verify", "PetscAssembledOperator", "from_petsc_assembly",
+    "RankFailure", "gallery", "verify", "PetscAssembledOperator", "from_petsc_assembly", "petsc_affine_operator",
     "TaoObjective", "TaoResult", "tao_minimize", "PetscElementOperator",
     "petsc_element_operator",
 ]
