@@ -52,7 +52,7 @@ __all__ = [
     "PetscAdjointSolver", "DistributedOperator", "DistributedProblem", "Layout", "Halo",
     "StructuredGrid", "LocalStencil", "PetscGradientResult", "PetscTangentResult",
     "CollectiveError", "CollectiveCallbackError", "CollectiveInputError", "ErrorGuard",
-    "RankFailure", "gallery", "verify", "PetscAssembledOperator", "from_petsc_assembly", "petsc_affine_operator",
-    "TaoObjective", "TaoResult", "tao_minimize", "PetscElementOperator",
-    "petsc_element_operator",
+    "RankFailure", "gallery", "verify", "PetscAssembledOperator", "from_petsc_assembly",
+    "petsc_affine_operator", "PetscElementOperator", "petsc_element_operator",
+    "TaoObjective", "TaoResult", "tao_minimize",
 ]
