@@ -25,9 +25,9 @@ operator is a PETSc shell matrix, the preconditioner is built from an assembled 
 
 from . import gallery as gallery
 from . import verify as verify
+from .affine import petsc_affine_operator as petsc_affine_operator
 from .assembled import PetscAssembledOperator as PetscAssembledOperator
 from .assembled import from_petsc_assembly as from_petsc_assembly
-from .assembled import petsc_affine_operator as petsc_affine_operator
 from .collective import CollectiveCallbackError as CollectiveCallbackError
 from .collective import CollectiveError as CollectiveError
 from .collective import CollectiveInputError as CollectiveInputError
