@@ -23,6 +23,7 @@ from ..adjoint.accuracy import AccuracyTarget
 from ..adjoint.result import GradientResult
 from ..adjoint.solver import AdjointSolver
 from ..errors import KrylovAdjointError
+from ._progress import IterationRecords
 
 __all__ = ["ScipyObjective", "GradientSchedule", "minimize"]
 
@@ -163,14 +164,14 @@ class ScipyObjective:
         self.solver = solver
         self.schedule = _schedule(accuracy)
         self.logger = LOGGER if logger is None else logger
-        self.history: list[dict[str, Any]] = []
+        self._records = IterationRecords()
+        self.history: list[dict[str, Any]] = self._records.history
         self.evaluations: list[dict[str, Any]] = []
         self.n_calls = 0
         self.n_solves = 0
         self.last: GradientResult | None = None
         self._remembered: OrderedDict[bytes, GradientResult] = OrderedDict()
         self._start = time.perf_counter()
-        self._since_iteration = {"primal": 0, "adjoint": 0, "setups": 0}
         self._bar = _progress_bar(self.logger) if progress else None
 
     # -- what scipy calls -----------------------------------------------------------
@@ -201,18 +202,9 @@ class ScipyObjective:
         else:
             objective = result.objective
             gradient_norm = float(np.linalg.norm(result.gradient))
-        record = {
-            "iteration": len(self.history) + 1,
-            "objective": objective,
-            "gradient_norm": gradient_norm,
-            "solves": self.n_solves,
-            "primal_iterations": self._since_iteration["primal"],
-            "adjoint_iterations": self._since_iteration["adjoint"],
-            "preconditioner_setups": self._since_iteration["setups"],
-            "elapsed": time.perf_counter() - self._start,
-        }
-        self._since_iteration = {"primal": 0, "adjoint": 0, "setups": 0}
-        self.history.append(record)
+        record = self._records.record(objective=objective, gradient_norm=gradient_norm,
+                                      solves=self.n_solves,
+                                      elapsed=time.perf_counter() - self._start)
         self.logger.info("iteration %d: J = %.10e, |g| = %.3e, %d solves so far, %.2f s",
                          record["iteration"], objective, gradient_norm, self.n_solves,
                          record["elapsed"])
@@ -272,9 +264,7 @@ class ScipyObjective:
         record = {"evaluation": self.n_solves, **result.as_dict(),
                   "elapsed": time.perf_counter() - self._start}
         self.evaluations.append(record)
-        self._since_iteration["primal"] += result.primal.iterations
-        self._since_iteration["adjoint"] += result.adjoint_solve.iterations
-        self._since_iteration["setups"] += int(result.preconditioner_rebuilt)
+        self._records.add_result(result)
         self.logger.info(
             "evaluation %d: J = %.10e, |g| = %.3e, primal %d it, adjoint %d it, %.3f s, "
             "preconditioner %s", self.n_solves, result.objective, record["gradient_norm"],

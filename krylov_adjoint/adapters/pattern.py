@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from .._checks import as_size, refuse_complex
 from ._matrices import as_sparse, index_dtype
 
-__all__ = ["SparsityPattern", "pattern_cotangent", "entry_coordinates"]
+__all__ = ["SparsityPattern", "pattern_cotangent", "entry_coordinates", "entry_cotangent"]
 
 
 class SparsityPattern:
@@ -158,7 +158,7 @@ class SparsityPattern:
 
         This is the cotangent of the matrix values for the scalar ``λᵀ A x``.
         """
-        return lam[self.rows] * x[self.indices]
+        return entry_cotangent(lam, x, self.rows, self.indices)
 
     def matrix(self, values: np.ndarray) -> sp.csr_matrix:
         """The CSR matrix with these values (the index arrays are shared, not copied)."""
@@ -265,6 +265,22 @@ def pattern_cotangent(A: Any, lam: Any, x: Any) -> np.ndarray:
     if isinstance(matrix, np.ndarray):
         return np.outer(lam, x)
     rows, cols = entry_coordinates(matrix)
+    return entry_cotangent(lam, x, rows, cols)
+
+
+def entry_cotangent(lam: np.ndarray, x: np.ndarray, rows: np.ndarray,
+                    cols: np.ndarray) -> np.ndarray:
+    """``λ_rows[k] x_cols[k]`` for each entry k: the cotangent of matrix values for ``λᵀAx``.
+
+    The one formula behind :meth:`SparsityPattern.cotangent`, :func:`pattern_cotangent` and
+    the distributed operators (where ``rows`` are local and ``cols`` index the owned and
+    ghost entries of x).
+
+    >>> import numpy as np
+    >>> entry_cotangent(np.array([1.0, 2.0]), np.array([5.0, 7.0]), np.array([0, 1, 1]),
+    ...                 np.array([0, 0, 1]))
+    array([ 5., 10., 14.])
+    """
     return lam[rows] * x[cols]
 
 

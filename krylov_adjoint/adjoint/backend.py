@@ -144,6 +144,9 @@ class Backend(Protocol):
     def norm(self, v: Any) -> float:
         """The global 2-norm."""
 
+    def equal(self, a: Any, b: Any) -> bool:
+        """True when the two vectors hold the same values (on every rank)."""
+
     def is_finite(self, v: Any) -> bool:
         """True when every entry (on every rank) is finite."""
 

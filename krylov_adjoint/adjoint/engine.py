@@ -161,8 +161,8 @@ class GradientEngine:
         rtol = self.rtol if target is None else self._tolerances.first_rtol(target)
         adjoint_rtol = self.adjoint_rtol if target is None else max(rtol, self.adjoint_rtol)
         x, primal, rebuilt, note, abandoned = self._primal(bound, times, rtol=rtol)
-        b = self.backend.rhs(bound) if self.error_estimate else None
-        state = self._adjoint_and_gradient(bound, x, times, adjoint_rtol, x0="warm")
+        b = self.backend.rhs(bound)
+        state = self._adjoint_and_gradient(bound, x, times, adjoint_rtol, x0="warm", b=b)
         objective, dj_dx, lam, adjoint_solve, gradient = state
         estimate, rounds, reason = None, 1, "fixed tolerances (accuracy='fixed')"
         if self.error_estimate:
@@ -190,7 +190,7 @@ class GradientEngine:
                 primal = merge_solves(primal, more)
                 times["primal"] += time.perf_counter() - tick
                 objective, dj_dx, lam, extra_adjoint, gradient = self._adjoint_and_gradient(
-                    bound, x, times, adjoint_rtol, x0=lam)
+                    bound, x, times, adjoint_rtol, x0=lam, b=b)
                 adjoint_solve = merge_solves(adjoint_solve, extra_adjoint)
                 estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, times)
             self._tolerances.learn(estimate.gradient_error, estimate.gradient_norm,
@@ -214,13 +214,20 @@ class GradientEngine:
             error_estimate=estimate)
 
     def _adjoint_and_gradient(self, bound: BoundProblem, x: Any, times: dict[str, float],
-                              adjoint_rtol: float, *, x0: Any
+                              adjoint_rtol: float, *, x0: Any, b: Any
                               ) -> tuple[float, Any, Any, SolveResult, Any]:
-        """J, ∂J/∂x, the adjoint solve (from ``x0``) and the gradient at the primal x."""
+        """J, ∂J/∂x, the adjoint solve (from ``x0``) and the gradient at the primal x.
+
+        A self-adjoint problem (A declared symmetric and ∂J/∂x equal to b, as for a compliance
+        ``J = bᵀx``) starts its adjoint solve from x, which solves it to the primal tolerance.
+        """
         tick = time.perf_counter()
         objective = self.backend.objective_value(bound, x)
         dj_dx = self.backend.objective_grad_x(bound, x)
         times["objective"] = times.get("objective", 0.0) + time.perf_counter() - tick
+        if (isinstance(x0, str) and self.backend.structure.is_symmetric
+                and self.backend.equal(dj_dx, b)):
+            x0 = x
 
         tick = time.perf_counter()
         lam, adjoint_solve = self._solve("adjoint", bound, dj_dx,

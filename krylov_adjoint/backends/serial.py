@@ -269,6 +269,9 @@ class SerialBackend:
     def norm(self, v: np.ndarray) -> float:
         return float(np.linalg.norm(v))
 
+    def equal(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return bool(np.array_equal(a, b))
+
     def is_finite(self, v: np.ndarray) -> bool:
         return bool(np.isfinite(v).all())
 

@@ -511,6 +511,9 @@ class PetscBackend:
     def norm(self, v: Any) -> float:
         return float(v.norm())
 
+    def equal(self, a: Any, b: Any) -> bool:
+        return bool(a.equal(b))
+
     def is_finite(self, v: Any) -> bool:
         local = bool(np.isfinite(v.getArray(readonly=True)).all())
         return bool(self.comm.allreduce(int(local), op=mpi().MIN))
