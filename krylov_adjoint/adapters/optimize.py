@@ -47,10 +47,10 @@ class GradientSchedule:
     whose differences are resolved, and noise never stops the optimiser. With bounds, η is
     relative to the *projected* gradient (the entries at an active bound pointing outwards
     set to zero, as L-BFGS-B's test does): at a constrained minimiser the full gradient stays
-    large, and a 1 % error of it would swamp the projected one. Near the end — once the last projected
-    gradient's largest entry is below ``final_factor × gtol``, the optimiser's stopping test —
-    gradients are computed at the solver's own tolerances, so the final gradient and objective
-    are those of ``accuracy="fixed"``.
+    large, and a 1 % error of it would swamp the projected one. Near the end — once the last
+    projected gradient's largest entry is below ``final_factor × gtol``, the optimiser's
+    stopping test — gradients are computed at the solver's own tolerances, so the final
+    gradient and objective are those of ``accuracy="fixed"``.
 
     Measured on the applications (L-BFGS-B to convergence, rtol 1e-10, 24²–32² cells): a
     relative η fixed at 1e-2 saved 1–30 % of the Krylov iterations with the same minimiser;
