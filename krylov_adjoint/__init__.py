@@ -21,6 +21,7 @@ from . import verify as verify
 from .adjoint import AdjointSolver as AdjointSolver
 from .adjoint import GradientResult as GradientResult
 from .adjoint import HessianResult as HessianResult
+from .adjoint import SourcesResult as SourcesResult
 from .adjoint import TangentResult as TangentResult
 from .errors import CallbackError as CallbackError
 from .errors import ConvergenceError as ConvergenceError
@@ -38,13 +39,15 @@ from .problem import LinearFunctional as LinearFunctional
 from .problem import Objective as Objective
 from .problem import ParametricOperator as ParametricOperator
 from .problem import RightHandSide as RightHandSide
+from .problem import Sources as Sources
 from .problem import Structure as Structure
 from .problem import Tikhonov as Tikhonov
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdjointSolver", "GradientResult", "TangentResult", "HessianResult", "precond", "gallery",
+    "AdjointSolver", "GradientResult", "TangentResult", "HessianResult", "SourcesResult",
+    "Sources", "precond", "gallery",
     "verify", "adapters", "uq", "newton",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
     "LeastSquaresMisfit", "Tikhonov", "Structure", "ConvergenceReason", "SolveResult",

@@ -25,6 +25,7 @@ from ..krylov.result import SolveResult
 from ..krylov.solve import METHODS
 from ..krylov.stopping import Monitor, validate_restart, validate_tolerances
 from ..problem.bound import BoundProblem
+from ..problem.sources import Sources
 from ..problem.structure import Structure
 from .backend import Backend, SolveSettings
 from .checks import TRANSPOSE_PROBE_RTOL, check_derivatives, probe_transpose
@@ -32,6 +33,7 @@ from .jacobian import JacobianResult, jacobian, jacobian_products
 from .result import GradientResult, HessianResult, TangentResult
 from .reuse import PreconditionerReuse
 from .second_order import hessian_action
+from .sources import SourcesResult, sources_gradient
 
 __all__ = ["GradientEngine", "choose_method"]
 
@@ -212,6 +214,28 @@ class GradientEngine:
         forward, transpose = jacobian_products(self, theta, outputs)
         shape = (len(list(outputs)), self.backend.problem.params_local)
         return spla.LinearOperator(shape, matvec=forward, rmatvec=transpose, dtype=np.float64)
+
+    def sources_gradient(self, theta: Any, sources: Sources, *, block: bool | None = None,
+                         block_size: int = 16) -> SourcesResult:
+        """J = Σₛ Jₛ(θ, xₛ) and dJ/dθ over the S sources ``A(θ) xₛ = bₛ(θ)`` of ``sources``
+        (a :class:`~krylov_adjoint.Sources`; the problem's own b and J are not used).
+
+        One preconditioner set-up for all S primal and S adjoint solves. ``block=None``
+        chooses block CG (all sources of a block in one Krylov space, the operator applied
+        to blocks when declared ``block=True``) on the serial backend when A and M are SPD
+        and S > 1, else one source after another, each warm-started from its last converged
+        x and λ; ``True``/``False`` force the choice. ``block_size`` caps the columns of a
+        block. See :mod:`krylov_adjoint.adjoint.sources`.
+
+        Raises
+        ------
+        ConvergenceError
+            When a solve does not converge (``raise_on_failure``); its phase names the
+            source, e.g. ``"adjoint (source 3)"``.
+        CallbackError, InputError
+            On a bad callback output or bad sources, naming the source (``sources[3]``).
+        """
+        return sources_gradient(self, theta, sources, block=block, block_size=block_size)
 
     @property
     def setups(self) -> int:

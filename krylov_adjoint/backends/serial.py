@@ -12,10 +12,13 @@ import scipy.sparse.linalg as spla
 
 from ..adjoint.backend import SolveSettings
 from ..adjoint.result import GradientResult, HessianResult, TangentResult
+from ..krylov._callbacks import guarded
+from ..krylov.block_cg import block_cg
 from ..krylov.result import SolveResult
 from ..krylov.solve import solve
 from ..precond.base import Preconditioner, TransposedPreconditioner
 from ..precond.factory import resolve_preconditioner
+from ..problem.block import apply_block, block_vjp
 from ..problem.bound import BoundProblem
 from ..problem.problem import AdjointProblem, as_assembled_matrix
 
@@ -62,6 +65,8 @@ class SerialBackend:
         self.options = dict(self.source.options)
         self._assembled: Any = None
         self._last: BoundProblem | None = None
+        #: Many sources: block Krylov and block products (:meth:`solve_block`).
+        self.supports_blocks = True
 
     # -- θ and the preconditioner ---------------------------------------------------------------
     def bind(self, theta: Any) -> tuple[BoundProblem, bool]:
@@ -112,6 +117,42 @@ class SerialBackend:
                        phase=phase)
         return result, result.x
 
+    def solve_block(self, phase: str, bound: BoundProblem, B: np.ndarray, X0: Any,
+                    settings: SolveSettings) -> list[SolveResult]:
+        """Block CG on the (N, S) block B (primal: A and M; adjoint: Aᵀ and Mᵀ); one result
+        per column. The operator takes the block in one call when declared ``block=True``."""
+        transposed = phase in TRANSPOSED_PHASES
+        M = self.M
+        if M is not None and transposed:
+            M = TransposedPreconditioner(M)
+        label = bound.operator.rmatvec_name if transposed else "operator.matvec"
+        pc_label = _PRECONDITIONER_LABELS[phase]
+
+        apply = None if M is None else guarded(M.apply, pc_label, self.n, "M @ r")
+
+        def precond(R: np.ndarray) -> np.ndarray:
+            if apply is None:
+                return R.copy()
+            return np.column_stack([apply(np.ascontiguousarray(R[:, j]))
+                                    for j in range(R.shape[1])])
+
+        return block_cg(lambda V: apply_block(bound, V, transpose=transposed), B, X0,
+                        precond=precond, rtol=settings.rtol, atol=settings.atol,
+                        maxiter=settings.maxiter, monitor=settings.monitor,
+                        labels=(label, pc_label), phase=phase)
+
+    def block_parameter_gradient(self, views: list[BoundProblem], X: np.ndarray,
+                                 L: np.ndarray) -> np.ndarray:
+        """``Σₛ dJₛ/dθ`` for the sources ``views`` (one bound problem per source) with the
+        states X and adjoints Λ as (N, S) blocks: the operator's VJP once on the blocks
+        (when declared ``block=True``), the right-hand sides' and objectives' per source."""
+        zero = np.zeros(self.problem.n_params)
+        total = np.zeros(self.problem.n_params)
+        for j, view in enumerate(views):
+            total += view.parameter_gradient(X[:, j], L[:, j], operator_term=zero)
+        term = block_vjp(views[0], X, L)
+        return total if term is None else total - term
+
     # -- vectors and callbacks ---------------------------------------------------------------------
     def rhs(self, bound: BoundProblem) -> np.ndarray:
         return bound.b()
@@ -147,6 +188,9 @@ class SerialBackend:
 
     def with_objective(self, bound: BoundProblem, objective: Any) -> BoundProblem:
         return bound.with_objective(objective)
+
+    def with_source(self, bound: BoundProblem, rhs: Any, objective: Any) -> BoundProblem:
+        return bound.with_source(rhs, objective)
 
     def unit_parameter(self, index: int) -> np.ndarray:
         e = np.zeros(self.problem.n_params)

@@ -7,6 +7,8 @@ exactly matching ``assemble``), a reference θ and, for small sizes, explicit de
 - :func:`heat_1d`: one implicit-Euler step of the 1-D heat equation, SPD.
 - :func:`diffusion_2d`, :func:`diffusion_3d`: −∇·(e^θ∇u) = f, per-cell or per-block θ, SPD.
 - :func:`convection_diffusion_2d`: upwind convection–diffusion, nonsymmetric, θ in A and b.
+- :func:`eit_2d`: an EIT-like many-source problem (S boundary current patterns, boundary
+  potentials measured), for :meth:`~krylov_adjoint.AdjointSolver.sources_gradient`.
 - :func:`convection_diffusion_matrix`: a fixed upwind convection–diffusion matrix, for
   preconditioner tests and benchmarks.
 """
@@ -14,9 +16,11 @@ exactly matching ``assemble``), a reference θ and, for small sizes, explicit de
 from .convection import convection_diffusion_2d as convection_diffusion_2d
 from .diffusion import diffusion_2d as diffusion_2d
 from .diffusion import diffusion_3d as diffusion_3d
+from .eit import EITModel as EITModel
+from .eit import eit_2d as eit_2d
 from .heat import heat_1d as heat_1d
 from .matrices import convection_diffusion_matrix as convection_diffusion_matrix
 from .model import ModelProblem as ModelProblem
 
 __all__ = ["ModelProblem", "heat_1d", "diffusion_2d", "diffusion_3d", "convection_diffusion_2d",
-           "convection_diffusion_matrix"]
+           "convection_diffusion_matrix", "eit_2d", "EITModel"]
