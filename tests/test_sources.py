@@ -80,17 +80,21 @@ def local_sources(r, data: dict) -> ka.Sources:
 # -- correctness -------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("problem", ["diffusion", "convection", "source"])
-@pytest.mark.parametrize("block", [None, False])
-def test_sources_gradient_matches_the_dense_reference(problem, backend, block):
+@pytest.mark.parametrize("solves", ["auto", "one_by_one", "block_cg"])
+def test_sources_gradient_matches_the_dense_reference(problem, backend, solves):
+    if solves == "block_cg" and (backend != "serial" or not PROBLEMS[problem].spd):
+        pytest.skip("block CG: serial backend, SPD problems")
     model = PROBLEMS[problem].build()
     data = source_data(model)
     J_ref, g_ref = dense_sources_reference(model, data, model.theta)
     with run(backend, model, preconditioner="amg") as r:
         result = r.solver.sources_gradient(r.local(model.theta), local_sources(r, data),
-                                           block=block)
+                                           solves=solves)
         gradient = r.whole(result.gradient, model.n_params)
     assert result.converged and result.n_sources == S
-    assert result.block == (block is None and backend == "serial" and PROBLEMS[problem].spd)
+    batched = solves == "auto" and backend == "serial" and PROBLEMS[problem].spd
+    assert result.solves == ("batched_cg" if batched else
+                             "one_by_one" if solves == "auto" else solves)
     assert relative_error(gradient, g_ref) <= 1e-8
     assert abs(result.objective - J_ref) <= 1e-8 * abs(J_ref)
     assert np.isclose(result.objectives.sum(), result.objective, rtol=1e-14)
@@ -118,20 +122,33 @@ def test_sources_gradient_equals_the_sum_of_single_source_gradients(backend):
     assert abs(result.objective - J) <= 1e-10 * abs(J)
 
 
-def test_block_cg_on_the_eit_model_matches_one_by_one_with_fewer_iterations():
+def test_the_three_ways_agree_on_the_eit_model():
     eit = eit_2d(16, n_sources=8)
     theta = 0.5 * eit.theta_true
-    by_block = ka.AdjointSolver(eit.model.problem, rtol=1e-12)
-    one_by_one = ka.AdjointSolver(eit.model.problem, rtol=1e-12)
-    a = by_block.sources_gradient(theta, eit.sources)
-    b = one_by_one.sources_gradient(theta, eit.sources, block=False)
-    assert a.block and not b.block
-    assert relative_error(a.gradient, b.gradient) <= 1e-8
-    assert a.primal_iterations < b.primal_iterations / 2
-    assert by_block.setups == one_by_one.setups == 1
-    for result in (a, b):  # every source's two solves are reported
-        assert all(r.converged for r in result.primal + result.adjoint_solves)
+    results, solvers = {}, {}
+    for solves in ("batched_cg", "block_cg", "one_by_one"):
+        solvers[solves] = ka.AdjointSolver(eit.model.problem, rtol=1e-12)
+        results[solves] = solvers[solves].sources_gradient(theta, eit.sources, solves=solves)
+    batched, block, one = results["batched_cg"], results["block_cg"], results["one_by_one"]
+    assert relative_error(batched.gradient, one.gradient) <= 1e-8
+    assert relative_error(block.gradient, one.gradient) <= 1e-8
+    # lockstep CG follows each source's own CG iterates; block CG shares its directions
+    for r, s in zip(batched.primal, one.primal, strict=True):
+        assert abs(r.iterations - s.iterations) <= 1
+    assert block.primal_iterations < one.primal_iterations / 2
+    assert all(solver.setups == 1 for solver in solvers.values())
+    for result in results.values():  # every source's two solves are reported
+        assert result.converged
         assert all(len(r.residual_norms) == r.iterations + 1 for r in result.primal)
+
+
+def test_block_cg_takes_fewer_iterations_without_a_preconditioner():
+    eit = eit_2d(16, n_sources=8)
+    theta = 0.5 * eit.theta_true
+    counts = {solves: ka.AdjointSolver(eit.model.problem, rtol=1e-10, preconditioner="none")
+              .sources_gradient(theta, eit.sources, solves=solves).primal_iterations
+              for solves in ("batched_cg", "block_cg")}
+    assert counts["block_cg"] < counts["batched_cg"] / 4
 
 
 def test_eit_gradient_matches_the_dense_reference_and_passes_the_taylor_test():
@@ -177,7 +194,8 @@ def test_a_block_operator_is_called_with_blocks_and_agrees_with_its_columns():
     for block in (True, False):
         problem = ka.AdjointProblem(operator(block), *eit.sources.single(0), n_params=op.n)
         shapes.clear()
-        results.append(ka.AdjointSolver(problem, rtol=1e-12, check_gradient=False)
+        results.append(ka.AdjointSolver(problem, rtol=1e-12, check_gradient=False,
+                                        preconditioner="jacobi")
                        .sources_gradient(theta, eit.sources))
         blocks = [s for s in shapes if len(s) == 2 and s[0] == op.n]
         vjps = [s for s in shapes if s[0] == "vjp"]
@@ -207,7 +225,7 @@ def test_the_result_reports_every_source():
     eit = eit_2d(8, n_sources=3)
     result = ka.AdjointSolver(eit.model.problem).sources_gradient(eit.model.theta, eit.sources)
     text = result.summary()
-    assert "S = 3 sources" in text and "block CG" in text and "failed : none" in text
+    assert "S = 3 sources" in text and "lockstep" in text and "failed : none" in text
     record = result.as_dict()
     assert record["n_sources"] == 3 and len(record["primal_reasons"]) == 3
     assert record["primal_reasons"][0] == "CONVERGED_RTOL"
@@ -238,14 +256,17 @@ def test_bad_sources_are_refused_naming_the_culprit():
         solver.sources_gradient(model.theta, ka.Sources(np.ones((n, 1)), [objective]),
                                 block_size=0)
     convection = PROBLEMS["convection"].build()
-    with pytest.raises(ka.InputError, match="block Krylov needs"):
+    with pytest.raises(ka.InputError, match="'block_cg' needs the serial backend"):
         ka.AdjointSolver(convection.problem).sources_gradient(
             convection.theta, ka.Sources(np.ones((convection.n, 2)), [objective] * 2),
-            block=True)
+            solves="block_cg")
+    with pytest.raises(ka.InputError, match="solves: expected one of"):
+        solver.sources_gradient(model.theta, ka.Sources(np.ones((n, 1)), [objective]),
+                                solves="block")
 
 
-@pytest.mark.parametrize("block", [None, False])
-def test_a_failing_source_is_named(block):
+@pytest.mark.parametrize("solves", ["auto", "one_by_one"])
+def test_a_failing_source_is_named(solves):
     model = PROBLEMS["diffusion"].build()
     n = model.n
     good = ka.LinearFunctional(np.ones(n))
@@ -253,27 +274,27 @@ def test_a_failing_source_is_named(block):
     solver = ka.AdjointSolver(model.problem)
     with pytest.raises(ka.CallbackError, match=r"sources\[2\]: objective.grad_x"):
         solver.sources_gradient(model.theta, ka.Sources(np.ones((n, 3)), [good, good, bad]),
-                                block=block)
+                                solves=solves)
 
     def broken(th):
         raise RuntimeError("no current here")
 
     rhs = [np.ones(n), ka.RightHandSide(broken, vjp=lambda th, lam: lam)]
     with pytest.raises(ka.CallbackError, match=r"sources\[1\]: rhs: raised RuntimeError"):
-        solver.sources_gradient(model.theta, ka.Sources(rhs, [good, good]), block=block)
+        solver.sources_gradient(model.theta, ka.Sources(rhs, [good, good]), solves=solves)
 
 
-@pytest.mark.parametrize("block", [None, False])
-def test_an_unconverged_source_raises_naming_it_or_is_reported(block):
+@pytest.mark.parametrize("solves", ["batched_cg", "block_cg", "one_by_one"])
+def test_an_unconverged_source_raises_naming_it_or_is_reported(solves):
     model = PROBLEMS["diffusion"].build()
     sources = ka.Sources(np.random.default_rng(0).standard_normal((model.n, 3)),
                          [ka.LinearFunctional(np.ones(model.n))] * 3)
     solver = ka.AdjointSolver(model.problem, preconditioner="none", maxiter=3)
     with pytest.raises(ka.ConvergenceError, match=r"primal \(source 0\) solve did not"):
-        solver.sources_gradient(model.theta, sources, block=block)
+        solver.sources_gradient(model.theta, sources, solves=solves)
     quiet = ka.AdjointSolver(model.problem, preconditioner="none", maxiter=3,
                              raise_on_failure=False)
-    result = quiet.sources_gradient(model.theta, sources, block=block)
+    result = quiet.sources_gradient(model.theta, sources, solves=solves)
     assert not result.converged
     assert all(r.reason is ka.ConvergenceReason.DIVERGED_MAXITER for r in result.primal)
     assert "failed : 0, 1, 2" in result.summary()
@@ -291,10 +312,13 @@ def test_a_block_callback_returning_the_wrong_shape_is_named():
         ka.AdjointSolver(problem).sources_gradient(eit.model.theta, eit.sources)
 
 
-def test_block_cg_solves_several_right_hand_sides_and_reports_each():
+@pytest.mark.parametrize("name", ["batched_cg", "block_cg"])
+def test_cg_on_blocks_solves_several_right_hand_sides_and_reports_each(name):
     import scipy.sparse as sp
 
-    from krylov_adjoint.krylov.block_cg import block_cg
+    from krylov_adjoint.krylov import block_cg as module
+
+    block_cg = getattr(module, name)
 
     A = sp.diags([-1.0, 2.2, -1.0], [-1, 0, 1], shape=(60, 60), format="csr")
     B = np.random.default_rng(1).standard_normal((60, 4))
@@ -312,3 +336,21 @@ def test_block_cg_solves_several_right_hand_sides_and_reports_each():
                    rtol=1e-10, atol=0.0, maxiter=200)
     assert {r.reason for r in out} <= {ka.ConvergenceReason.DIVERGED_INDEFINITE_MATRIX,
                                        ka.ConvergenceReason.CONVERGED_RTOL}
+
+
+@pytest.mark.parametrize("smoother", [None, ("chebyshev", {"degree": 2})],
+                         ids=["gauss_seidel", "chebyshev"])
+def test_amg_applies_a_block_as_its_columns_and_its_transpose(smoother):
+    from krylov_adjoint.precond import AMGPreconditioner
+
+    eit = eit_2d(24, n_sources=2)
+    A = eit.model.problem.assemble(eit.theta_true)
+    options = {} if smoother is None else {"presmoother": smoother, "postsmoother": smoother}
+    M = AMGPreconditioner(A, **options)
+    assert M.accepts_blocks and M.T.accepts_blocks
+    assert M._forward.takes_blocks == (smoother is not None)
+    R = np.random.default_rng(0).standard_normal((A.shape[0], 5))
+    for apply in (M.apply, M.apply_transpose):
+        block = apply(R)
+        columns = np.column_stack([apply(R[:, j].copy()) for j in range(5)])
+        assert np.allclose(block, columns, rtol=1e-13, atol=1e-13 * np.abs(columns).max())

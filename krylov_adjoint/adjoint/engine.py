@@ -215,17 +215,18 @@ class GradientEngine:
         shape = (len(list(outputs)), self.backend.problem.params_local)
         return spla.LinearOperator(shape, matvec=forward, rmatvec=transpose, dtype=np.float64)
 
-    def sources_gradient(self, theta: Any, sources: Sources, *, block: bool | None = None,
+    def sources_gradient(self, theta: Any, sources: Sources, *, solves: str = "auto",
                          block_size: int = 16) -> SourcesResult:
         """J = Σₛ Jₛ(θ, xₛ) and dJ/dθ over the S sources ``A(θ) xₛ = bₛ(θ)`` of ``sources``
         (a :class:`~krylov_adjoint.Sources`; the problem's own b and J are not used).
 
-        One preconditioner set-up for all S primal and S adjoint solves. ``block=None``
-        chooses block CG (all sources of a block in one Krylov space, the operator applied
-        to blocks when declared ``block=True``) on the serial backend when A and M are SPD
-        and S > 1, else one source after another, each warm-started from its last converged
-        x and λ; ``True``/``False`` force the choice. ``block_size`` caps the columns of a
-        block. See :mod:`krylov_adjoint.adjoint.sources`.
+        One preconditioner set-up for all S primal and S adjoint solves. ``solves="auto"``
+        runs them as CG in lockstep on blocks of at most ``block_size`` sources (the operator
+        applied to blocks when declared ``block=True``, AMG cycling blocks) on the serial
+        backend when A and M are SPD and S > 1, and one source after another, each
+        warm-started from its last converged x and λ, otherwise; ``"batched_cg"``,
+        ``"block_cg"`` (one block Krylov space) and ``"one_by_one"`` force a way. See
+        :mod:`krylov_adjoint.adjoint.sources`.
 
         Raises
         ------
@@ -235,7 +236,7 @@ class GradientEngine:
         CallbackError, InputError
             On a bad callback output or bad sources, naming the source (``sources[3]``).
         """
-        return sources_gradient(self, theta, sources, block=block, block_size=block_size)
+        return sources_gradient(self, theta, sources, solves=solves, block_size=block_size)
 
     @property
     def setups(self) -> int:

@@ -1,14 +1,21 @@
 """Many sources on the engine: ``J(θ) = Σₛ Jₛ(θ, xₛ)`` with ``A(θ) xₛ = bₛ(θ)``.
 
-One preconditioner set-up serves all S primal and S adjoint solves. Then either
+One preconditioner set-up serves all S primal and S adjoint solves, which go (``solves``)
 
-* **block CG** (serial backend, A and M symmetric positive definite, S > 1): the S primal
-  solves in one block Krylov space (:func:`~krylov_adjoint.krylov.block_cg.block_cg`), the
-  operator applied to (N, k) blocks when it is declared ``block=True``, then the S adjoint
-  solves likewise, at most ``block_size`` columns per block; or
-* **one source after another**, each solve warm-started from that source's last converged
-  x and λ (every backend, every Krylov method; on PETSc through the two KSPs of the
-  single-source gradient).
+* ``"batched_cg"``: the S primal solves as CG recurrences in lockstep
+  (:func:`~krylov_adjoint.krylov.block_cg.batched_cg`), the operator applied to (N, k) blocks
+  when it is declared ``block=True`` and the preconditioner when it takes blocks (AMG cycles
+  the block at once), then the S adjoint solves likewise, at most ``block_size`` columns a
+  block: the iterations of S separate CG solves for fewer, larger sparse products;
+* ``"block_cg"``: the same blocks in one block Krylov space
+  (:func:`~krylov_adjoint.krylov.block_cg.block_cg`): fewer iterations when a single solve
+  needs many (a weak preconditioner), at O(N k²) dense work per iteration;
+* ``"one_by_one"``: one source after another, each solve warm-started from that source's
+  last converged x and λ (every backend, every Krylov method; on PETSc through the two
+  KSPs of the single-source gradient).
+
+``"auto"`` is ``"batched_cg"`` on the serial backend when A and M are SPD (CG) and S > 1,
+``"one_by_one"`` otherwise. Blocks start from the sources' last converged solutions too.
 
 The gradient is ``Σₛ [∂Jₛ/∂θ − λₛᵀ(∂A/∂θ xₛ − ∂bₛ/∂θ)]``, with the operator's VJP called
 once on the (N, S) blocks when it is declared ``block=True``.
@@ -30,8 +37,10 @@ from ..problem.sources import Sources
 
 __all__ = ["SourcesResult", "sources_gradient"]
 
-#: Columns per block of block CG: the QR of the directions costs O(N k²) per iteration.
+#: Columns per block (memory: a few (N, k) arrays; block CG's QR costs O(N k²) per step).
 BLOCK_SIZE = 16
+#: How the sources' solves may go.
+SOLVES = ("auto", "batched_cg", "block_cg", "one_by_one")
 
 
 @dataclass(frozen=True)
@@ -50,9 +59,8 @@ class SourcesResult:
         xₛ and λₛ as columns (on PETSc: this rank's rows).
     primal, adjoint_solves : tuple of SolveResult
         Source s's primal and adjoint solve: iterations, residual history, reason.
-    block : bool
-        True when the solves were block CG (one block Krylov space per block of sources),
-        False when they went one source after another.
+    solves : {"batched_cg", "block_cg", "one_by_one"}
+        How the solves went (see :mod:`krylov_adjoint.adjoint.sources`).
     times : dict
         Wall times of ``bind``, ``setup`` (0 when the preconditioner was kept), ``primal``
         (all sources), ``objective``, ``adjoint``, ``gradient`` (the VJPs) and ``total``.
@@ -68,7 +76,7 @@ class SourcesResult:
     adjoints: np.ndarray
     primal: tuple[SolveResult, ...]
     adjoint_solves: tuple[SolveResult, ...]
-    block: bool
+    solves: str
     times: dict[str, float]
     preconditioner_rebuilt: bool = False
     preconditioner_note: str = ""
@@ -86,14 +94,15 @@ class SourcesResult:
 
     @property
     def primal_iterations(self) -> int:
-        """Krylov iterations of the primal solves: their sum, one by one; with block CG the
-        block iterations (every column of a block takes part in each), summed over blocks."""
-        return _iterations(self.primal, self.block)
+        """Krylov iterations of the primal solves: their sum over the sources; with block CG
+        the block iterations (every column of a block takes part in each), summed over the
+        blocks."""
+        return _iterations(self.primal, self.solves)
 
     @property
     def adjoint_iterations(self) -> int:
         """The same for the adjoint solves."""
-        return _iterations(self.adjoint_solves, self.block)
+        return _iterations(self.adjoint_solves, self.solves)
 
     def summary(self) -> str:
         """A few lines: J, ‖dJ/dθ‖, the solves' totals and worst source, times."""
@@ -101,7 +110,8 @@ class SourcesResult:
                     key=lambda s: self.primal[s].iterations + self.adjoint_solves[s].iterations)
         failed = [s for s in range(self.n_sources)
                   if not (self.primal[s].converged and self.adjoint_solves[s].converged)]
-        how = "block CG" if self.block else "one source after another, warm-started"
+        how = {"batched_cg": "CG in lockstep on blocks", "block_cg": "block CG",
+               "one_by_one": "one source after another, warm-started"}[self.solves]
         return "\n".join([
             f"J = {self.objective:.10e} over S = {self.n_sources} sources, "
             f"|dJ/dtheta| = {float(np.linalg.norm(self.gradient)):.6e}",
@@ -119,7 +129,7 @@ class SourcesResult:
         return {
             "objective": self.objective,
             "gradient_norm": float(np.linalg.norm(self.gradient)),
-            "n_sources": self.n_sources, "block": self.block,
+            "n_sources": self.n_sources, "solves": self.solves,
             "primal_iterations": [r.iterations for r in self.primal],
             "adjoint_iterations": [r.iterations for r in self.adjoint_solves],
             "primal_reasons": [r.reason.name for r in self.primal],
@@ -129,8 +139,8 @@ class SourcesResult:
         }
 
 
-def _iterations(results: tuple[SolveResult, ...], block: bool) -> int:
-    if not block:
+def _iterations(results: tuple[SolveResult, ...], solves: str) -> int:
+    if solves != "block_cg":
         return sum(r.iterations for r in results)
     blocks: dict[int, int] = {}
     for k, r in enumerate(results):
@@ -139,7 +149,7 @@ def _iterations(results: tuple[SolveResult, ...], block: bool) -> int:
     return sum(blocks.values())
 
 
-def sources_gradient(engine: Any, theta: Any, sources: Sources, *, block: bool | None = None,
+def sources_gradient(engine: Any, theta: Any, sources: Sources, *, solves: str = "auto",
                      block_size: int = BLOCK_SIZE) -> SourcesResult:
     """See :meth:`~krylov_adjoint.adjoint.engine.GradientEngine.sources_gradient`."""
     if not isinstance(sources, Sources):
@@ -153,13 +163,13 @@ def sources_gradient(engine: Any, theta: Any, sources: Sources, *, block: bool |
     times: dict[str, float] = {}
     bound = engine._bind(theta, times)
     _check_lengths(backend, sources)
-    use_block = _use_block(engine, sources, block)
+    solves = _choose_solves(engine, sources, solves)
     rebuilt, note = engine._ensure_preconditioner(bound, times)
     views = [backend.with_source(bound, rhs, objective)
              for rhs, objective in zip(sources.rhs, sources.objectives, strict=True)]
     kept = not rebuilt and engine.reuse.automatic
-    run = _BlockRun(engine, views, kept, block_size) if use_block \
-        else _OneByOne(engine, views, kept)
+    run = _OneByOne(engine, views, kept) if solves == "one_by_one" \
+        else _BlockRun(engine, views, kept, block_size, solves)
 
     tick, again = time.perf_counter(), 0.0
     try:
@@ -193,7 +203,7 @@ def sources_gradient(engine: Any, theta: Any, sources: Sources, *, block: bool |
     return SourcesResult(
         objective=float(objectives.sum()), gradient=gradient, objectives=objectives,
         states=run.local_block("primal"), adjoints=run.local_block("adjoint"),
-        primal=tuple(primal), adjoint_solves=tuple(adjoint), block=use_block, times=times,
+        primal=tuple(primal), adjoint_solves=tuple(adjoint), solves=solves, times=times,
         preconditioner_rebuilt=rebuilt, preconditioner_note=note)
 
 
@@ -266,11 +276,12 @@ class _OneByOne:
 
 
 class _BlockRun:
-    """Block CG over blocks of at most ``block_size`` sources (serial backend)."""
+    """Blocks of at most ``block_size`` sources, by batched or block CG (serial backend)."""
 
-    def __init__(self, engine: Any, views: list[Any], kept: bool, block_size: int) -> None:
+    def __init__(self, engine: Any, views: list[Any], kept: bool, block_size: int,
+                 method: str) -> None:
         self.engine, self.backend, self.views, self.kept = engine, engine.backend, views, kept
-        self.block_size = block_size
+        self.block_size, self.method = block_size, method
         self.blocks: dict[str, np.ndarray] = {}
 
     def state(self, s: int) -> np.ndarray:
@@ -295,7 +306,7 @@ class _BlockRun:
             chunk = slice(first, min(first + self.block_size, B.shape[1]))
             start = None if X0 is None else X0[:, chunk]
             results += _in_block(chunk, backend.solve_block, phase, self.views[0], B[:, chunk],
-                                 start, settings)
+                                 start, settings, self.method)
         for s, result in enumerate(results):
             if result.converged:
                 engine._warm[(phase, s)] = result.x.copy()
@@ -328,16 +339,18 @@ class _BlockRun:
 
 
 # -- checks and errors ------------------------------------------------------------------------
-def _use_block(engine: Any, sources: Sources, block: bool | None) -> bool:
-    """Block CG when it applies: the serial backend, CG (A and M SPD), S > 1."""
+def _choose_solves(engine: Any, sources: Sources, solves: str) -> str:
+    """Blocks when they apply (the serial backend, CG: A and M SPD), else one by one."""
+    if solves not in SOLVES:
+        raise InputError("solves", f"expected one of {SOLVES}, got {solves!r}")
     possible = engine.backend.supports_blocks and engine._method_now() == "cg"
-    if block is None:
-        return possible and len(sources) > 1
-    if block and not possible:
-        raise InputError("block", "block Krylov needs the serial backend and CG (an operator "
-                                  "declared structure='spd' with a symmetric preconditioner); "
-                                  "pass block=None to choose automatically")
-    return bool(block)
+    if solves == "auto":
+        return "batched_cg" if possible and len(sources) > 1 else "one_by_one"
+    if solves != "one_by_one" and not possible:
+        raise InputError("solves", f"{solves!r} needs the serial backend and CG (an operator "
+                                   "declared structure='spd' with a symmetric "
+                                   "preconditioner); 'auto' chooses what applies")
+    return solves
 
 
 def _check_lengths(backend: Any, sources: Sources) -> None:

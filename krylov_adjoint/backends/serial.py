@@ -10,15 +10,16 @@ from typing import Any
 import numpy as np
 import scipy.sparse.linalg as spla
 
+from .._checks import callback_failure, readonly
 from ..adjoint.backend import SolveSettings
 from ..adjoint.result import GradientResult, HessianResult, TangentResult
 from ..krylov._callbacks import guarded
-from ..krylov.block_cg import block_cg
+from ..krylov.block_cg import batched_cg, block_cg
 from ..krylov.result import SolveResult
 from ..krylov.solve import solve
 from ..precond.base import Preconditioner, TransposedPreconditioner
 from ..precond.factory import resolve_preconditioner
-from ..problem.block import apply_block, block_vjp
+from ..problem.block import apply_block, block_vjp, checked_block
 from ..problem.bound import BoundProblem
 from ..problem.problem import AdjointProblem, as_assembled_matrix
 
@@ -118,9 +119,11 @@ class SerialBackend:
         return result, result.x
 
     def solve_block(self, phase: str, bound: BoundProblem, B: np.ndarray, X0: Any,
-                    settings: SolveSettings) -> list[SolveResult]:
-        """Block CG on the (N, S) block B (primal: A and M; adjoint: Aᵀ and Mᵀ); one result
-        per column. The operator takes the block in one call when declared ``block=True``."""
+                    settings: SolveSettings, method: str) -> list[SolveResult]:
+        """CG on the columns of the (N, S) block B (primal: A and M; adjoint: Aᵀ and Mᵀ),
+        ``"batched_cg"`` (in lockstep) or ``"block_cg"`` (one block Krylov space); one result
+        per column. The operator takes the block in one call when declared ``block=True``,
+        the preconditioner when it ``accepts_blocks`` (AMG)."""
         transposed = phase in TRANSPOSED_PHASES
         M = self.M
         if M is not None and transposed:
@@ -129,14 +132,22 @@ class SerialBackend:
         pc_label = _PRECONDITIONER_LABELS[phase]
 
         apply = None if M is None else guarded(M.apply, pc_label, self.n, "M @ r")
+        blocks = getattr(M, "accepts_blocks", False)  # e.g. AMG: the block cycled at once
 
         def precond(R: np.ndarray) -> np.ndarray:
             if apply is None:
                 return R.copy()
+            if blocks:
+                try:
+                    out = M.apply(readonly(R))
+                except Exception as exc:
+                    raise callback_failure(pc_label, exc, "M @ R") from exc
+                return checked_block(pc_label, out, R.shape)
             return np.column_stack([apply(np.ascontiguousarray(R[:, j]))
                                     for j in range(R.shape[1])])
 
-        return block_cg(lambda V: apply_block(bound, V, transpose=transposed), B, X0,
+        solver = {"batched_cg": batched_cg, "block_cg": block_cg}[method]
+        return solver(lambda V: apply_block(bound, V, transpose=transposed), B, X0,
                         precond=precond, rtol=settings.rtol, atol=settings.atol,
                         maxiter=settings.maxiter, monitor=settings.monitor,
                         labels=(label, pc_label), phase=phase)

@@ -169,6 +169,9 @@ class AMGPreconditioner(PreconditionerBase):
     True
     """
 
+    #: ``apply`` and ``apply_transpose`` take an (n, k) block and cycle its columns together.
+    accepts_blocks = True
+
     def __init__(
         self,
         A: Any,
@@ -573,8 +576,13 @@ class AMGPreconditioner(PreconditionerBase):
         return np.ascontiguousarray(r, dtype=np.float64)
 
     def _run(self, engine: Cycle, r: np.ndarray) -> np.ndarray:
-        if r.ndim == 1:
+        if r.ndim == 1 or engine.takes_blocks:
+            # with polynomial smoothing a block is cycled at once, every step a sparse
+            # product on the block: 0.055 s against 0.069 s for 16 columns one by one
+            # (256², SA, Chebyshev degree 2)
             return engine(r, self.cycle)
+        # the compiled sweeps (Gauss–Seidel, Jacobi) take one vector: columns one by one
+        # (a block cycle, its columns swept one by one, measured 0.147 s against 0.135 s)
         out = np.empty_like(r)
         for j in range(r.shape[1]):
             out[:, j] = engine(np.ascontiguousarray(r[:, j]), self.cycle)
@@ -586,7 +594,8 @@ class AMGPreconditioner(PreconditionerBase):
         Parameters
         ----------
         r : ndarray, shape (n,) or (n, k)
-            Vector(s) to precondition (columns are treated one by one).
+            A vector, or k columns (the same map on each; cycled together when the
+            smoothers are polynomial, one by one otherwise).
 
         Returns
         -------

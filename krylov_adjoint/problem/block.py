@@ -16,7 +16,7 @@ from .._checks import readonly
 from ..errors import CallbackError, NonFiniteError
 from .bound import BoundProblem
 
-__all__ = ["apply_block", "block_vjp"]
+__all__ = ["apply_block", "block_vjp", "checked_block"]
 
 
 def apply_block(bound: BoundProblem, X: np.ndarray, *, transpose: bool) -> np.ndarray:
@@ -29,7 +29,7 @@ def apply_block(bound: BoundProblem, X: np.ndarray, *, transpose: bool) -> np.nd
     name = bound.operator.rmatvec_name if transpose else "operator.matvec"
     fn = bound.operator.rmatvec if transpose else bound.operator.matvec
     out = bound.call_operator(name + " (block)", fn, bound.theta_operator, readonly(X))
-    return _checked_block(name + " (block)", out, X.shape)
+    return checked_block(name + " (block)", out, X.shape)
 
 
 def block_vjp(bound: BoundProblem, X: np.ndarray, L: np.ndarray) -> np.ndarray | None:
@@ -44,17 +44,18 @@ def block_vjp(bound: BoundProblem, X: np.ndarray, L: np.ndarray) -> np.ndarray |
     name = "operator.vjp (block)"
     out = bound.call_operator(name, bound.operator.vjp, bound.theta_operator, readonly(X),
                               readonly(L))
-    return _checked_block(name, out, (bound.params_local,))
+    return checked_block(name, out, (bound.params_local,))
 
 
-def _checked_block(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """``value`` as a finite float64 array of ``shape``, or a :class:`CallbackError`."""
+def checked_block(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a finite float64 array of ``shape``, or a :class:`CallbackError` naming
+    ``name`` (a callback, or a preconditioner, that takes blocks)."""
     if type(value) is not np.ndarray:
         raise CallbackError(name, f"expected an array of shape {shape}, got "
-                                  f"{type(value).__name__} (declared block=True)")
+                                  f"{type(value).__name__} (a block in, a block out)")
     if value.shape != shape:
-        raise CallbackError(name, f"expected shape {shape}, got {value.shape} (declared "
-                                  "block=True: an (N, S) block in, an (N, S) block out)")
+        raise CallbackError(name, f"expected shape {shape}, got {value.shape} (an (N, S) "
+                                  "block in, an (N, S) block out)")
     if value.dtype != np.float64:
         raise CallbackError(name, f"expected dtype float64, got {value.dtype}")
     if not np.isfinite(value).all():

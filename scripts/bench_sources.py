@@ -1,0 +1,180 @@
+"""Many sources: one gradient over S sources against S separate single-source gradients.
+
+The EIT-like problem of :func:`krylov_adjoint.gallery.eit_2d` (N = n² cells, P = N
+log-conductivities, S adjacent current patterns, every boundary potential measured), at
+θ = θ★/2, CG with smoothed-aggregation AMG, rtol 1e-8. For each S:
+
+- ``sources``: ``solver.sources_gradient(θ, sources)`` on a new solver (its one AMG set-up
+  included), the default choice (block CG, the operator applied to (N, k) blocks, blocks of
+  16 sources); ``one_by_one`` the same with ``block=False`` (sources one after another on
+  one set-up, no warm start at a first θ);
+- ``separate``: S single-source gradients, each on a new solver with its own set-up
+  (``--sample`` of them timed, the mean taken for every source);
+- ``two_solves``: the primal plus adjoint solve time of those single-source gradients
+  (set-up excluded), the median over the sample.
+
+``sources_over_separate`` = sources / (S × separate mean) (target ≤ 0.6 at S = 16);
+``per_source_over_two_solves`` = sources / S / two_solves (target ≤ 1.0). Times are medians
+of ``--repeats`` rounds, all ratios from this one run. OpenBLAS is asked for one thread
+(``OPENBLAS_NUM_THREADS=1`` unless set, before numpy loads); the value is recorded. Usage::
+
+    python scripts/bench_sources.py --quick                # 128², S = 16, under 90 s
+    python scripts/bench_sources.py --json sources.json    # 512², S = 16 and 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402  (after the thread setting)
+
+import krylov_adjoint as ka  # noqa: E402
+from krylov_adjoint.gallery import eit_2d  # noqa: E402
+
+TARGETS = {"sources_over_separate": 0.6, "per_source_over_two_solves": 1.0}
+RTOL = 1e-8
+
+
+def new_solver(problem: Any) -> ka.AdjointSolver:
+    return ka.AdjointSolver(problem, method="cg", preconditioner="amg", rtol=RTOL)
+
+
+def time_sources(eit: Any, theta: np.ndarray, block: bool | None) -> tuple[float, Any]:
+    solver = new_solver(eit.model.problem)
+    tick = time.perf_counter()
+    result = solver.sources_gradient(theta, eit.sources, block=block)
+    return time.perf_counter() - tick, result
+
+
+def time_separate(eit: Any, theta: np.ndarray, sample: list[int]) -> tuple[float, float, int]:
+    """Mean seconds of a single-source gradient with its own set-up, median primal + adjoint
+    seconds, total iterations (primal + adjoint) over the sample."""
+    totals, solves, iterations = [], [], 0
+    for s in sample:
+        problem = ka.AdjointProblem(eit.operator, *eit.sources.single(s),
+                                    n_params=eit.model.n_params)
+        solver = new_solver(problem)
+        tick = time.perf_counter()
+        result = solver.gradient(theta)
+        totals.append(time.perf_counter() - tick)
+        solves.append(result.times["primal"] + result.times["adjoint"])
+        iterations += result.primal.iterations + result.adjoint_solve.iterations
+    return statistics.fmean(totals), statistics.median(solves), iterations
+
+
+def run(n: int, s_values: list[int], repeats: int, sample: int,
+        log: Any = print) -> dict[str, Any]:
+    rows = []
+    for S in s_values:
+        tick = time.perf_counter()
+        eit = eit_2d(n, n_sources=S)
+        log(f"n = {n}² ({n * n} unknowns), S = {S}: model and data in "
+            f"{time.perf_counter() - tick:.1f} s")
+        theta = 0.5 * eit.theta_true
+        picked = list(np.linspace(0, S, min(S, sample), endpoint=False).astype(int))
+        rounds: dict[str, list[float]] = {"sources": [], "one_by_one": [], "separate": [],
+                                          "two_solves": []}
+        for _ in range(repeats):
+            seconds, block_result = time_sources(eit, theta, None)
+            rounds["sources"].append(seconds)
+            seconds, serial_result = time_sources(eit, theta, False)
+            rounds["one_by_one"].append(seconds)
+            mean, two, separate_iterations = time_separate(eit, theta, picked)
+            rounds["separate"].append(mean * S)
+            rounds["two_solves"].append(two)
+        med = {k: statistics.median(v) for k, v in rounds.items()}
+        row = {
+            "S": S, "n": n * n,
+            "sources_s": med["sources"], "one_by_one_s": med["one_by_one"],
+            "separate_s": med["separate"], "two_solves_s": med["two_solves"],
+            "sources_over_separate": med["sources"] / med["separate"],
+            "one_by_one_over_separate": med["one_by_one"] / med["separate"],
+            "per_source_over_two_solves": med["sources"] / S / med["two_solves"],
+            "one_by_one_per_source_over_two_solves":
+                med["one_by_one"] / S / med["two_solves"],
+            "block_iterations": [block_result.primal_iterations,
+                                 block_result.adjoint_iterations],
+            "one_by_one_iterations": [serial_result.primal_iterations,
+                                      serial_result.adjoint_iterations],
+            "separate_iterations_per_source": separate_iterations / len(picked),
+            "setup_s": block_result.times["setup"],
+            "gradient_agreement": float(
+                np.linalg.norm(block_result.gradient - serial_result.gradient)
+                / np.linalg.norm(serial_result.gradient)),
+            "separate_sample": len(picked),
+        }
+        log(f"  sources {row['sources_s']:.2f} s (block CG {row['block_iterations']} "
+            f"iterations), one by one {row['one_by_one_s']:.2f} s "
+            f"({row['one_by_one_iterations']}), separate {row['separate_s']:.2f} s, "
+            f"two solves {row['two_solves_s']:.3f} s")
+        rows.append(row)
+    at16 = next((r for r in rows if r["S"] == 16), rows[0])
+    record: dict[str, Any] = {
+        "n": n * n, "grid": [n, n], "s_values": s_values, "rows": rows,
+        "sources_over_separate": at16["sources_over_separate"],
+        "per_source_over_two_solves": max(r["per_source_over_two_solves"] for r in rows),
+        "targets": {name: {"target": value} for name, value in TARGETS.items()},
+        "settings": {"rtol": RTOL, "method": "cg", "preconditioner": "amg",
+                     "repeats": repeats, "separate_sample": sample, "block_size": 16},
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "python": platform.python_version(), "cores": os.cpu_count()},
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+    for name, target in record["targets"].items():
+        target["value"] = record[name]
+        target["met"] = record[name] <= target["target"]
+    return record
+
+
+def table(record: dict[str, Any]) -> str:
+    lines = ["| S | sources s | one by one s | separate s | two solves s | sources / "
+             "separate | per source / two solves | block CG it. (primal, adjoint) | "
+             "one by one it. |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        lines.append(
+            f"| {r['S']} | {r['sources_s']:.2f} | {r['one_by_one_s']:.2f} | "
+            f"{r['separate_s']:.2f} | {r['two_solves_s']:.3f} | "
+            f"{r['sources_over_separate']:.3f} | {r['per_source_over_two_solves']:.3f} | "
+            f"{r['block_iterations']} | {r['one_by_one_iterations']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="128², S = 16")
+    parser.add_argument("--n", type=int, default=None, help="cells per side (default 512)")
+    parser.add_argument("--s-values", type=int, nargs="+", default=None,
+                        help="numbers of sources (default 16 64)")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default 3; 1 quick)")
+    parser.add_argument("--sample", type=int, default=16,
+                        help="single-source gradients timed per round")
+    parser.add_argument("--json", help="write the record to this path")
+    args = parser.parse_args(argv)
+    n = args.n or (128 if args.quick else 512)
+    s_values = args.s_values or ([16] if args.quick else [16, 64])
+    repeats = args.repeats or (1 if args.quick else 3)
+    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
+          f"{os.cpu_count()} cores, {platform.platform()}", flush=True)
+    record = run(n, s_values, repeats, args.sample, log=lambda line: print(line, flush=True))
+    print(table(record))
+    for name, target in record["targets"].items():
+        print(f"target {name}: {target['value']:.3g} against {target['target']:.3g}: "
+              f"{'met' if target['met'] else 'missed'}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(record, handle, indent=1)
+    return record
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
