@@ -5,16 +5,19 @@ log-conductivities, S adjacent current patterns, every boundary potential measur
 θ = θ★/2, CG with smoothed-aggregation AMG, rtol 1e-8. For each S:
 
 - ``sources``: ``solver.sources_gradient(θ, sources)`` on a new solver (its one AMG set-up
-  included), the default choice (block CG, the operator applied to (N, k) blocks, blocks of
-  16 sources); ``one_by_one`` the same with ``block=False`` (sources one after another on
-  one set-up, no warm start at a first θ);
+  included), the default way (``"batched_cg"``: CG in lockstep on blocks of 16 sources, the
+  operator applied to (N, k) blocks); ``one_by_one`` the same with
+  ``solves="one_by_one"`` (sources one after another on one set-up, no warm start at a
+  first θ);
 - ``separate``: S single-source gradients, each on a new solver with its own set-up
   (``--sample`` of them timed, the mean taken for every source);
 - ``two_solves``: the primal plus adjoint solve time of those single-source gradients
   (set-up excluded), the median over the sample.
 
 ``sources_over_separate`` = sources / (S × separate mean) (target ≤ 0.6 at S = 16);
-``per_source_over_two_solves`` = sources / S / two_solves (target ≤ 1.0). Times are medians
+``per_source_over_two_solves`` = sources / S / two_solves (target ≤ 1.0). ``--smoother
+chebyshev`` replaces AMG's symmetric Gauss–Seidel (the default) by Chebyshev smoothing of
+degree 2, which AMG applies to a whole block at once, everywhere. Times are medians
 of ``--repeats`` rounds, all ratios from this one run. OpenBLAS is asked for one thread
 (``OPENBLAS_NUM_THREADS=1`` unless set, before numpy loads); the value is recorded. Usage::
 
@@ -44,25 +47,33 @@ TARGETS = {"sources_over_separate": 0.6, "per_source_over_two_solves": 1.0}
 RTOL = 1e-8
 
 
-def new_solver(problem: Any) -> ka.AdjointSolver:
-    return ka.AdjointSolver(problem, method="cg", preconditioner="amg", rtol=RTOL)
+SMOOTHERS = {"gauss_seidel": {},
+             "chebyshev": {"presmoother": ("chebyshev", {"degree": 2}),
+                           "postsmoother": ("chebyshev", {"degree": 2})}}
 
 
-def time_sources(eit: Any, theta: np.ndarray, block: bool | None) -> tuple[float, Any]:
-    solver = new_solver(eit.model.problem)
+def new_solver(problem: Any, smoother: str) -> ka.AdjointSolver:
+    return ka.AdjointSolver(problem, method="cg", preconditioner="amg", rtol=RTOL,
+                            preconditioner_options=SMOOTHERS[smoother])
+
+
+def time_sources(eit: Any, theta: np.ndarray, solves: str, smoother: str
+                 ) -> tuple[float, Any]:
+    solver = new_solver(eit.model.problem, smoother)
     tick = time.perf_counter()
-    result = solver.sources_gradient(theta, eit.sources, block=block)
+    result = solver.sources_gradient(theta, eit.sources, solves=solves)
     return time.perf_counter() - tick, result
 
 
-def time_separate(eit: Any, theta: np.ndarray, sample: list[int]) -> tuple[float, float, int]:
+def time_separate(eit: Any, theta: np.ndarray, sample: list[int], smoother: str
+                  ) -> tuple[float, float, int]:
     """Mean seconds of a single-source gradient with its own set-up, median primal + adjoint
     seconds, total iterations (primal + adjoint) over the sample."""
     totals, solves, iterations = [], [], 0
     for s in sample:
         problem = ka.AdjointProblem(eit.operator, *eit.sources.single(s),
                                     n_params=eit.model.n_params)
-        solver = new_solver(problem)
+        solver = new_solver(problem, smoother)
         tick = time.perf_counter()
         result = solver.gradient(theta)
         totals.append(time.perf_counter() - tick)
@@ -71,7 +82,7 @@ def time_separate(eit: Any, theta: np.ndarray, sample: list[int]) -> tuple[float
     return statistics.fmean(totals), statistics.median(solves), iterations
 
 
-def run(n: int, s_values: list[int], repeats: int, sample: int,
+def run(n: int, s_values: list[int], repeats: int, sample: int, smoother: str = "gauss_seidel",
         log: Any = print) -> dict[str, Any]:
     rows = []
     for S in s_values:
@@ -84,11 +95,11 @@ def run(n: int, s_values: list[int], repeats: int, sample: int,
         rounds: dict[str, list[float]] = {"sources": [], "one_by_one": [], "separate": [],
                                           "two_solves": []}
         for _ in range(repeats):
-            seconds, block_result = time_sources(eit, theta, None)
+            seconds, block_result = time_sources(eit, theta, "auto", smoother)
             rounds["sources"].append(seconds)
-            seconds, serial_result = time_sources(eit, theta, False)
+            seconds, serial_result = time_sources(eit, theta, "one_by_one", smoother)
             rounds["one_by_one"].append(seconds)
-            mean, two, separate_iterations = time_separate(eit, theta, picked)
+            mean, two, separate_iterations = time_separate(eit, theta, picked, smoother)
             rounds["separate"].append(mean * S)
             rounds["two_solves"].append(two)
         med = {k: statistics.median(v) for k, v in rounds.items()}
@@ -101,6 +112,7 @@ def run(n: int, s_values: list[int], repeats: int, sample: int,
             "per_source_over_two_solves": med["sources"] / S / med["two_solves"],
             "one_by_one_per_source_over_two_solves":
                 med["one_by_one"] / S / med["two_solves"],
+            "solves": block_result.solves,
             "block_iterations": [block_result.primal_iterations,
                                  block_result.adjoint_iterations],
             "one_by_one_iterations": [serial_result.primal_iterations,
@@ -112,7 +124,7 @@ def run(n: int, s_values: list[int], repeats: int, sample: int,
                 / np.linalg.norm(serial_result.gradient)),
             "separate_sample": len(picked),
         }
-        log(f"  sources {row['sources_s']:.2f} s (block CG {row['block_iterations']} "
+        log(f"  sources {row['sources_s']:.2f} s ({row['solves']}, {row['block_iterations']} "
             f"iterations), one by one {row['one_by_one_s']:.2f} s "
             f"({row['one_by_one_iterations']}), separate {row['separate_s']:.2f} s, "
             f"two solves {row['two_solves_s']:.3f} s")
@@ -124,6 +136,7 @@ def run(n: int, s_values: list[int], repeats: int, sample: int,
         "per_source_over_two_solves": max(r["per_source_over_two_solves"] for r in rows),
         "targets": {name: {"target": value} for name, value in TARGETS.items()},
         "settings": {"rtol": RTOL, "method": "cg", "preconditioner": "amg",
+                     "smoother": smoother,
                      "repeats": repeats, "separate_sample": sample, "block_size": 16},
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "python": platform.python_version(), "cores": os.cpu_count()},
@@ -137,7 +150,7 @@ def run(n: int, s_values: list[int], repeats: int, sample: int,
 
 def table(record: dict[str, Any]) -> str:
     lines = ["| S | sources s | one by one s | separate s | two solves s | sources / "
-             "separate | per source / two solves | block CG it. (primal, adjoint) | "
+             "separate | per source / two solves | iterations (primal, adjoint) | "
              "one by one it. |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in record["rows"]:
@@ -158,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 3; 1 quick)")
     parser.add_argument("--sample", type=int, default=16,
                         help="single-source gradients timed per round")
+    parser.add_argument("--smoother", choices=sorted(SMOOTHERS), default="gauss_seidel",
+                        help="AMG smoothing (default: the library's, Gauss–Seidel)")
     parser.add_argument("--json", help="write the record to this path")
     args = parser.parse_args(argv)
     n = args.n or (128 if args.quick else 512)
@@ -165,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     repeats = args.repeats or (1 if args.quick else 3)
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
           f"{os.cpu_count()} cores, {platform.platform()}", flush=True)
-    record = run(n, s_values, repeats, args.sample, log=lambda line: print(line, flush=True))
+    record = run(n, s_values, repeats, args.sample, args.smoother,
+                 log=lambda line: print(line, flush=True))
     print(table(record))
     for name, target in record["targets"].items():
         print(f"target {name}: {target['value']:.3g} against {target['target']:.3g}: "

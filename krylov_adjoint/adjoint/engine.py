@@ -222,9 +222,10 @@ class GradientEngine:
 
         One preconditioner set-up for all S primal and S adjoint solves. ``solves="auto"``
         runs them as CG in lockstep on blocks of at most ``block_size`` sources (the operator
-        applied to blocks when declared ``block=True``, AMG cycling blocks) on the serial
-        backend when A and M are SPD and S > 1, and one source after another, each
-        warm-started from its last converged x and λ, otherwise; ``"batched_cg"``,
+        applied to blocks when declared ``block=True``) on the serial backend when A and M
+        are SPD, S > 1 and M applies blocks at once (none, or AMG with polynomial
+        smoothing), and one source after another, each warm-started from its last
+        converged x and λ, otherwise; ``"batched_cg"``,
         ``"block_cg"`` (one block Krylov space) and ``"one_by_one"`` force a way. See
         :mod:`krylov_adjoint.adjoint.sources`.
 

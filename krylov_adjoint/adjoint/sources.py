@@ -14,8 +14,11 @@ One preconditioner set-up serves all S primal and S adjoint solves, which go (``
   last converged x and λ (every backend, every Krylov method; on PETSc through the two
   KSPs of the single-source gradient).
 
-``"auto"`` is ``"batched_cg"`` on the serial backend when A and M are SPD (CG) and S > 1,
-``"one_by_one"`` otherwise. Blocks start from the sources' last converged solutions too.
+``"auto"`` is ``"batched_cg"`` on the serial backend when A and M are SPD (CG), S > 1 and
+the preconditioner applies blocks at once (none, or AMG with polynomial smoothing), and
+``"one_by_one"`` otherwise: with Gauss–Seidel smoothing, which sweeps one vector at a time
+and dominates the cost, lockstep blocks measured no faster than one source after another
+(docs/benchmarks.md). Blocks start from the sources' last converged solutions too.
 
 The gradient is ``Σₛ [∂Jₛ/∂θ − λₛᵀ(∂A/∂θ xₛ − ∂bₛ/∂θ)]``, with the operator's VJP called
 once on the (N, S) blocks when it is declared ``block=True``.
@@ -163,8 +166,9 @@ def sources_gradient(engine: Any, theta: Any, sources: Sources, *, solves: str =
     times: dict[str, float] = {}
     bound = engine._bind(theta, times)
     _check_lengths(backend, sources)
-    solves = _choose_solves(engine, sources, solves)
+    _choose_solves(engine, sources, solves)  # bad input refused before the set-up
     rebuilt, note = engine._ensure_preconditioner(bound, times)
+    solves = _choose_solves(engine, sources, solves)
     views = [backend.with_source(bound, rhs, objective)
              for rhs, objective in zip(sources.rhs, sources.objectives, strict=True)]
     kept = not rebuilt and engine.reuse.automatic
@@ -343,9 +347,11 @@ def _choose_solves(engine: Any, sources: Sources, solves: str) -> str:
     """Blocks when they apply (the serial backend, CG: A and M SPD), else one by one."""
     if solves not in SOLVES:
         raise InputError("solves", f"expected one of {SOLVES}, got {solves!r}")
-    possible = engine.backend.supports_blocks and engine._method_now() == "cg"
+    backend = engine.backend
+    possible = backend.supports_blocks and engine._method_now() == "cg"
     if solves == "auto":
-        return "batched_cg" if possible and len(sources) > 1 else "one_by_one"
+        pays = possible and len(sources) > 1 and backend.preconditioner_takes_blocks()
+        return "batched_cg" if pays else "one_by_one"
     if solves != "one_by_one" and not possible:
         raise InputError("solves", f"{solves!r} needs the serial backend and CG (an operator "
                                    "declared structure='spd' with a symmetric "

@@ -132,7 +132,7 @@ class SerialBackend:
         pc_label = _PRECONDITIONER_LABELS[phase]
 
         apply = None if M is None else guarded(M.apply, pc_label, self.n, "M @ r")
-        blocks = getattr(M, "accepts_blocks", False)  # e.g. AMG: the block cycled at once
+        blocks = self.preconditioner_takes_blocks()
 
         def precond(R: np.ndarray) -> np.ndarray:
             if apply is None:
@@ -143,14 +143,19 @@ class SerialBackend:
                 except Exception as exc:
                     raise callback_failure(pc_label, exc, "M @ R") from exc
                 return checked_block(pc_label, out, R.shape)
-            return np.column_stack([apply(np.ascontiguousarray(R[:, j]))
-                                    for j in range(R.shape[1])])
+            columns = np.asfortranarray(R)  # contiguous columns
+            return np.column_stack([apply(columns[:, j]) for j in range(R.shape[1])])
 
         solver = {"batched_cg": batched_cg, "block_cg": block_cg}[method]
         return solver(lambda V: apply_block(bound, V, transpose=transposed), B, X0,
                         precond=precond, rtol=settings.rtol, atol=settings.atol,
                         maxiter=settings.maxiter, monitor=settings.monitor,
                         labels=(label, pc_label), phase=phase)
+
+    def preconditioner_takes_blocks(self) -> bool:
+        """True when the preconditioner applies an (N, k) block at once (none, or e.g. AMG
+        with polynomial smoothing): then lockstep solves on blocks pay."""
+        return self.M is None or bool(getattr(self.M, "accepts_blocks", False))
 
     def block_parameter_gradient(self, views: list[BoundProblem], X: np.ndarray,
                                  L: np.ndarray) -> np.ndarray:

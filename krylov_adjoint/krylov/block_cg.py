@@ -164,6 +164,7 @@ def _lockstep(matmat: Apply, precond: Apply, B: np.ndarray, book: _Columns, act:
     rho = np.einsum("ij,ij->j", R, Z)
     check_finite(rho, labels[1], "M @ r", 0, "batched CG")
     P = Z.copy()
+    work = np.empty_like(P)  # the products with α, in place: no (N, k) temporaries
     while act.size:
         if (rho <= 0.0).any():
             for k in np.flatnonzero(rho <= 0.0):
@@ -181,17 +182,18 @@ def _lockstep(matmat: Apply, precond: Apply, B: np.ndarray, book: _Columns, act:
                           "not positive definite")
             keep = curvature > 0.0
             book.X[:, act] = X
-            act, X, R, P, Q, Z = (act[keep], X[:, keep], R[:, keep], P[:, keep], Q[:, keep],
-                                  Z[:, keep])
-            rho, curvature = rho[keep], curvature[keep]
+            act, X, R, P, Q = act[keep], X[:, keep], R[:, keep], P[:, keep], Q[:, keep]
+            rho, curvature, work = rho[keep], curvature[keep], work[:, keep]
             false_convergence = false_convergence[keep]
             if not act.size:
                 break
         alpha = rho / curvature
-        X += P * alpha
-        R -= Q * alpha
+        np.multiply(P, alpha, out=work)
+        X += work
+        np.multiply(Q, alpha, out=work)
+        R -= work
         iteration += 1
-        norms = np.linalg.norm(R, axis=0)
+        norms = np.sqrt(np.einsum("ij,ij->j", R, R))
         book.record(act, norms, iteration)
         done = np.zeros(act.size, dtype=bool)
         restart = np.zeros(act.size, dtype=bool)
@@ -224,7 +226,7 @@ def _lockstep(matmat: Apply, precond: Apply, B: np.ndarray, book: _Columns, act:
             book.X[:, act] = X
             keep = ~done
             act, X, R, P = act[keep], X[:, keep], R[:, keep], P[:, keep]
-            rho, restart = rho[keep], restart[keep]
+            rho, restart, work = rho[keep], restart[keep], work[:, keep]
             false_convergence = false_convergence[keep]
             if not act.size:
                 break

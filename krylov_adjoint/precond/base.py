@@ -98,7 +98,7 @@ class TransposedPreconditioner(PreconditionerBase):
 
     @property
     def accepts_blocks(self) -> bool:
-        """As the wrapped preconditioner's: whether it takes (n, k) blocks."""
+        """As the wrapped preconditioner's: whether it applies (n, k) blocks at once."""
         return bool(getattr(self.inner, "accepts_blocks", False))
 
     def apply(self, r: np.ndarray) -> np.ndarray:

@@ -24,8 +24,8 @@ def apply_block(bound: BoundProblem, X: np.ndarray, *, transpose: bool) -> np.nd
     declared ``block=True``, else one checked product per column."""
     if not bound.operator.block:
         product = bound.rmatvec if transpose else bound.matvec
-        return np.column_stack([product(np.ascontiguousarray(X[:, j]))
-                                for j in range(X.shape[1])])
+        columns = np.asfortranarray(X)  # contiguous columns
+        return np.column_stack([product(columns[:, j]) for j in range(X.shape[1])])
     name = bound.operator.rmatvec_name if transpose else "operator.matvec"
     fn = bound.operator.rmatvec if transpose else bound.operator.matvec
     out = bound.call_operator(name + " (block)", fn, bound.theta_operator, readonly(X))
@@ -38,8 +38,8 @@ def block_vjp(bound: BoundProblem, X: np.ndarray, L: np.ndarray) -> np.ndarray |
     if not bound.operator.depends_on_theta:
         return None
     if not bound.operator.block:
-        terms = [bound.operator_vjp(np.ascontiguousarray(X[:, j]),
-                                    np.ascontiguousarray(L[:, j])) for j in range(X.shape[1])]
+        Xc, Lc = np.asfortranarray(X), np.asfortranarray(L)
+        terms = [bound.operator_vjp(Xc[:, j], Lc[:, j]) for j in range(X.shape[1])]
         return np.sum(terms, axis=0)
     name = "operator.vjp (block)"
     out = bound.call_operator(name, bound.operator.vjp, bound.theta_operator, readonly(X),
