@@ -34,7 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CallbackError, ConvergenceError, InputError, KrylovAdjointError
+from ..errors import (
+    CallbackError,
+    ConvergenceError,
+    InputError,
+    KrylovAdjointError,
+    NonFiniteError,
+)
 from ..krylov.result import SolveResult
 from ..problem.sources import Sources
 
@@ -336,7 +342,7 @@ class _BlockRun:
             return self.backend.block_parameter_gradient(self.views, self.blocks["primal"],
                                                          self.blocks["adjoint"])
         except CallbackError as exc:
-            raise _named(exc, "sources") from exc
+            raise (_named(exc, "sources") or exc) from exc
 
     def local_block(self, phase: str) -> np.ndarray:
         return self.blocks[phase]
@@ -371,11 +377,12 @@ def _check_lengths(backend: Any, sources: Sources) -> None:
 def _source(label: str) -> Iterator[None]:
     try:
         yield
-    except CallbackError as exc:
-        raise _named(exc, label) from exc
     except KrylovAdjointError as exc:
-        exc.add_note(f"(in {label})")
-        raise
+        named = _named(exc, label)
+        if named is None:
+            exc.add_note(f"(in {label})")
+            raise
+        raise named from exc
 
 
 def _in_source(s: int, fn: Any, *args: Any) -> Any:
@@ -389,6 +396,13 @@ def _in_block(chunk: slice, fn: Any, *args: Any) -> Any:
         return fn(*args)
 
 
-def _named(exc: CallbackError, label: str) -> CallbackError:
-    """The same error with the source named before the callback."""
-    return type(exc)(f"{label}: {exc.callback}", exc.detail)
+def _named(exc: KrylovAdjointError, label: str) -> KrylovAdjointError | None:
+    """The same error with the source named (before the callback, or in the phase of an
+    error agreed over the ranks); None for an error of another kind."""
+    failures = getattr(exc, "failures", None)
+    if failures is not None:  # a collective error (PETSc): every rank rebuilds it alike
+        return type(exc)(failures, f"{exc.phase} of {label}",  # type: ignore[call-arg]
+                         exc.nranks, exc.count)  # type: ignore[attr-defined]
+    if type(exc) in (CallbackError, NonFiniteError):
+        return type(exc)(f"{label}: {exc.callback}", exc.detail)  # type: ignore[attr-defined]
+    return None
