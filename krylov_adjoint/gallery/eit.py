@@ -15,7 +15,7 @@ from ._blocks import BlockMap
 from ._harmonic import HarmonicDiffusion
 from ._prepared import Prepared
 from ._reference import check_reference_size, matrices_from_entries
-from ._stencil import boundary_slices, interior_slices
+from ._stencil import FluxStencil, boundary_slices, interior_slices
 from ._synthetic import log_conductivity_field
 from ._validate import check_grid
 from .model import ModelProblem
@@ -55,7 +55,7 @@ class EITModel:
         return self.model.problem.operator  # type: ignore[return-value]
 
 
-def eit_2d(nx: int, ny: int | None = None, *, n_sources: int = 16,
+def eit_2d(nx: int, ny: int | None = None, *, n_sources: int = 16, contact: float = 0.01,
            noise: float = 0.0, seed: int = 0) -> EITModel:
     """An EIT-like problem on the unit square: S dipole current patterns on the boundary.
 
@@ -67,6 +67,10 @@ def eit_2d(nx: int, ny: int | None = None, *, n_sources: int = 16,
         S. Electrode s sits on the s-th of S boundary cells evenly spaced around the
         boundary; pattern s drives a unit current in at electrode s and out at electrode
         s + 1 (mod S), the "adjacent" EIT pattern.
+    contact : float
+        The conductance from each boundary cell to the ground, relative to a Dirichlet
+        condition half a cell away: small, so that the currents spread through the domain
+        (as with insulated walls) while A stays SPD.
     noise : float
         Relative standard deviation of Gaussian noise added to the data.
     seed : int
@@ -79,8 +83,9 @@ def eit_2d(nx: int, ny: int | None = None, *, n_sources: int = 16,
     Notes
     -----
     The discretisation of :func:`~krylov_adjoint.gallery.diffusion_2d` (cell-centred finite
-    volumes, harmonic face conductances), with the potential grounded half a cell beyond
-    the boundary (a resistive contact all around), so that A is SPD. The operator is declared
+    volumes, harmonic face conductances), with a weak leak to the ground from every boundary
+    cell (``contact`` times the half-cell Dirichlet conductance), so that A is SPD. The
+    operator is declared
     ``block=True``: ``matvec`` applies the matrix assembled once per θ (in ``prepare``) to a
     vector or an (N, S) block, and ``vjp`` sums the per-cell sensitivities over the columns of
     (N, S) blocks in one vectorised pass. The data are computed by a sparse direct solve at
@@ -100,12 +105,19 @@ def eit_2d(nx: int, ny: int | None = None, *, n_sources: int = 16,
         raise InputError("n_sources", f"expected an integer between 1 and the number of "
                                       f"boundary cells, {2 * (shape[0] + shape[1]) - 4}, got "
                                       f"{n_sources!r}")
+    if not (isinstance(contact, int | float) and 0.0 < contact <= 1.0):
+        raise InputError("contact", f"expected a number in (0, 1], got {contact!r}")
     spacing = tuple(1.0 / m for m in shape)
     n = int(np.prod(shape))
     blocks = BlockMap(shape, 1)
 
     def coefficients_at(theta: np.ndarray) -> tuple[HarmonicDiffusion, sp.csr_matrix]:
         harmonic = HarmonicDiffusion(theta, shape, spacing)
+        for a in range(len(shape)):  # the weak contact: every boundary term scaled alike
+            harmonic.low[a] = contact * harmonic.low[a]
+            harmonic.high[a] = contact * harmonic.high[a]
+        harmonic.stencil = FluxStencil.from_fluxes(shape, harmonic.T, harmonic.T,
+                                                   harmonic.low, harmonic.high)
         return harmonic, harmonic.stencil.assemble()
 
     coefficients = Prepared(coefficients_at)
