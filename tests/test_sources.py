@@ -366,3 +366,21 @@ def test_amg_applies_a_block_as_its_columns_and_its_transpose(smoother):
         block = apply(R)
         columns = np.column_stack([apply(R[:, j].copy()) for j in range(5)])
         assert np.allclose(block, columns, rtol=1e-13, atol=1e-13 * np.abs(columns).max())
+
+
+def test_a_kept_preconditioner_that_fails_a_source_is_set_up_again():
+    model = PROBLEMS["diffusion"].build()
+    sources = ka.Sources(np.random.default_rng(3).standard_normal((model.n, 3)),
+                         [ka.LinearFunctional(np.ones(model.n))] * 3)
+    solver = ka.AdjointSolver(model.problem, preconditioner="lu", reuse_preconditioner=True,
+                              maxiter=3, rtol=1e-10)
+    first = solver.sources_gradient(model.theta, sources)
+    assert first.preconditioner_rebuilt and solver.setups == 1
+    far = model.theta + 1.5 * np.random.default_rng(4).standard_normal(model.n_params)
+    second = solver.sources_gradient(far, sources)
+    assert second.preconditioner_rebuilt and solver.setups == 2
+    assert "set up again" in second.preconditioner_note
+    assert "source 0" in second.preconditioner_note
+    assert second.converged
+    reference = ka.AdjointSolver(model.problem, rtol=1e-10).sources_gradient(far, sources)
+    assert relative_error(second.gradient, reference.gradient) <= 1e-7
