@@ -384,3 +384,14 @@ def test_a_kept_preconditioner_that_fails_a_source_is_set_up_again():
     assert second.converged
     reference = ka.AdjointSolver(model.problem, rtol=1e-10).sources_gradient(far, sources)
     assert relative_error(second.gradient, reference.gradient) <= 1e-7
+
+
+@pytest.mark.parametrize("solves", ["batched_cg", "one_by_one"])
+def test_the_monitor_is_told_each_source(solves):
+    model = PROBLEMS["diffusion"].build()
+    sources = ka.Sources(np.random.default_rng(0).standard_normal((model.n, 2)),
+                         [ka.LinearFunctional(np.ones(model.n))] * 2)
+    seen: set[str] = set()
+    solver = ka.AdjointSolver(model.problem, monitor=lambda phase, k, r: seen.add(phase))
+    solver.sources_gradient(model.theta, sources, solves=solves)
+    assert {"primal[0]", "primal[1]", "adjoint[0]", "adjoint[1]"} <= seen, seen

@@ -98,7 +98,8 @@ class GradientEngine:
             reuse_preconditioner = not backend.preconditioner_refresh_per_theta
         self.reuse = PreconditionerReuse(rebuild_factor, reuse=reuse_preconditioner,
                                          fixed=backend.preconditioner_fixed)
-        self._warm: dict[str, Any] = {}
+        #: Last converged solutions by phase (and by ``(phase, source)`` for many sources).
+        self._warm: dict[Any, Any] = {}
         self._probe_pair: tuple[Any, Any] | None = None
 
     # -- public API ---------------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from ..errors import (
 )
 from ..krylov.result import SolveResult
 from ..problem.sources import Sources
+from .backend import SolveSettings
 
 __all__ = ["SourcesResult", "sources_gradient"]
 
@@ -249,15 +250,16 @@ class _OneByOne:
         for s, view in enumerate(self.views):
             rhs = _in_source(s, self._rhs, phase, s, view)
             x0 = engine._warm.get((phase, s)) if engine.warm_start else None
-            result, x = _in_source(s, backend.solve, phase, view, rhs, x0, settings)
+            result, x = _in_source(s, backend.solve, phase, view, rhs, x0,
+                                   _for_source(settings, s))
             x = backend.copy(x)  # the backend solves into one buffer per phase
             if not result.converged:
                 if kept:
                     raise _KeptPreconditionerError(s, result.reason.name)
                 if engine.raise_on_failure:
                     raise ConvergenceError(result, f"{phase} (source {s})")
-            else:
-                engine._warm[(phase, s)] = backend.copy(x)
+            else:  # x is this source's own copy, and a solve does not write into x0
+                engine._warm[(phase, s)] = x
             results.append(result)
             solutions.append(x)
             kept = False  # a set-up that passed one source is fit for the rest
@@ -346,6 +348,15 @@ class _BlockRun:
 
     def local_block(self, phase: str) -> np.ndarray:
         return self.blocks[phase]
+
+
+def _for_source(settings: SolveSettings, s: int) -> SolveSettings:
+    """The settings with the monitor told the source: phase ``"primal[s]"`` (serial; a PETSc
+    KSP keeps the monitor it was made with)."""
+    monitor = settings.monitor
+    if monitor is None:
+        return settings
+    return replace(settings, monitor=lambda phase, k, r: monitor(f"{phase}[{s}]", k, r))
 
 
 # -- checks and errors ------------------------------------------------------------------------
