@@ -368,16 +368,17 @@ def test_amg_applies_a_block_as_its_columns_and_its_transpose(smoother):
         assert np.allclose(block, columns, rtol=1e-13, atol=1e-13 * np.abs(columns).max())
 
 
-def test_a_kept_preconditioner_that_fails_a_source_is_set_up_again():
+@pytest.mark.parametrize("solves", ["one_by_one", "batched_cg"])
+def test_a_kept_preconditioner_that_fails_a_source_is_set_up_again(solves):
     model = PROBLEMS["diffusion"].build()
     sources = ka.Sources(np.random.default_rng(3).standard_normal((model.n, 3)),
                          [ka.LinearFunctional(np.ones(model.n))] * 3)
     solver = ka.AdjointSolver(model.problem, preconditioner="lu", reuse_preconditioner=True,
-                              maxiter=3, rtol=1e-10)
-    first = solver.sources_gradient(model.theta, sources)
+                              maxiter=3, rtol=1e-10, method="cg")
+    first = solver.sources_gradient(model.theta, sources, solves=solves)
     assert first.preconditioner_rebuilt and solver.setups == 1
     far = model.theta + 1.5 * np.random.default_rng(4).standard_normal(model.n_params)
-    second = solver.sources_gradient(far, sources)
+    second = solver.sources_gradient(far, sources, solves=solves)
     assert second.preconditioner_rebuilt and solver.setups == 2
     assert "set up again" in second.preconditioner_note
     assert "source 0" in second.preconditioner_note
@@ -395,3 +396,18 @@ def test_the_monitor_is_told_each_source(solves):
     solver = ka.AdjointSolver(model.problem, monitor=lambda phase, k, r: seen.add(phase))
     solver.sources_gradient(model.theta, sources, solves=solves)
     assert {"primal[0]", "primal[1]", "adjoint[0]", "adjoint[1]"} <= seen, seen
+
+
+@pytest.mark.parametrize("solves", ["one_by_one", "batched_cg"])
+def test_a_source_failing_after_the_second_chance_raises_a_convergence_error(solves):
+    model = PROBLEMS["diffusion"].build()
+    sources = ka.Sources(np.random.default_rng(3).standard_normal((model.n, 2)),
+                         [ka.LinearFunctional(np.ones(model.n))] * 2)
+    solver = ka.AdjointSolver(model.problem, preconditioner="lu", reuse_preconditioner=True,
+                              maxiter=3, rtol=1e-10, method="cg")
+    solver.sources_gradient(model.theta, sources, solves=solves)
+    far = model.theta + 1.5 * np.random.default_rng(4).standard_normal(model.n_params)
+    solver.rtol = 1e-300  # a target no solve meets: the new set-up fails too
+    with pytest.raises(ka.ConvergenceError, match=r"primal \(source 0\)"):
+        solver.sources_gradient(far, sources, solves=solves)
+    assert solver.setups == 2

@@ -14,6 +14,10 @@ One preconditioner set-up serves all S primal and S adjoint solves, which go (``
   last converged x and λ (every backend, every Krylov method; on PETSc through the two
   KSPs of the single-source gradient).
 
+A primal solve that fails with a preconditioner kept from an earlier θ gets the reuse rule's
+second chance: one new set-up, and the primal solves start over (without the single-source
+gradient's iteration cap on the kept preconditioner).
+
 ``"auto"`` is ``"batched_cg"`` on the serial backend when A and M are SPD (CG), S > 1 and
 the preconditioner applies blocks at once (none, or AMG with polynomial smoothing), and
 ``"one_by_one"`` otherwise: with Gauss–Seidel smoothing, which sweeps one vector at a time
@@ -255,6 +259,7 @@ class _OneByOne:
             x = backend.copy(x)  # the backend solves into one buffer per phase
             if not result.converged:
                 if kept:
+                    self.kept = False  # the second chance is the only one
                     raise _KeptPreconditionerError(s, result.reason.name)
                 if engine.raise_on_failure:
                     raise ConvergenceError(result, f"{phase} (source {s})")
@@ -324,6 +329,7 @@ class _BlockRun:
                 engine._warm[(phase, s)] = result.x.copy()
                 continue
             if self.kept and phase == "primal":
+                self.kept = False  # the second chance is the only one
                 raise _KeptPreconditionerError(s, result.reason.name)
             if engine.raise_on_failure:
                 raise ConvergenceError(result, f"{phase} (source {s})")
