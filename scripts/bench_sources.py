@@ -16,7 +16,10 @@ log-conductivities, S adjacent current patterns, every boundary potential measur
   (set-up excluded), the median over the sample.
 
 ``sources_over_separate`` = sources / (S × separate mean) (target ≤ 0.6 at S = 16);
-``per_source_over_two_solves`` = sources / S / two_solves (target ≤ 1.0). ``--smoother
+``per_source_over_two_solves`` = sources / S / two_solves (target ≤ 1.0). Times are this
+process's CPU time by default (``--clock cpu``; single-threaded BLAS): on a machine shared
+with other jobs, wall times of identical runs differ by half, CPU times by a few per cent;
+``--clock wall`` measures wall time. ``--smoother
 chebyshev`` replaces AMG's symmetric Gauss–Seidel (the default) by Chebyshev smoothing of
 degree 2, which AMG applies to a whole block at once, everywhere. Times are medians
 of ``--repeats`` rounds, all ratios from this one run. OpenBLAS is asked for one thread
@@ -58,33 +61,41 @@ def new_solver(problem: Any, smoother: str) -> ka.AdjointSolver:
                             preconditioner_options=SMOOTHERS[smoother])
 
 
-def time_sources(eit: Any, theta: np.ndarray, solves: str, smoother: str
+def clock(fn: Any, kind: str) -> tuple[float, Any]:
+    """Seconds of ``fn()`` on the chosen clock ("cpu": this process's CPU time, "wall")."""
+    now = time.process_time if kind == "cpu" else time.perf_counter
+    tick = now()
+    result = fn()
+    return now() - tick, result
+
+
+def time_sources(eit: Any, theta: np.ndarray, solves: str, smoother: str, kind: str
                  ) -> tuple[float, Any]:
     solver = new_solver(eit.model.problem, smoother)
-    tick = time.perf_counter()
-    result = solver.sources_gradient(theta, eit.sources, solves=solves)
-    return time.perf_counter() - tick, result
+    return clock(lambda: solver.sources_gradient(theta, eit.sources, solves=solves), kind)
 
 
-def time_separate(eit: Any, theta: np.ndarray, sample: list[int], smoother: str
+def time_separate(eit: Any, theta: np.ndarray, sample: list[int], smoother: str, kind: str
                   ) -> tuple[float, float, int]:
     """Mean seconds of a single-source gradient with its own set-up, median primal + adjoint
-    seconds, total iterations (primal + adjoint) over the sample."""
+    seconds, total iterations (primal + adjoint) over the sample. On the CPU clock the
+    solves' share of a gradient is its wall-time share (the library times its phases on the
+    wall clock)."""
     totals, solves, iterations = [], [], 0
     for s in sample:
         problem = ka.AdjointProblem(eit.operator, *eit.sources.single(s),
                                     n_params=eit.model.n_params)
         solver = new_solver(problem, smoother)
-        tick = time.perf_counter()
-        result = solver.gradient(theta)
-        totals.append(time.perf_counter() - tick)
-        solves.append(result.times["primal"] + result.times["adjoint"])
+        seconds, result = clock(lambda solver=solver: solver.gradient(theta), kind)
+        totals.append(seconds)
+        share = (result.times["primal"] + result.times["adjoint"]) / result.times["total"]
+        solves.append(share * seconds)
         iterations += result.primal.iterations + result.adjoint_solve.iterations
     return statistics.fmean(totals), statistics.median(solves), iterations
 
 
 def run(n: int, s_values: list[int], repeats: int, sample: int, smoother: str = "gauss_seidel",
-        log: Any = print) -> dict[str, Any]:
+        kind: str = "cpu", log: Any = print) -> dict[str, Any]:
     rows = []
     for S in s_values:
         tick = time.perf_counter()
@@ -98,11 +109,11 @@ def run(n: int, s_values: list[int], repeats: int, sample: int, smoother: str = 
         warm_up = ka.Sources(list(eit.sources.rhs[:2]), list(eit.sources.objectives[:2]))
         new_solver(eit.model.problem, smoother).sources_gradient(theta, warm_up)  # untimed
         for _ in range(repeats):
-            seconds, block_result = time_sources(eit, theta, "auto", smoother)
+            seconds, block_result = time_sources(eit, theta, "auto", smoother, kind)
             rounds["sources"].append(seconds)
-            seconds, serial_result = time_sources(eit, theta, "one_by_one", smoother)
+            seconds, serial_result = time_sources(eit, theta, "one_by_one", smoother, kind)
             rounds["one_by_one"].append(seconds)
-            mean, two, separate_iterations = time_separate(eit, theta, picked, smoother)
+            mean, two, separate_iterations = time_separate(eit, theta, picked, smoother, kind)
             rounds["separate"].append(mean * S)
             rounds["two_solves"].append(two)
         med = {k: statistics.median(v) for k, v in rounds.items()}
@@ -113,8 +124,7 @@ def run(n: int, s_values: list[int], repeats: int, sample: int, smoother: str = 
             "sources_over_separate": med["sources"] / med["separate"],
             "one_by_one_over_separate": med["one_by_one"] / med["separate"],
             "per_source_over_two_solves": med["sources"] / S / med["two_solves"],
-            "per_source_over_two_solves_without_setup":
-                (med["sources"] - block_result.times["setup"]) / S / med["two_solves"],
+            "setup_share": block_result.times["setup"] / block_result.times["total"],
             "one_by_one_per_source_over_two_solves":
                 med["one_by_one"] / S / med["two_solves"],
             "solves": block_result.solves,
@@ -140,12 +150,14 @@ def run(n: int, s_values: list[int], repeats: int, sample: int, smoother: str = 
         "sources_over_separate": at16["sources_over_separate"],
         "per_source_over_two_solves": max(r["per_source_over_two_solves"] for r in rows),
         "targets": {name: {"target": value} for name, value in TARGETS.items()},
+        "clock": kind,
         "settings": {"rtol": RTOL, "method": "cg", "preconditioner": "amg",
                      "smoother": smoother,
                      "repeats": repeats, "separate_sample": sample, "block_size": 16},
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "python": platform.python_version(), "cores": os.cpu_count()},
         "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "load_average": os.getloadavg()[0],
     }
     for name, target in record["targets"].items():
         target["value"] = record[name]
@@ -178,15 +190,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="single-source gradients timed per round (16; 8 quick)")
     parser.add_argument("--smoother", choices=sorted(SMOOTHERS), default="gauss_seidel",
                         help="AMG smoothing (default: the library's, Gauss–Seidel)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="this process's CPU time (default: steady on a shared machine) "
+                             "or wall time")
     parser.add_argument("--json", help="write the record to this path")
     args = parser.parse_args(argv)
     n = args.n or (128 if args.quick else 512)
     s_values = args.s_values or ([16] if args.quick else [16, 64])
     repeats = args.repeats
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
-          f"{os.cpu_count()} cores, {platform.platform()}", flush=True)
+          f"{os.cpu_count()} cores, {platform.platform()}, {args.clock} clock, load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
     sample = args.sample or (8 if args.quick else 16)
-    record = run(n, s_values, repeats, sample, args.smoother,
+    record = run(n, s_values, repeats, sample, args.smoother, args.clock,
                  log=lambda line: print(line, flush=True))
     print(table(record))
     for name, target in record["targets"].items():
