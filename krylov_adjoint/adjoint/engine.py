@@ -221,14 +221,12 @@ class GradientEngine:
         """J = Σₛ Jₛ(θ, xₛ) and dJ/dθ over the S sources ``A(θ) xₛ = bₛ(θ)`` of ``sources``
         (a :class:`~krylov_adjoint.Sources`; the problem's own b and J are not used).
 
-        One preconditioner set-up for all S primal and S adjoint solves. ``solves="auto"``
-        runs them as CG in lockstep on blocks of at most ``block_size`` sources (the operator
-        applied to blocks when declared ``block=True``) on the serial backend when A and M
-        are SPD, S > 1 and M applies blocks at once (none, or AMG with polynomial
-        smoothing), and one source after another, each warm-started from its last
-        converged x and λ, otherwise; ``"batched_cg"``,
-        ``"block_cg"`` (one block Krylov space) and ``"one_by_one"`` force a way. See
-        :mod:`krylov_adjoint.adjoint.sources`.
+        One preconditioner set-up for all S primal and S adjoint solves, one source after
+        another, each warm-started from its last converged x and λ (``solves="auto"`` or
+        ``"one_by_one"``); on the serial backend with A and M SPD, ``"batched_cg"`` (CG in
+        lockstep on blocks of at most ``block_size`` sources, the operator applied to blocks
+        when declared ``block=True``) and ``"block_cg"`` (one block Krylov space: fewer
+        iterations with a weak preconditioner). See :mod:`krylov_adjoint.adjoint.sources`.
 
         Raises
         ------

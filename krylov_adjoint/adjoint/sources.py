@@ -18,11 +18,13 @@ A primal solve that fails with a preconditioner kept from an earlier θ gets the
 second chance: one new set-up, and the primal solves start over (without the single-source
 gradient's iteration cap on the kept preconditioner).
 
-``"auto"`` is ``"batched_cg"`` on the serial backend when A and M are SPD (CG), S > 1 and
-the preconditioner applies blocks at once (none, or AMG with polynomial smoothing), and
-``"one_by_one"`` otherwise: with Gauss–Seidel smoothing, which sweeps one vector at a time
-and dominates the cost, lockstep blocks measured no faster than one source after another
-(docs/benchmarks.md). Blocks start from the sources' last converged solutions too.
+``"auto"`` is ``"one_by_one"``: on the reference machine (docs/benchmarks.md) lockstep blocks
+were slower than one source after another, whatever the block size (2 to 16 columns) and
+even with AMG cycling whole blocks (Chebyshev smoothing): the single vectors of a 256² or
+512² solve stay in cache, (N, k) blocks stream from memory. Blocks start from the sources'
+last converged solutions too. On the serial backend the gradient calls the operator's VJP
+once on the (N, S) blocks of x and λ whichever way the solves went (when it is declared
+``block=True``).
 
 The gradient is ``Σₛ [∂Jₛ/∂θ − λₛᵀ(∂A/∂θ xₛ − ∂bₛ/∂θ)]``, with the operator's VJP called
 once on the (N, S) blocks when it is declared ``block=True``.
@@ -279,6 +281,9 @@ class _OneByOne:
 
     def gradient(self) -> np.ndarray:
         backend, total = self.backend, None
+        if backend.supports_blocks:  # the operator's VJP once on the blocks when declared
+            return _summed_gradient(backend, self.views, self.local_block("primal"),
+                                    self.local_block("adjoint"))
         for s, view in enumerate(self.views):
             g = _in_source(s, backend.parameter_gradient, view, self.solutions["primal"][s],
                            self.solutions["adjoint"][s])
@@ -346,11 +351,8 @@ class _BlockRun:
         return np.column_stack([np.zeros(n) if w is None else w for w in warm])
 
     def gradient(self) -> np.ndarray:
-        try:
-            return self.backend.block_parameter_gradient(self.views, self.blocks["primal"],
-                                                         self.blocks["adjoint"])
-        except CallbackError as exc:
-            raise (_named(exc, "sources") or exc) from exc
+        return _summed_gradient(self.backend, self.views, self.blocks["primal"],
+                                self.blocks["adjoint"])
 
     def local_block(self, phase: str) -> np.ndarray:
         return self.blocks[phase]
@@ -365,16 +367,23 @@ def _for_source(settings: SolveSettings, s: int) -> SolveSettings:
     return replace(settings, monitor=lambda phase, k, r: monitor(f"{phase}[{s}]", k, r))
 
 
+def _summed_gradient(backend: Any, views: list[Any], X: np.ndarray, L: np.ndarray
+                     ) -> np.ndarray:
+    """Σₛ dJₛ/dθ from the (N, S) blocks of x and λ (a backend that ``supports_blocks``)."""
+    try:
+        return backend.block_parameter_gradient(views, X, L)
+    except CallbackError as exc:
+        raise (_named(exc, "sources") or exc) from exc
+
+
 # -- checks and errors ------------------------------------------------------------------------
 def _choose_solves(engine: Any, sources: Sources, solves: str) -> str:
-    """Blocks when they apply (the serial backend, CG: A and M SPD), else one by one."""
+    """The way asked for, checked (blocks: the serial backend and CG, A and M SPD)."""
     if solves not in SOLVES:
         raise InputError("solves", f"expected one of {SOLVES}, got {solves!r}")
-    backend = engine.backend
-    possible = backend.supports_blocks and engine._method_now() == "cg"
+    possible = engine.backend.supports_blocks and engine._method_now() == "cg"
     if solves == "auto":
-        pays = possible and len(sources) > 1 and backend.preconditioner_takes_blocks()
-        return "batched_cg" if pays else "one_by_one"
+        return "one_by_one"
     if solves != "one_by_one" and not possible:
         raise InputError("solves", f"{solves!r} needs the serial backend and CG (an operator "
                                    "declared structure='spd' with a symmetric "
