@@ -22,6 +22,7 @@ from .adjoint import AccuracyTarget as AccuracyTarget
 from .adjoint import AdjointSolver as AdjointSolver
 from .adjoint import GradientResult as GradientResult
 from .adjoint import HessianResult as HessianResult
+from .adjoint import SourcesResult as SourcesResult
 from .adjoint import TangentResult as TangentResult
 from .errors import CallbackError as CallbackError
 from .errors import ConvergenceError as ConvergenceError
@@ -40,6 +41,7 @@ from .problem import Nullspace as Nullspace
 from .problem import Objective as Objective
 from .problem import ParametricOperator as ParametricOperator
 from .problem import RightHandSide as RightHandSide
+from .problem import Sources as Sources
 from .problem import Structure as Structure
 from .problem import Tikhonov as Tikhonov
 
@@ -47,7 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdjointSolver", "AccuracyTarget", "GradientResult", "TangentResult", "HessianResult",
-    "precond", "gallery",
+    "SourcesResult", "Sources", "precond", "gallery",
     "verify", "adapters", "uq", "newton",
     "AdjointProblem", "ParametricOperator", "RightHandSide", "Objective", "LinearFunctional",
     "LeastSquaresMisfit", "Tikhonov", "Structure", "Nullspace", "ConvergenceReason", "SolveResult",

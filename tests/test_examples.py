@@ -55,6 +55,8 @@ CASES = [
          "app_bayesian_inverse_conductivity.png", extra_checks=("laplace",)),
     Case("helmholtz_inversion", "helmholtz_inversion.py", "app_helmholtz_inversion.png",
          out="dir"),
+    Case("eit_inversion", "eit_inversion.py", "app_eit_inversion.png", out="dir",
+         extra_checks=("sources",)),
 ]
 
 
@@ -122,6 +124,10 @@ def test_example_quick_run(case: Case, tmp_path: Path) -> None:
         # M in place of Mᵀ: the adjoint GMRES needs far more iterations (or hits its cap)
         exact = summary["adjoint_iterations_exact_transpose"]
         assert summary["adjoint_iterations_primal_M"] > 5 * exact, summary
+    if "sources" in case.extra_checks:
+        # one sources_gradient equals the sum of S single-source gradients; one set-up
+        assert summary["single_source_sum_difference"] <= 1e-8, summary
+        assert summary["preconditioner_setups"] == 1, summary
     if "laplace" in case.extra_checks:
         # the Hessian action checked at rate 2, Newton-CG to |g|/|g0| <= 1e-6, pairs found
         assert 1.9 <= summary["hessian_check_min_rate"] <= 2.1, summary

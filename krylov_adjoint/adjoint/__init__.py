@@ -5,5 +5,7 @@ from .result import GradientResult as GradientResult
 from .result import HessianResult as HessianResult
 from .result import TangentResult as TangentResult
 from .solver import AdjointSolver as AdjointSolver
+from .sources import SourcesResult as SourcesResult
 
-__all__ = ["AdjointSolver", "GradientResult", "TangentResult", "HessianResult", "AccuracyTarget"]
+__all__ = ["AdjointSolver", "GradientResult", "TangentResult", "HessianResult", "AccuracyTarget",
+           "SourcesResult"]

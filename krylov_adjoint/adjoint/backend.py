@@ -62,6 +62,10 @@ class Backend(Protocol):
     preconditioner_name: str
     #: True for a kind set up again for every new θ unless asked otherwise (a factorisation).
     preconditioner_refresh_per_theta: bool
+    #: True when the backend solves blocks of sources (``solve_block``,
+    #: ``block_parameter_gradient``, ``preconditioner_takes_blocks``: the serial backend);
+    #: many sources then may go in blocks (:mod:`.sources`), else one by one.
+    supports_blocks: bool
 
     def bind(self, theta: Any) -> tuple[BoundProblem, bool]:
         """The problem at θ (checked; collective) and whether θ differs from the last one."""
@@ -125,6 +129,9 @@ class Backend(Protocol):
 
     def direct_derivative(self, bound: BoundProblem, x: Any, dtheta: Any) -> float:
         """∂J/∂θ·dθ (global; 0 when J does not depend on θ explicitly)."""
+
+    def with_source(self, bound: BoundProblem, rhs: Any, objective: Any) -> BoundProblem:
+        """The problem at the same θ with one source's right-hand side and objective."""
 
     def apply(self, bound: BoundProblem, v: Any, *, transpose: bool) -> Any:
         """A(θ) v or A(θ)ᵀ v."""

@@ -26,6 +26,7 @@ from ..krylov.result import SolveResult
 from ..krylov.solve import METHODS
 from ..krylov.stopping import Monitor, validate_restart, validate_tolerances
 from ..problem.bound import BoundProblem
+from ..problem.sources import Sources
 from ..problem.structure import Structure
 from .accuracy import (
     CORRECTION_RTOL,
@@ -43,6 +44,7 @@ from .jacobian import JacobianResult, jacobian, jacobian_products
 from .result import GradientResult, HessianResult, TangentResult
 from .reuse import PreconditionerReuse
 from .second_order import hessian_action
+from .sources import SourcesResult, sources_gradient
 
 __all__ = ["GradientEngine", "choose_method", "resolve_accuracy"]
 
@@ -120,7 +122,8 @@ class GradientEngine:
         self.accuracy = resolve_accuracy(accuracy)
         self.error_estimate = bool(error_estimate)
         self._tolerances = ToleranceController(floor=max(self.rtol, self.adjoint_rtol))
-        self._warm: dict[str, Any] = {}
+        #: Last converged solutions by phase (and by ``(phase, source)`` for many sources).
+        self._warm: dict[Any, Any] = {}
         self.recycle = validate_recycle(recycle, backend.n)
         if self.recycle and np.dtype(getattr(backend, "dtype", np.float64)).kind == "c":
             raise ValueError(f"recycle={self.recycle}: Krylov recycling is for real systems; "
@@ -319,6 +322,28 @@ class GradientEngine:
         forward, transpose = jacobian_products(self, theta, outputs)
         shape = (len(list(outputs)), self.backend.problem.params_local)
         return spla.LinearOperator(shape, matvec=forward, rmatvec=transpose, dtype=np.float64)
+
+    def sources_gradient(self, theta: Any, sources: Sources, *, solves: str = "auto",
+                         block_size: int = 16) -> SourcesResult:
+        """J = Σₛ Jₛ(θ, xₛ) and dJ/dθ over the S sources ``A(θ) xₛ = bₛ(θ)`` of ``sources``
+        (a :class:`~krylov_adjoint.Sources`; the problem's own b and J are not used).
+
+        One preconditioner set-up for all S primal and S adjoint solves, one source after
+        another, each warm-started from its last converged x and λ (``solves="auto"`` or
+        ``"one_by_one"``); on the serial backend with A and M SPD, ``"batched_cg"`` (CG in
+        lockstep on blocks of at most ``block_size`` sources, the operator applied to blocks
+        when declared ``block=True``) and ``"block_cg"`` (one block Krylov space: fewer
+        iterations with a weak preconditioner). See :mod:`krylov_adjoint.adjoint.sources`.
+
+        Raises
+        ------
+        ConvergenceError
+            When a solve does not converge (``raise_on_failure``); its phase names the
+            source, e.g. ``"adjoint (source 3)"``.
+        CallbackError, InputError
+            On a bad callback output or bad sources, naming the source (``sources[3]``).
+        """
+        return sources_gradient(self, theta, sources, solves=solves, block_size=block_size)
 
     @property
     def setups(self) -> int:

@@ -11,14 +11,18 @@ from typing import Any
 import numpy as np
 import scipy.sparse.linalg as spla
 
+from .._checks import callback_failure, readonly
 from ..adjoint.backend import SolveSettings
 from ..adjoint.result import GradientResult, HessianResult, TangentResult
+from ..krylov._callbacks import guarded
+from ..krylov.block_cg import batched_cg, block_cg
 from ..krylov.recycling import RecycledSpace
 from ..krylov.result import SolveResult
 from ..krylov.solve import RECYCLING_METHODS, solve
 from ..precond.base import Preconditioner, TransposedPreconditioner
 from ..precond.factory import resolve_preconditioner
 from ..precond.projected import ProjectedPreconditioner
+from ..problem.block import apply_block, block_vjp, checked_block
 from ..problem.bound import BoundProblem
 from ..problem.nullspace import nullspace_residuals
 from ..problem.problem import AdjointProblem, as_assembled_matrix
@@ -76,6 +80,8 @@ class SerialBackend:
         self.spaces: dict[str, RecycledSpace] = {}
         #: The methods that can recycle a Krylov space here.
         self.recycling_methods = tuple(RECYCLING_METHODS)
+        #: Many sources: block Krylov and block products (:meth:`solve_block`).
+        self.supports_blocks = True
 
     # -- θ and the preconditioner ---------------------------------------------------------------
     def bind(self, theta: Any) -> tuple[BoundProblem, bool]:
@@ -176,6 +182,57 @@ class SerialBackend:
             space.refresh(operator.matvec, key)
         return space if settings.update_space else space.copy()
 
+    def solve_block(self, phase: str, bound: BoundProblem, B: np.ndarray, X0: Any,
+                    settings: SolveSettings, method: str) -> list[SolveResult]:
+        """CG on the columns of the (N, S) block B (primal: A and M; adjoint: Aᵀ and Mᵀ),
+        ``"batched_cg"`` (in lockstep) or ``"block_cg"`` (one block Krylov space); one result
+        per column. The operator takes the block in one call when declared ``block=True``,
+        the preconditioner when it ``accepts_blocks`` (AMG)."""
+        transposed = phase in TRANSPOSED_PHASES
+        M = self.M
+        if M is not None and transposed:
+            M = TransposedPreconditioner(M)
+        label = bound.operator.rmatvec_name if transposed else "operator.matvec"
+        pc_label = _PRECONDITIONER_LABELS[phase]
+
+        apply = None if M is None else guarded(M.apply, pc_label, self.n, "M @ r")
+        blocks = self.preconditioner_takes_blocks()
+
+        def precond(R: np.ndarray) -> np.ndarray:
+            if apply is None:
+                return R.copy()
+            if blocks:
+                try:
+                    out = M.apply(readonly(R))
+                except Exception as exc:
+                    raise callback_failure(pc_label, exc, "M @ R") from exc
+                return checked_block(pc_label, out, R.shape)
+            columns = np.asfortranarray(R)  # contiguous columns
+            return np.column_stack([apply(columns[:, j]) for j in range(R.shape[1])])
+
+        solver = {"batched_cg": batched_cg, "block_cg": block_cg}[method]
+        return solver(lambda V: apply_block(bound, V, transpose=transposed), B, X0,
+                        precond=precond, rtol=settings.rtol, atol=settings.atol,
+                        maxiter=settings.maxiter, monitor=settings.monitor,
+                        labels=(label, pc_label), phase=phase)
+
+    def preconditioner_takes_blocks(self) -> bool:
+        """True when the preconditioner applies an (N, k) block at once (none, or e.g. AMG
+        with polynomial smoothing): then lockstep solves on blocks pay."""
+        return self.M is None or bool(getattr(self.M, "accepts_blocks", False))
+
+    def block_parameter_gradient(self, views: list[BoundProblem], X: np.ndarray,
+                                 L: np.ndarray) -> np.ndarray:
+        """``Σₛ dJₛ/dθ`` for the sources ``views`` (one bound problem per source) with the
+        states X and adjoints Λ as (N, S) blocks: the operator's VJP once on the blocks
+        (when declared ``block=True``), the right-hand sides' and objectives' per source."""
+        zero = np.zeros(self.problem.n_params)
+        total = np.zeros(self.problem.n_params)
+        for j, view in enumerate(views):
+            total += view.parameter_gradient(X[:, j], L[:, j], operator_term=zero)
+        term = block_vjp(views[0], X, L)
+        return total if term is None else total - term
+
     # -- vectors and callbacks ---------------------------------------------------------------------
     def rhs(self, bound: BoundProblem) -> np.ndarray:
         return bound.b()
@@ -215,6 +272,9 @@ class SerialBackend:
 
     def with_objective(self, bound: BoundProblem, objective: Any) -> BoundProblem:
         return bound.with_objective(objective)
+
+    def with_source(self, bound: BoundProblem, rhs: Any, objective: Any) -> BoundProblem:
+        return bound.with_source(rhs, objective)
 
     def unit_parameter(self, index: int) -> np.ndarray:
         e = np.zeros(self.problem.n_params)

@@ -10,6 +10,8 @@ exactly matching ``assemble``), a reference θ and, for small sizes, explicit de
 - :func:`elasticity_2d`: plane-stress elasticity without supports, singular (rigid motions).
 - :func:`helmholtz_2d`: 2-D Helmholtz with an impedance boundary, complex and indefinite.
 - :func:`convection_diffusion_2d`: upwind convection–diffusion, nonsymmetric, θ in A and b.
+- :func:`eit_2d`: an EIT-like many-source problem (S boundary current patterns, boundary
+  potentials measured), for :meth:`~krylov_adjoint.AdjointSolver.sources_gradient`.
 - :func:`convection_diffusion_matrix`: a fixed upwind convection–diffusion matrix, for
   preconditioner tests and benchmarks.
 """
@@ -17,6 +19,8 @@ exactly matching ``assemble``), a reference θ and, for small sizes, explicit de
 from .convection import convection_diffusion_2d as convection_diffusion_2d
 from .diffusion import diffusion_2d as diffusion_2d
 from .diffusion import diffusion_3d as diffusion_3d
+from .eit import EITModel as EITModel
+from .eit import eit_2d as eit_2d
 from .elasticity import elasticity_2d as elasticity_2d
 from .heat import heat_1d as heat_1d
 from .helmholtz import helmholtz_2d as helmholtz_2d
@@ -26,4 +30,4 @@ from .neumann import neumann_diffusion_2d as neumann_diffusion_2d
 
 __all__ = ["ModelProblem", "heat_1d", "diffusion_2d", "diffusion_3d", "convection_diffusion_2d",
            "convection_diffusion_matrix", "neumann_diffusion_2d", "elasticity_2d",
-           "helmholtz_2d"]
+           "helmholtz_2d", "eit_2d", "EITModel"]

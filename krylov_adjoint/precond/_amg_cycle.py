@@ -72,6 +72,12 @@ class Cycle:
         self.coarse_solve = coarse_solve
         self.transposed = transposed
 
+    @property
+    def takes_blocks(self) -> bool:
+        """True when every smoother takes (n, k) blocks at once (see ``Smoother``)."""
+        return all(smoother.takes_blocks for level in self.levels
+                   for smoother in (level.pre, level.post) if smoother)
+
     def __call__(self, b: np.ndarray, cycle: str) -> np.ndarray:
         """One cycle for ``b`` from a zero initial guess; returns a new array."""
         if len(self.levels) == 1:

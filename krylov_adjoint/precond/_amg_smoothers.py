@@ -275,6 +275,8 @@ class _IndexedJacobi:
 class _Polynomial:
     coefficients: tuple[float, ...]
     count: int
+    #: Sparse products only: an (n, k) block goes through at once.
+    takes_blocks = True
 
     def __call__(self, A: Any, x: np.ndarray, b: np.ndarray) -> None:
         # relaxation.polynomial's arithmetic: x += p(A) (b - A x), Horner's rule.
@@ -371,11 +373,30 @@ class Smoother:
     steps: tuple[Any, ...]
 
     def __call__(self, A: Any, x: np.ndarray, b: np.ndarray) -> None:
+        """The steps on x (a vector, or an (n, k) block of k columns) in place."""
+        columns = None  # the compiled sweeps take contiguous vectors: a column-major copy
         for step in self.steps:
-            step(A, x, b)
+            if x.ndim == 1 or getattr(step, "takes_blocks", False):
+                if columns is not None:
+                    x[...] = columns
+                    columns = None
+                step(A, x, b)
+                continue
+            if columns is None:
+                columns, b_columns = np.asfortranarray(x), np.asfortranarray(b)
+            for j in range(x.shape[1]):
+                step(A, columns[:, j], b_columns[:, j])
+        if columns is not None:
+            x[...] = columns
 
     def __bool__(self) -> bool:
         return bool(self.steps)
+
+    @property
+    def takes_blocks(self) -> bool:
+        """True when every step is made of sparse products (polynomial smoothing), which an
+        (n, k) block goes through at once; the compiled sweeps go column by column."""
+        return all(getattr(step, "takes_blocks", False) for step in self.steps)
 
     def transposed(self) -> Smoother:
         """The transposed smoother: each step transposed, in reverse order."""

@@ -174,6 +174,7 @@ class AMGPreconditioner(PreconditionerBase):
     True
     """
 
+
     def __init__(
         self,
         A: Any,
@@ -539,6 +540,13 @@ class AMGPreconditioner(PreconditionerBase):
 
     # ------------------------------------------------------------------ public interface
     @property
+    def accepts_blocks(self) -> bool:
+        """True when an (n, k) block is cycled at once, every step a sparse product on the
+        block (polynomial smoothing); with Gauss–Seidel or Jacobi sweeps ``apply`` takes
+        blocks too, but cycles their columns one by one."""
+        return self._forward.takes_blocks
+
+    @property
     def levels(self) -> int:
         """Number of levels of the hierarchy."""
         return len(self.hierarchy.levels)
@@ -592,12 +600,18 @@ class AMGPreconditioner(PreconditionerBase):
         return np.ascontiguousarray(r, dtype=self._matrix.dtype)
 
     def _run(self, engine: Cycle, r: np.ndarray) -> np.ndarray:
-        if r.ndim == 1:
+        if r.ndim == 1 or engine.takes_blocks:
+            # with polynomial smoothing a block is cycled at once, every step a sparse
+            # product on the block: 0.055 s against 0.069 s for 16 columns one by one
+            # (256², SA, Chebyshev degree 2)
             return engine(r, self.cycle)
-        out = np.empty_like(r)
+        # the compiled sweeps (Gauss–Seidel, Jacobi) take one vector: columns one by one
+        # (a block cycle, its columns swept one by one, measured 0.147 s against 0.135 s)
+        columns = np.asfortranarray(r)  # one transposing copy, then contiguous columns
+        out = np.empty_like(columns)
         for j in range(r.shape[1]):
-            out[:, j] = engine(np.ascontiguousarray(r[:, j]), self.cycle)
-        return out
+            out[:, j] = engine(columns[:, j], self.cycle)
+        return np.ascontiguousarray(out)
 
     def apply(self, r: np.ndarray) -> np.ndarray:
         """Return ``M @ r``: one cycle with zero initial guess.
@@ -605,7 +619,8 @@ class AMGPreconditioner(PreconditionerBase):
         Parameters
         ----------
         r : ndarray, shape (n,) or (n, k)
-            Vector(s) to precondition (columns are treated one by one).
+            A vector, or k columns (the same map on each; cycled together when the
+            smoothers are polynomial, one by one otherwise).
 
         Returns
         -------

@@ -98,6 +98,11 @@ class TransposedPreconditioner(PreconditionerBase):
         """As the wrapped preconditioner's (Mᵀ is symmetric exactly when M is)."""
         return getattr(self.inner, "is_symmetric", None)
 
+    @property
+    def accepts_blocks(self) -> bool:
+        """As the wrapped preconditioner's: whether it applies (n, k) blocks at once."""
+        return bool(getattr(self.inner, "accepts_blocks", False))
+
     def apply(self, r: np.ndarray) -> np.ndarray:
         return self.inner.apply_transpose(r)
 

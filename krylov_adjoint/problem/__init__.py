@@ -8,7 +8,9 @@ from .objective import Tikhonov as Tikhonov
 from .operator import ParametricOperator as ParametricOperator
 from .problem import AdjointProblem as AdjointProblem
 from .rhs import RightHandSide as RightHandSide
+from .sources import Sources as Sources
 from .structure import Structure as Structure
 
 __all__ = ["AdjointProblem", "ParametricOperator", "RightHandSide", "Objective",
-           "LinearFunctional", "LeastSquaresMisfit", "Tikhonov", "Structure", "Nullspace"]
+           "LinearFunctional", "LeastSquaresMisfit", "Tikhonov", "Structure", "Nullspace",
+           "Sources"]

@@ -100,6 +100,13 @@ class BoundProblem:
         view.objective = objective
         return view
 
+    def with_source(self, rhs: Any, objective: Any) -> BoundProblem:
+        """The same problem at the same θ with another right-hand side and objective (one
+        source of :class:`~krylov_adjoint.Sources`), checked alike."""
+        view = self.with_objective(objective)
+        view.rhs_callbacks = rhs
+        return view
+
     # -- the operator ------------------------------------------------------------------
     def matvec(self, x: np.ndarray, *, check_finite: bool = False) -> np.ndarray:
         """A(θ) x (this rank's rows; ``x`` ghosted when the operator declares a halo).

@@ -76,6 +76,9 @@ class OperatorCallbacks:
     dtype: np.dtype = np.dtype(np.float64)
     #: True when ``rmatvec`` is derived from ``matvec`` (a symmetric declaration).
     _rmatvec_from_matvec: bool = False
+    #: True when ``matvec``, ``rmatvec`` and ``vjp`` also take (N, S) blocks (see
+    #: :class:`ParametricOperator`).
+    block: bool = False
 
     def matvec(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``A(theta) @ x`` from the user's callback."""
@@ -226,6 +229,11 @@ class ParametricOperator(OperatorCallbacks):
         ``Nullspace(value)``: the same nullspace for Aᵀ, right-hand sides checked for
         consistency). x is then the minimum-norm solution, orthogonal to the nullspace;
         ``structure="spd"`` then means positive semidefinite with exactly this nullspace.
+    block : bool
+        Declare that ``matvec`` and ``rmatvec`` also take an (N, S) block X and return the
+        (N, S) block A(θ)X (one sparse product for S vectors), and that ``vjp`` also takes
+        (N, S) blocks X and Λ and returns ``Σₛ Λ[:, s]ᵀ(∂A/∂θ)X[:, s]``, shape (P,). Used by
+        ``sources_gradient`` on the serial backend; without it the columns go one by one.
 
     Examples
     --------
@@ -268,7 +276,7 @@ class ParametricOperator(OperatorCallbacks):
                  prepare: Callable[[np.ndarray], Any] | None = None,
                  depends_on_theta: bool = True, vjp_jvp: OperatorVJPJVP | None = None,
                  jvp_transpose: OperatorJVPTranspose | None = None,
-                 nullspace: Any = None, dtype: Any = np.float64) -> None:
+                 nullspace: Any = None, dtype: Any = np.float64, block: bool = False) -> None:
         self.structure = Structure.coerce(structure)
         self.dtype = as_field(dtype)
         rmatvec = check_operator_callbacks(
@@ -276,6 +284,9 @@ class ParametricOperator(OperatorCallbacks):
             {"jvp": jvp, "assemble": assemble, "prepare": prepare, "vjp_jvp": vjp_jvp,
              "jvp_transpose": jvp_transpose},
             constant_hint="use ParametricOperator.constant(A)")
+        if not isinstance(block, bool | np.bool_):
+            raise TypeError(f"block must be True or False, got {block!r}")
+        self.block = bool(block)
         self.n = as_size(n, "n", minimum=1)
         self._matvec = matvec
         self._rmatvec = rmatvec

@@ -126,6 +126,8 @@ class PetscBackend:
         self.preconditioner_fixed = self.pc_type in _MATRIX_FREE_PCS
         self.preconditioner_name = self.pc_type
         self.preconditioner_refresh_per_theta = self.pc_type in _FACTORISATIONS
+        # many sources go one by one through the two KSPs (see adjoint/sources.py)
+        self.supports_blocks = False
         if self.preconditioner_fixed:
             self.primal.ksp.setOperators(self.shell.A, self.shell.A)
         adjoint_options = PETSc.Options(options_prefix + "adjoint_")
@@ -434,6 +436,9 @@ class PetscBackend:
 
     def with_objective(self, bound: VecProblem, objective: Any) -> VecProblem:
         return bound.with_objective(objective)
+
+    def with_source(self, bound: VecProblem, rhs: Any, objective: Any) -> VecProblem:
+        return bound.with_source(rhs, objective)
 
     def unit_parameter(self, index: int) -> Any:
         layout = self.problem.theta_layout

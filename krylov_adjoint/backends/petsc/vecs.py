@@ -61,6 +61,13 @@ class VecProblem:
         view.bound = self.bound.with_objective(objective)
         return view
 
+    def with_source(self, rhs: Any, objective: Any) -> VecProblem:
+        """The same problem at the same θ with another right-hand side and objective (see
+        :meth:`~krylov_adjoint.problem.bound.BoundProblem.with_source`)."""
+        view = copy.copy(self)
+        view.bound = self.bound.with_source(rhs, objective)
+        return view
+
     # -- the operator -------------------------------------------------------------------------
     def matvec(self, x: Any, y: Any) -> None:
         """``y = A(θ) x``."""

@@ -1,0 +1,43 @@
+"""Smoke test of scripts/bench_sources.py on a very small grid."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_sources.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_sources", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.mark.parametrize("smoother", ["gauss_seidel", "chebyshev"])
+def test_main_writes_json(bench, tmp_path: Path, smoother: str) -> None:
+    out = tmp_path / "bench.json"
+    bench.main(["--n", "24", "--s-values", "4", "6", "--repeats", "1", "--sample", "2",
+                "--smoother", smoother, "--json", str(out)])
+    data = json.loads(out.read_text())
+    for key in ("sources_over_separate", "per_source_over_two_solves", "s_values", "n",
+                "rows", "targets", "machine", "OPENBLAS_NUM_THREADS"):
+        assert key in data, key
+    assert data["s_values"] == [4, 6] and data["n"] == 24 * 24
+    assert data["OPENBLAS_NUM_THREADS"] is not None
+    for row in data["rows"]:
+        assert row["gradient_agreement"] <= 1e-6, row  # the three ways agree
+        assert row["solves"] == "one_by_one"
+        for key in ("sources_s", "batched_cg_s", "block_cg_s", "separate_s", "two_solves_s"):
+            assert row[key] > 0, (key, row)
+    assert set(data["targets"]) == {"sources_over_separate", "per_source_over_two_solves"}
