@@ -177,6 +177,16 @@ class PetscBackend:
         self._bound = bound
         return bound, True
 
+    def check_state(self, value: Any, name: str) -> Any:
+        vec = self.problem.x_layout.create_vec()
+        self._copy_in(value, vec, name)
+        self.guard.checkpoint(f"the {name}")
+        return vec
+
+    def equal(self, a: Any, b: Any) -> bool:
+        local = bool(np.array_equal(a.getArray(readonly=True), b.getArray(readonly=True)))
+        return bool(self.comm.allreduce(int(local), op=mpi().MIN))
+
     def check_direction(self, dtheta: Any) -> Any:
         direction = self.problem.theta_layout.create_vec()
         self._copy_in(dtheta, direction, "dtheta")
