@@ -310,3 +310,11 @@ def test_nonconvergence_raises_the_library_error_never_nan():
 def test_unknown_options_are_refused():
     with pytest.raises(TypeError, match="raise_on_failure"):
         kj.linear_solve(lambda th, x: th * x, jnp.ones(3), jnp.ones(3), raise_on_failure=False)
+
+
+def test_api_reference_documents_the_jax_package():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.rst").read_text()
+    for name in kj.__all__:
+        assert f":: krylov_adjoint.jax.{name}\n" in text, name

@@ -202,3 +202,11 @@ def test_nonconvergence_raises_in_the_backward_pass():
     with pytest.raises(ka.ConvergenceError) as info:
         (x * torch.linspace(-1.0, 2.0, 40, dtype=F64)).sum().backward()
     assert info.value.phase == "adjoint"
+
+
+def test_api_reference_documents_the_torch_package():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.rst").read_text()
+    for name in kt.__all__:
+        assert f":: krylov_adjoint.torch.{name}\n" in text, name
