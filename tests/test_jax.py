@@ -302,9 +302,11 @@ def test_nonconvergence_raises_the_library_error_never_nan():
         jax.grad(lambda th: kj.linear_solve(slow, th, b, maxiter=3,
                                             preconditioner=None).sum())(jnp.ones(40))
     assert info.value.phase == "primal"
+    compiled = jax.jit(lambda th: kj.linear_solve(slow, th, b, maxiter=3, preconditioner=None))
     with pytest.raises(jax.errors.JaxRuntimeError, match="ConvergenceError"):
-        jax.jit(lambda th: kj.linear_solve(slow, th, b, maxiter=3, preconditioner=None))(
-            jnp.ones(40)).block_until_ready()
+        compiled(jnp.ones(40)).block_until_ready()
+    with pytest.raises(ka.ConvergenceError), kj.library_errors():
+        compiled(jnp.ones(40)).block_until_ready()
 
 
 def test_unknown_options_are_refused():

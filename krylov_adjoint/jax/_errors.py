@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,7 +12,14 @@ from ..errors import KrylovAdjointError
 
 __all__ = ["library_errors", "recording"]
 
-_last = threading.local()
+class _Last:
+    """The last library error raised by a host callback (XLA may run callbacks on another
+    thread than the caller's, so this is not thread-local)."""
+
+    error: BaseException | None = None
+
+
+_last = _Last()
 
 
 def recording(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,7 +66,7 @@ def library_errors() -> Iterator[None]:
     try:
         yield
     except jax.errors.JaxRuntimeError as exc:
-        error = getattr(_last, "error", None)
+        error = _last.error
         if error is None or type(error).__name__ not in str(exc):
             raise
         raise error from exc
