@@ -78,3 +78,19 @@ def test_a_missing_framework_names_its_extra(framework):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert f"pip install 'krylov-adjoint[{framework}]'" in result.stdout, result.stderr
+
+
+def test_a_missing_framework_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    import importlib.util
+
+    from conftest import framework
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "jax" else real(name, *args))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        framework("jax")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"krylov-adjoint\[jax\]"):
+        framework("jax")
