@@ -19,7 +19,9 @@ and 3 ranks under mpirun (``tests/mpi/registry.py`` imports this module).
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +44,19 @@ PRECONDITIONERS = ("none", "jacobi", "amg")
 #: The registry's preconditioner names, per backend.
 PC_NAMES = {"serial": {"none": "none", "jacobi": "jacobi", "amg": "amg"},
             "petsc": {"none": "none", "jacobi": "jacobi", "amg": "gamg"}}
+
+
+def framework(module: str) -> Any:
+    """``import module`` (``"jax"`` or ``"torch"``) for a test module, or skip it naming the
+    extra; under CI (``CI`` set) a missing framework fails instead: the test command installs
+    both, so their tests must never be skipped there."""
+    if importlib.util.find_spec(module) is None:
+        message = f"{module} is not installed (pip install 'krylov-adjoint[{module}]')"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}, but CI is set: the test command must install it",
+                        pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+    return importlib.import_module(module)
 
 
 def petsc_missing() -> str | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import framework
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -40,6 +41,8 @@ class Case:
     args: tuple[str, ...] = ()
     out: str = "cwd"
     extra_checks: tuple[str, ...] = ()
+    #: An optional framework the example needs (``tests/conftest.py::framework``).
+    needs: str | None = None
 
 
 CASES = [
@@ -57,6 +60,8 @@ CASES = [
          out="dir"),
     Case("eit_inversion", "eit_inversion.py", "app_eit_inversion.png", out="dir",
          extra_checks=("sources",)),
+    Case("jax_inverse_diffusion", "jax_inverse_diffusion.py", "app_jax_neural_field.png",
+         out="dir", needs="jax"),
 ]
 
 
@@ -99,6 +104,8 @@ def initial_objective(summary: dict, stdout: str) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_example_quick_run(case: Case, tmp_path: Path) -> None:
+    if case.needs:
+        framework(case.needs)
     images_before = snapshot(IMAGES)
     summary, stdout, figure = run_example(case, tmp_path)
     assert snapshot(IMAGES) == images_before, "the example wrote into the repository's docs/img"

@@ -49,7 +49,8 @@ def test_core_import_needs_no_optional_dependency():
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('petsc4py', 'mpi4py', 'matplotlib', 'tqdm'):\n"
+        "        if name.split('.')[0] in ('petsc4py', 'mpi4py', 'matplotlib', 'tqdm', 'jax',\n"
+        "                                   'torch'):\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "import krylov_adjoint, krylov_adjoint.gallery, krylov_adjoint.verify\n"
@@ -58,3 +59,38 @@ def test_core_import_needs_no_optional_dependency():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("framework", ["jax", "torch"])
+def test_a_missing_framework_names_its_extra(framework):
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] == {framework!r}:\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import krylov_adjoint as ka\n"
+        "try:\n"
+        f"    import krylov_adjoint.{framework}\n"
+        "except ka.MissingDependencyError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert f"pip install 'krylov-adjoint[{framework}]'" in result.stdout, result.stderr
+
+
+def test_a_missing_framework_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    import importlib.util
+
+    from conftest import framework
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "jax" else real(name, *args))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        framework("jax")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"krylov-adjoint\[jax\]"):
+        framework("jax")

@@ -73,6 +73,13 @@ class Backend(Protocol):
     def check_direction(self, dtheta: Any) -> Any:
         """A θ-like direction, checked; returned as the backend's parameter vector."""
 
+    def check_state(self, value: Any, name: str) -> Any:
+        """An x-like input (a right-hand side given to a solve), checked; returned as the
+        backend's vector (collective)."""
+
+    def equal(self, a: Any, b: Any) -> bool:
+        """True when two vectors hold the same values (on every rank)."""
+
     def set_up_preconditioner(self, bound: BoundProblem) -> None:
         """Set the preconditioner up from the assembled A(θ) (not called when fixed)."""
 
@@ -150,9 +157,6 @@ class Backend(Protocol):
 
     def norm(self, v: Any) -> float:
         """The global 2-norm."""
-
-    def equal(self, a: Any, b: Any) -> bool:
-        """True when the two vectors hold the same values (on every rank)."""
 
     def is_finite(self, v: Any) -> bool:
         """True when every entry (on every rank) is finite."""

@@ -133,6 +133,8 @@ class GradientEngine:
             raise ValueError(f"recycle={self.recycle} needs a method that recycles a Krylov "
                              f"space, one of {sorted(recycling)}; method={self.method!r} "
                              "does not (use method='gmres', or recycle=0)")
+        #: The right-hand sides last given to solve / solve_transpose, per phase.
+        self._given_rhs: dict[str, Any] = {}
         self._probe_pair: tuple[Any, Any] | None = None
 
     # -- public API ---------------------------------------------------------------------
@@ -256,10 +258,38 @@ class GradientEngine:
         x = self._primal(bound, {})[0]
         return self.backend.objective_value(bound, x)
 
-    def solve(self, theta: Any) -> SolveResult:
-        """The primal solve ``A(θ) x = b(θ)`` alone."""
+    def solve(self, theta: Any, rhs: Any = None) -> SolveResult:
+        """The primal solve ``A(θ) x = b(θ)`` alone, or ``A(θ) x = rhs`` for a given one.
+
+        With ``rhs``, the solve is warm-started only from the solution of the same
+        right-hand side (at the last θ), so that solves of unrelated right-hand sides (a
+        batch, a tangent) start from zero. This and :meth:`solve_transpose` are the linear
+        solve ``x = A(θ)⁻¹ b`` as a differentiable primitive of JAX or PyTorch
+        (:mod:`krylov_adjoint.jax`, :mod:`krylov_adjoint.torch`): its transpose is one solve
+        with Aᵀ and Mᵀ from the same set-up.
+        """
         bound = self._bind(theta, {})
-        return self._primal(bound, {})[1]
+        return self._primal(bound, {}, rhs=None if rhs is None else self._given("primal", rhs))[1]
+
+    def solve_transpose(self, theta: Any, rhs: Any) -> SolveResult:
+        """``A(θ)ᵀ λ = rhs`` with the same method and the *transpose* of the preconditioner
+        of the primal solves (the same set-up; set up first if due).
+
+        Warm-started as :meth:`solve` with a given right-hand side. This is the adjoint solve
+        of :meth:`gradient` for a right-hand side chosen by the caller: the cotangent of a
+        framework's reverse pass.
+
+        Raises
+        ------
+        ConvergenceError
+            When the solve does not converge and ``raise_on_failure`` is True.
+        """
+        times: dict[str, float] = {}
+        bound = self._bind(theta, times)
+        self._ensure_preconditioner(bound, times)
+        rhs = self._given("adjoint", rhs)
+        return self._solve("adjoint", bound, rhs, self._adjoint_settings(),
+                           x0=self._warm_for("adjoint", rhs))[1]
 
     def directional_derivative(self, theta: Any, dtheta: Any) -> TangentResult:
         """dJ/dθ·dθ by one tangent (forward-mode) solve; needs the JVP callbacks.
@@ -357,6 +387,7 @@ class GradientEngine:
     def reset_warm_start(self) -> None:
         """Forget the previous x and λ: the next solves start from zero."""
         self._warm.clear()
+        self._given_rhs.clear()
 
     # -- the steps --------------------------------------------------------------------------
     def _bind(self, theta: Any, times: dict[str, float]) -> BoundProblem:
@@ -453,24 +484,26 @@ class GradientEngine:
         return gradient
 
     def _primal(self, bound: BoundProblem, times: dict[str, float], *,
-                rtol: float | None = None
+                rtol: float | None = None, rhs: Any = None
                 ) -> tuple[Any, SolveResult, bool, str, list[SolveResult]]:
         """Set-up (when due) and primal solve, with the reuse rule's second chance.
 
-        Returns x, the solve's record, whether the preconditioner was set up in this call,
-        why (or why not), and the records of solves abandoned for a new set-up.
+        ``rhs`` replaces b(θ) (a right-hand side given to :meth:`solve`). Returns x, the
+        solve's record, whether the preconditioner was set up in this call, why (or why
+        not), and the records of solves abandoned for a new set-up.
         """
         rebuilt, note = self._ensure_preconditioner(bound, times)
         settings = self._primal_settings(rtol)
         tick = time.perf_counter()
-        b = self.backend.rhs(bound)
+        b = self.backend.rhs(bound) if rhs is None else rhs
         self._check_consistent(bound, b)
+        x0 = "warm" if rhs is None else self._warm_for("primal", rhs)
         abandoned: list[SolveResult] = []
         kept = not rebuilt and self.reuse.automatic
         first = replace(settings, maxiter=self.reuse.iteration_cap(settings.maxiter,
                                                                    settings.rtol)) \
             if kept else settings
-        x, result = self._solve("primal", bound, b, first, check=not kept)
+        x, result = self._solve("primal", bound, b, first, x0=x0, check=not kept)
         if kept and not result.converged:
             abandoned.append(result)
             why = (f"the primal solve with the kept preconditioner stopped: {result.reason.name}"
@@ -523,6 +556,18 @@ class GradientEngine:
                     f"mismatch {gap:.2e}) although structure="
                     f"{self.backend.structure.value!r} was declared")
         return time.perf_counter() - tick
+
+    def _given(self, phase: str, rhs: Any) -> Any:
+        """A right-hand side given to :meth:`solve` or :meth:`solve_transpose`, checked."""
+        return self.backend.check_state(rhs, f"{phase} right-hand side")
+
+    def _warm_for(self, phase: str, rhs: Any) -> Any:
+        """``"warm"`` when ``rhs`` is the right-hand side of the last solve of this phase
+        given by the caller, else None (start from zero); remembers ``rhs``."""
+        last = self._given_rhs.get(phase)
+        same = last is not None and self.backend.equal(last, rhs)
+        self._given_rhs[phase] = self.backend.copy(rhs)
+        return "warm" if same else None
 
     def _solve(self, phase: str, bound: BoundProblem, rhs: Any, settings: SolveSettings, *,
                x0: Any = "warm", check: bool = True) -> tuple[Any, SolveResult]:

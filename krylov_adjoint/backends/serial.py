@@ -93,6 +93,12 @@ class SerialBackend:
     def check_direction(self, dtheta: Any) -> np.ndarray:
         return self.problem.check_theta(dtheta, "dtheta")
 
+    def check_state(self, value: Any, name: str) -> np.ndarray:
+        return self.problem.check_state(value, name)
+
+    def equal(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return bool(np.array_equal(a, b))
+
     def set_up_preconditioner(self, bound: BoundProblem) -> None:
         A = as_assembled_matrix(bound.assemble(), self.n, self.dtype)
         self.M = self.source.build(A, near_nullspace=self._near_nullspace(bound))
@@ -328,9 +334,6 @@ class SerialBackend:
 
     def norm(self, v: np.ndarray) -> float:
         return float(np.linalg.norm(v))
-
-    def equal(self, a: np.ndarray, b: np.ndarray) -> bool:
-        return bool(np.array_equal(a, b))
 
     def is_finite(self, v: np.ndarray) -> bool:
         return bool(np.isfinite(v).all())

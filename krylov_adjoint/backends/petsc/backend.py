@@ -231,6 +231,15 @@ class PetscBackend:
                 if not declared.depends_on_theta:
                     self._constant_nullspace = bound.nullspace
         bound.nullspace.attach(self.shell, self.pmat.mat)
+    def check_state(self, value: Any, name: str) -> Any:
+        vec = self.problem.x_layout.create_vec()
+        self._copy_in(value, vec, name)
+        self.guard.checkpoint(f"the {name}")
+        return vec
+
+    def equal(self, a: Any, b: Any) -> bool:
+        local = bool(np.array_equal(a.getArray(readonly=True), b.getArray(readonly=True)))
+        return bool(self.comm.allreduce(int(local), op=mpi().MIN))
 
     def check_direction(self, dtheta: Any) -> Any:
         direction = self.problem.theta_layout.create_vec()
@@ -515,9 +524,6 @@ class PetscBackend:
 
     def norm(self, v: Any) -> float:
         return float(v.norm())
-
-    def equal(self, a: Any, b: Any) -> bool:
-        return bool(a.equal(b))
 
     def is_finite(self, v: Any) -> bool:
         local = bool(np.isfinite(v.getArray(readonly=True)).all())
