@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..adapters.assembled import AssembledOperator
+from ..frameworks.operator import host_operator
 from ..frameworks.pattern import EntryPattern
 from ..problem.operator import ParametricOperator
 
@@ -103,20 +104,9 @@ def operator(matvec: Callable[[Any, Any], Any], *, n: int, structure: str = "gen
     def jvp(th: Any, x: Any, dth: Any) -> Any:
         return jax.jvp(lambda t: matvec(t, x), (th,), (dth,))[1]
 
-    assemble = None
-    if values is not None:
-        entries = EntryPattern(pattern, n)
-        compiled_values = _host(values, theta)
-
-        def assemble(th: np.ndarray) -> Any:
-            return entries.matrix(compiled_values(th))
-    elif pattern is not None:
-        raise TypeError("pattern is given without values: pass values=θ ↦ the entries")
-    symmetric = structure in ("symmetric", "spd")
-    return ParametricOperator(
-        _host(matvec, theta), n=n, structure=structure,
-        rmatvec=None if symmetric else _host(transposed, theta), vjp=_host(vjp, theta),
-        jvp=_host(jvp, theta), assemble=assemble, prepare=theta.prepare)
+    return host_operator(lambda f: _host(f, theta), matvec=matvec, transposed=transposed,
+                         vjp=vjp, jvp=jvp, n=n, structure=structure, values=values,
+                         pattern=pattern, prepare=theta.prepare)
 
 
 def assembled_operator(values: Callable[[Any], Any], pattern: Any, *, n: int,

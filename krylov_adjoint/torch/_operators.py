@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..frameworks.pattern import EntryPattern
+from ..frameworks.operator import host_operator
 from ..problem.operator import ParametricOperator
 
 __all__ = ["operator", "as_tensor", "as_array"]
@@ -106,17 +106,6 @@ def operator(matvec: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, n:
     def jvp(th: torch.Tensor, x: torch.Tensor, dth: torch.Tensor) -> torch.Tensor:
         return torch.func.jvp(lambda t: matvec(t, x), (th,), (dth,))[1]
 
-    assemble = None
-    if values is not None:
-        entries = EntryPattern(pattern, n)
-        host_values = _host(values, theta)
-
-        def assemble(th: np.ndarray) -> Any:
-            return entries.matrix(host_values(th))
-    elif pattern is not None:
-        raise TypeError("pattern is given without values: pass values=θ ↦ the entries")
-    symmetric = structure in ("symmetric", "spd")
-    return ParametricOperator(
-        _host(matvec, theta), n=n, structure=structure,
-        rmatvec=None if symmetric else _host(transposed, theta), vjp=_host(vjp, theta),
-        jvp=_host(jvp, theta), assemble=assemble, prepare=theta.prepare)
+    return host_operator(lambda f: _host(f, theta), matvec=matvec, transposed=transposed,
+                         vjp=vjp, jvp=jvp, n=n, structure=structure, values=values,
+                         pattern=pattern, prepare=theta.prepare)
