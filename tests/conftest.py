@@ -67,6 +67,14 @@ def petsc_missing() -> str | None:
     return None
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI (``CI`` set) the PETSc backend must be there: its tests are never skipped in
+    CI, so a missing petsc4py or mpi4py stops the session instead of skipping them."""
+    missing = petsc_missing()
+    if os.environ.get("CI") and missing:
+        pytest.exit(f"{missing}, but CI is set: the test command must install it", returncode=1)
+
+
 # -- problems ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ProblemSpec:
