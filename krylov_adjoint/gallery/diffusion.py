@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
@@ -114,12 +117,43 @@ def _diffusion(shape: tuple[int, ...], family: str, block: int | tuple[int, ...]
     if isinstance(observe_every, bool) or int(observe_every) != observe_every \
             or observe_every < 1:
         raise InputError("observe_every", f"expected an integer >= 1, got {observe_every!r}")
-    spacing = tuple(1.0 / m for m in shape)
     blocks = BlockMap(shape, block)
+    n, n_params = int(np.prod(shape)), blocks.n_params
+    operator, coefficients_at, derivative_matrices = harmonic_operator(shape, blocks)
+    theta_true = blocks.average(log_conductivity_field(shape))
+    theta = theta_true + 0.25 * np.random.default_rng(seed).standard_normal(n_params)
+    truth = coefficients_at(theta_true).stencil
+    if source is None:
+        state = smooth_state(shape)
+        b = truth.apply(state)
+    else:
+        b = check_cell_values(source, "source", n)
+        state = None
+    if objective is None:
+        objective = synthetic_misfit(shape, observe_every, truth, b, state)
+    else:
+        theta_true = None
+    problem = AdjointProblem(operator, b, objective, n_params=n_params)
+    return ModelProblem(problem, theta, model_name(family, shape, blocks), shape,
+                        derivative_matrices=derivative_matrices, theta_true=theta_true)
+
+
+def harmonic_operator(shape: tuple[int, ...], blocks: BlockMap, *, neumann: bool = False,
+                      nullspace: Any = None
+                      ) -> tuple[ParametricOperator, Callable[[np.ndarray], HarmonicDiffusion],
+                                 Callable[[np.ndarray], list[sp.csr_matrix]]]:
+    """The finite-volume operator −∇·(e^θ∇·) with harmonic face means, θ per block.
+
+    Returns the operator (matvec, VJP, JVP, second-order products, ``assemble``; the
+    coefficients computed once per θ by its ``prepare``), the coefficients at a θ, and the
+    explicit ∂A/∂θ_k (small grids, for references). ``neumann`` gives zero-flux boundaries
+    (then declare the ``nullspace``).
+    """
+    spacing = tuple(1.0 / m for m in shape)
     n, n_params = int(np.prod(shape)), blocks.n_params
 
     def coefficients_at(theta: np.ndarray) -> HarmonicDiffusion:
-        return HarmonicDiffusion(blocks.expand(theta), shape, spacing)
+        return HarmonicDiffusion(blocks.expand(theta), shape, spacing, neumann=neumann)
 
     coefficients = Prepared(coefficients_at)
 
@@ -147,23 +181,13 @@ def _diffusion(shape: tuple[int, ...], family: str, block: int | tuple[int, ...]
     # ∂A/∂θ·dθ is a symmetric stencil: jvp is its own transpose.
     operator = ParametricOperator(matvec, n=n, vjp=vjp, jvp=jvp, structure="spd",
                                   assemble=assemble, prepare=coefficients.prepare,
-                                  vjp_jvp=vjp_jvp, jvp_transpose=jvp)
-    theta_true = blocks.average(log_conductivity_field(shape))
-    theta = theta_true + 0.25 * np.random.default_rng(seed).standard_normal(n_params)
-    truth = coefficients_at(theta_true).stencil
-    if source is None:
-        state = smooth_state(shape)
-        b = truth.apply(state)
-    else:
-        b = check_cell_values(source, "source", n)
-        state = None
-    if objective is None:
-        objective = synthetic_misfit(shape, observe_every, truth, b, state)
-    else:
-        theta_true = None
-    problem = AdjointProblem(operator, b, objective, n_params=n_params)
+                                  vjp_jvp=vjp_jvp, jvp_transpose=jvp, nullspace=nullspace)
+    return operator, coefficients_at, derivative_matrices
+
+
+def model_name(family: str, shape: tuple[int, ...], blocks: BlockMap) -> str:
+    """``family[nxxny]``, with the block size when θ is per block."""
     size = "x".join(str(m) for m in shape)
-    name = f"{family}[{size}]" if blocks.is_identity else \
-        f"{family}[{size},block={'x'.join(str(b) for b in blocks.block)}]"
-    return ModelProblem(problem, theta, name, shape, derivative_matrices=derivative_matrices,
-                        theta_true=theta_true)
+    if blocks.is_identity:
+        return f"{family}[{size}]"
+    return f"{family}[{size},block={'x'.join(str(b) for b in blocks.block)}]"

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import InputError
-from ..problem import AdjointProblem, LeastSquaresMisfit, Objective, ParametricOperator
+from ..problem import AdjointProblem, LeastSquaresMisfit, Objective
 from ..problem.nullspace import Nullspace
 from ._blocks import BlockMap
-from ._harmonic import HarmonicDiffusion
-from ._prepared import Prepared
-from ._reference import check_reference_size, matrices_from_entries
 from ._synthetic import cell_centres, log_conductivity_field, point_observations
 from ._validate import check_grid
+from .diffusion import harmonic_operator, model_name
 from .model import ModelProblem
 
 __all__ = ["neumann_diffusion_2d"]
@@ -61,40 +58,10 @@ def neumann_diffusion_2d(nx: int, ny: int | None = None, *, block: int | tuple[i
     if isinstance(observe_every, bool) or int(observe_every) != observe_every \
             or observe_every < 1:
         raise InputError("observe_every", f"expected an integer >= 1, got {observe_every!r}")
-    spacing = tuple(1.0 / m for m in shape)
     blocks = BlockMap(shape, block)
     n, n_params = int(np.prod(shape)), blocks.n_params
-
-    def coefficients_at(theta: np.ndarray) -> HarmonicDiffusion:
-        return HarmonicDiffusion(blocks.expand(theta), shape, spacing, neumann=True)
-
-    coefficients = Prepared(coefficients_at)
-
-    def matvec(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return coefficients(theta).stencil.apply(x)
-
-    def vjp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
-        return blocks.reduce(coefficients(theta).vjp_cells(x, lam))
-
-    def jvp(theta: np.ndarray, x: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
-        return coefficients(theta).jvp_stencil(blocks.expand(dtheta)).apply(x)
-
-    def vjp_jvp(theta: np.ndarray, x: np.ndarray, lam: np.ndarray,
-                dtheta: np.ndarray) -> np.ndarray:
-        return blocks.reduce(coefficients(theta).vjp_jvp_cells(x, lam, blocks.expand(dtheta)))
-
-    def assemble(theta: np.ndarray) -> sp.csr_matrix:
-        return coefficients(theta).stencil.assemble()
-
-    def derivative_matrices(theta: np.ndarray) -> list[sp.csr_matrix]:
-        check_reference_size(n, "derivative_matrices")
-        entries = coefficients_at(theta).derivative_entries(blocks.index)
-        return matrices_from_entries(n, n_params, *entries)
-
-    operator = ParametricOperator(matvec, n=n, vjp=vjp, jvp=jvp, structure="spd",
-                                  assemble=assemble, prepare=coefficients.prepare,
-                                  vjp_jvp=vjp_jvp, jvp_transpose=jvp,
-                                  nullspace=Nullspace(np.ones(n), rhs=rhs))
+    operator, coefficients_at, derivative_matrices = harmonic_operator(
+        shape, blocks, neumann=True, nullspace=Nullspace(np.ones(n), rhs=rhs))
     theta_true = blocks.average(log_conductivity_field(shape))
     theta = theta_true + 0.25 * np.random.default_rng(seed).standard_normal(n_params)
     X, Y = cell_centres(shape)
@@ -107,8 +74,5 @@ def neumann_diffusion_2d(nx: int, ny: int | None = None, *, block: int | tuple[i
     else:
         theta_true = None
     problem = AdjointProblem(operator, b, objective, n_params=n_params)
-    size = "x".join(str(m) for m in shape)
-    name = f"neumann_diffusion_2d[{size}]" if blocks.is_identity else \
-        f"neumann_diffusion_2d[{size},block={'x'.join(str(b) for b in blocks.block)}]"
-    return ModelProblem(problem, theta, name, shape, derivative_matrices=derivative_matrices,
-                        theta_true=theta_true)
+    return ModelProblem(problem, theta, model_name("neumann_diffusion_2d", shape, blocks),
+                        shape, derivative_matrices=derivative_matrices, theta_true=theta_true)
