@@ -165,8 +165,7 @@ class GradientEngine:
         bound = self._bind(theta, times)
         rtol = self.rtol if target is None else self._tolerances.first_rtol(target)
         adjoint_rtol = self.adjoint_rtol if target is None else max(rtol, self.adjoint_rtol)
-        x, primal, rebuilt, note, abandoned = self._primal(bound, times, rtol=rtol)
-        b = self.backend.rhs(bound)
+        x, primal, rebuilt, note, abandoned, b = self._primal(bound, times, rtol=rtol)
         state = self._adjoint_and_gradient(bound, x, times, adjoint_rtol, x0="warm", b=b)
         objective, dj_dx, lam, adjoint_solve, gradient = state
         estimate, rounds, reason = None, 1, "fixed tolerances (accuracy='fixed')"
@@ -301,7 +300,7 @@ class GradientEngine:
         self._require_jvps()
         bound = self._bind(theta, {})
         direction = self.backend.check_direction(dtheta)
-        x, primal, _, _, _ = self._primal(bound, {})
+        x, primal = self._primal(bound, {})[:2]
         tangent, tangent_solve = self._tangent(bound, x, direction)
         return self.backend.tangent_result(
             objective=self.backend.objective_value(bound, x),
@@ -485,12 +484,13 @@ class GradientEngine:
 
     def _primal(self, bound: BoundProblem, times: dict[str, float], *,
                 rtol: float | None = None, rhs: Any = None
-                ) -> tuple[Any, SolveResult, bool, str, list[SolveResult]]:
+                ) -> tuple[Any, SolveResult, bool, str, list[SolveResult], Any]:
         """Set-up (when due) and primal solve, with the reuse rule's second chance.
 
         ``rhs`` replaces b(θ) (a right-hand side given to :meth:`solve`). Returns x, the
         solve's record, whether the preconditioner was set up in this call, why (or why
-        not), and the records of solves abandoned for a new set-up.
+        not), the records of solves abandoned for a new set-up, and the right-hand side
+        solved for (b(θ) evaluated once per call).
         """
         rebuilt, note = self._ensure_preconditioner(bound, times)
         settings = self._primal_settings(rtol)
@@ -517,7 +517,7 @@ class GradientEngine:
         times["primal"] = time.perf_counter() - tick
         if result.converged:
             self.reuse.record_primal(result.iterations, result.residual_norms)
-        return x, result, rebuilt, note, abandoned
+        return x, result, rebuilt, note, abandoned, b
 
     def _check_consistent(self, bound: BoundProblem, b: Any) -> None:
         """Refuse a right-hand side with a component along the nullspace of Aᵀ (declared

@@ -61,7 +61,7 @@ def jacobian(engine: Any, theta: Any, outputs: Any, *, mode: str = "auto") -> Ja
     start = time.perf_counter()
     backend = engine.backend
     bound = engine._bind(theta, {})
-    x, primal, _, _, _ = engine._primal(bound, {})
+    x, primal = engine._primal(bound, {})[:2]
     tick = time.perf_counter()
     n_params = backend.problem.n_params
     if mode == "auto":
