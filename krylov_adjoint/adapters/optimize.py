@@ -413,10 +413,8 @@ def _bound_arrays(bounds: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
         return None, None
     if isinstance(bounds, sopt.Bounds):
         lower, upper = bounds.lb, bounds.ub
-    elif isinstance(bounds, tuple) and len(bounds) == 2 and not np.ndim(bounds[0]) == 1 \
-            or isinstance(bounds, tuple) and len(bounds) == 2 and np.ndim(bounds[0]) == 1 \
-            and not isinstance(bounds[0], tuple):
-        lower, upper = bounds
+    elif isinstance(bounds, tuple) and len(bounds) == 2 and not isinstance(bounds[0], tuple):
+        lower, upper = bounds  # (lower, upper), scalars or arrays
     else:  # a sequence of (min, max) pairs
         pairs = list(bounds)
         lower = [-np.inf if lo is None else lo for lo, _ in pairs]
