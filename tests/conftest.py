@@ -22,9 +22,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,22 @@ def framework(module: str) -> Any:
                         pytrace=False)
         pytest.skip(message, allow_module_level=True)
     return importlib.import_module(module)
+
+
+@contextmanager
+def script_module(name: str) -> Iterator[Any]:
+    """``scripts/<name>.py`` imported as the module ``name`` (registered in ``sys.modules``
+    while in use: dataclasses look their module up), for the benchmarks' smoke tests."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)
 
 
 def petsc_missing() -> str | None:
