@@ -25,7 +25,7 @@ from ._import import mpi, petsc
 from .collective import ErrorGuard
 from .ghosts import GhostedIndices
 from .layout import Layout, as_mpi_comm
-from .problem import VECS, DistributedOperator
+from .problem import VECS, MatrixOperator
 
 __all__ = ["PetscAssembledOperator", "from_petsc_assembly"]
 
@@ -33,7 +33,7 @@ __all__ = ["PetscAssembledOperator", "from_petsc_assembly"]
 SYMMETRY_RTOL = 1e-12
 
 
-class PetscAssembledOperator(DistributedOperator):
+class PetscAssembledOperator(MatrixOperator):
     """A(θ) known as the user's distributed PETSc AIJ matrix on a fixed pattern, and its VJP.
 
     Build it with :func:`from_petsc_assembly`. The operator VJP on this rank is
@@ -167,16 +167,6 @@ class PetscAssembledOperator(DistributedOperator):
         """Collective: ``MatZeroRowsColumns`` on the Dirichlet rows (unit diagonal)."""
         if self._has_dirichlet:
             self._mat.zeroRowsColumns(self.dirichlet_rows.astype(petsc().IntType), diag=1.0)
-
-    def _assembled(self, theta_vec: Any) -> Any:
-        return self._mat
-
-    # -- products ------------------------------------------------------------------------
-    def _mult(self, theta_vec: Any, x: Any, out: Any) -> None:
-        self._mat.mult(x, out)
-
-    def _mult_transpose(self, theta_vec: Any, y: Any, out: Any) -> None:
-        self._mat.multTranspose(y, out)
 
     # -- derivatives ---------------------------------------------------------------------
     def _vjp_vecs(self, theta_vec: Any, x: Any, lam: Any, out: Any) -> None:

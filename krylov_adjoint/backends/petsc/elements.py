@@ -24,12 +24,12 @@ from ._import import mpi, petsc
 from .collective import ErrorGuard
 from .ghosts import GhostedIndices
 from .layout import Layout, as_mpi_comm
-from .problem import VECS, DistributedOperator
+from .problem import VECS, MatrixOperator
 
 __all__ = ["PetscElementOperator", "petsc_element_operator"]
 
 
-class PetscElementOperator(DistributedOperator):
+class PetscElementOperator(MatrixOperator):
     """``K(θ) = Σ_e s(ρ_e) K_e`` over the ranks' elements, ρ = θ or Hθ (collective).
 
     Build it with :func:`petsc_element_operator`.
@@ -154,16 +154,6 @@ class PetscElementOperator(DistributedOperator):
             theta_vec.copy(self._rho)
         else:
             self.parameter_map.mult(theta_vec, self._rho)
-
-    def _assembled(self, theta_vec: Any) -> Any:
-        return self._mat
-
-    # -- products and derivatives -------------------------------------------------------------
-    def _mult(self, theta_vec: Any, x: Any, out: Any) -> None:
-        self._mat.mult(x, out)
-
-    def _mult_transpose(self, theta_vec: Any, y: Any, out: Any) -> None:
-        self._mat.multTranspose(y, out)
 
     def _vjp_vecs(self, theta_vec: Any, x: Any, lam: Any, out: Any) -> None:
         """``Hᵀ[s'(ρ_e) λ_eᵀ K_e x_e]`` with λ, x zero at Dirichlet dofs (the serial VJP)."""

@@ -216,3 +216,19 @@ class DistributedProblem:
         """float64, or complex128 for a complex system (declared on the operator)."""
         return self.operator.dtype
 
+
+class MatrixOperator(DistributedOperator):
+    """A :class:`DistributedOperator` that holds A(θ) as the assembled PETSc Mat ``_mat``
+    (set by the subclass at each θ): products are ``MatMult`` and ``MatMultTranspose``, and
+    the preconditioner is built from the same Mat."""
+
+    _mat: Any
+
+    def _assembled(self, theta_vec: Any) -> Any:
+        return self._mat
+
+    def _mult(self, theta_vec: Any, x: Any, out: Any) -> None:
+        self._mat.mult(x, out)
+
+    def _mult_transpose(self, theta_vec: Any, y: Any, out: Any) -> None:
+        self._mat.multTranspose(y, out)
