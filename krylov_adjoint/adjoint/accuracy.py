@@ -181,12 +181,13 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
                     gradient: Any) -> ErrorEstimate:
     """The certificate of the gradient ``gradient = G(x, λ)`` (see the module docstring).
 
-    Costs two operator products, two short correction solves (with M and with Mᵀ), one ∂J/∂x
-    and one evaluation of the VJPs. Every vector stays the backend's.
+    Costs two operator products (A x and Aᵀλ), two short correction solves (with M and with
+    Mᵀ), one ∂J/∂x and one evaluation of the VJPs. Every vector stays the backend's.
     """
     backend = engine.backend
     residual = backend.combine(b, -1.0, backend.apply(bound, x, transpose=False))
-    adjoint_residual = backend.combine(dj_dx, -1.0, backend.apply(bound, lam, transpose=True))
+    transposed_lam = backend.apply(bound, lam, transpose=True)
+    adjoint_residual = backend.combine(dj_dx, -1.0, transposed_lam)
     objective_correction = backend.dot(lam, residual)
     primal_norm, adjoint_norm = backend.norm(residual), backend.norm(adjoint_residual)
 
@@ -194,7 +195,7 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
                                    engine.correction_settings("tangent"), x0=None, check=False)
     x_hat = backend.combine(x, 1.0, x_error)
     corrected_rhs = backend.combine(backend.objective_grad_x(bound, x_hat), -1.0,
-                                    backend.apply(bound, lam, transpose=True))
+                                    transposed_lam)
     lam_error, second = engine._solve("output_adjoint", bound, corrected_rhs,
                                       engine.correction_settings("output_adjoint"), x0=None,
                                       check=False)
