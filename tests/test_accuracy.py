@@ -71,8 +71,21 @@ def test_adaptive_gradients_meet_their_target(case, eta):
             report, estimate = result.accuracy, result.error_estimate
             assert report.mode == "adaptive" and report.target.gradient_rtol == eta
             assert report.primal_rtol >= 1e-12 and report.adjoint_rtol >= 1e-12
+            for solve, rtol in ((result.primal, report.primal_rtol),
+                                (result.adjoint_solve, report.adjoint_rtol)):
+                # the solves stopped where the report says, not at the solver's own rtol
+                assert solve.target == pytest.approx(rtol * solve.rhs_norm), (solve, report)
             assert estimate.gradient_relative_error <= eta, report
             assert true <= WITHIN * eta, (true, report)
+
+
+@pytest.mark.parametrize("case", params(methods=["auto"], preconditioners=["amg"]))
+def test_the_correction_solves_stop_at_their_own_tolerance(case):
+    model = case.spec.build()
+    with run_case(case, rtol=1e-12, warm_start=False) as r:
+        result = r.solver.gradient(r.local(_theta(model, 6)))
+    full = result.primal.iterations + result.adjoint_solve.iterations
+    assert result.error_estimate.correction_iterations < full / 2, (result.error_estimate, full)
 
 
 def test_adaptive_rounds_continue_the_solves_and_sum_their_iterations():

@@ -354,7 +354,8 @@ class PetscBackend:
         # a lower limit than configured: the reuse rule's cap (the command line may raise it)
         cap = settings.maxiter if settings.maxiter < self.maxiter else None
         result = solve.solve(rhs, x, nonzero_guess=x0 is not None, operator=operator,
-                             check_residual=self.check_residual, maxiter=cap)
+                             check_residual=self.check_residual, maxiter=cap,
+                             rtol=settings.rtol, atol=settings.atol)
         self.guard.checkpoint(f"the {phase} solve")
         if nullspace is not None:
             rhs.destroy()

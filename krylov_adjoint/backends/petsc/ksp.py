@@ -143,6 +143,7 @@ class KrylovSolve:
             ksp.setMonitor(lambda _ksp, its, rnorm: monitor(phase, int(its), float(rnorm)))
         self.ksp = ksp
         self.maxiter = int(maxiter)
+        self.configured = (float(rtol), float(atol))
 
     def set_from_options(self) -> None:
         """Last step of the configuration: the command line and the options database."""
@@ -171,22 +172,38 @@ class KrylovSolve:
 
     def solve(self, b: Any, x: Any, *, nonzero_guess: bool, transpose: bool = False,
               operator: Any = None, check_residual: bool = True,
-              maxiter: int | None = None) -> SolveResult:
+              maxiter: int | None = None, rtol: float | None = None,
+              atol: float | None = None) -> SolveResult:
         """Solve (or, with ``transpose``, KSPSolveTranspose) into ``x``; return the record.
 
         ``operator`` is the matrix whose (transposed) product gives the true residual; by
         default the KSP's Amat. ``maxiter`` lowers the KSP's iteration limit for this solve
-        only. The solution stays in ``x``; ``result.x`` is a copy of this rank's part.
+        only. ``rtol`` and ``atol`` other than those the solve was created with (an adaptive
+        tolerance, a correction solve) hold for this solve only; the created ones leave the
+        KSP's own, which ``-<prefix>ksp_rtol`` may have changed. The solution stays in ``x``;
+        ``result.x`` is a copy of this rank's part.
         """
         ksp = self.ksp
+        own_rtol, own_atol, _, own_max_it = ksp.getTolerances()
+        tolerances = {}
+        if maxiter is not None and maxiter < own_max_it:
+            tolerances["max_it"] = int(maxiter)
+        asked = (own_rtol if rtol is None else float(rtol),
+                 own_atol if atol is None else float(atol))
+        if rtol is not None and asked != self.configured:
+            tolerances.update(rtol=asked[0], atol=asked[1])
+        if not tolerances:
+            return self._solve(b, x, nonzero_guess, transpose, operator, check_residual)
+        ksp.setTolerances(**tolerances)
+        try:
+            return self._solve(b, x, nonzero_guess, transpose, operator, check_residual)
+        finally:
+            ksp.setTolerances(rtol=own_rtol, atol=own_atol, max_it=int(own_max_it))
+
+    def _solve(self, b: Any, x: Any, nonzero_guess: bool, transpose: bool, operator: Any,
+               check_residual: bool) -> SolveResult:
+        ksp = self.ksp
         rtol, atol, dtol, max_it = ksp.getTolerances()
-        if maxiter is not None and maxiter < max_it:
-            ksp.setTolerances(max_it=int(maxiter))
-            try:
-                return self.solve(b, x, nonzero_guess=nonzero_guess, transpose=transpose,
-                                  operator=operator, check_residual=check_residual)
-            finally:
-                ksp.setTolerances(max_it=int(max_it))
         start = time.perf_counter()
         self.bnorm = float(b.norm())
         target = max(rtol * self.bnorm, atol)
