@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
     problem = model.problem
     say(f"{model.name}: N = {problem.n:,} unknowns, P = {problem.n_params:,} parameters, "
         f"{size} rank(s); local block {model.grid.owned_shape} on rank 0")
-    say(f"build the model (serial reference data, O(N) per rank): {build:.2f} s")
+    say(f"build the model (each rank its cells): {build:.2f} s")
 
     tick = time.perf_counter()
     with PetscAdjointSolver(problem, rtol=1e-12, options_prefix="taylor_") as checker:

@@ -65,6 +65,7 @@ def test_gradients_match_serial_and_verify(nranks):
     for name in ("diffusion_2d", "convection", "convection_explicit", "diffusion_3d"):
         assert r[f"{name}_gradient_error"] <= 1e-8, (name, r)
         assert r[f"{name}_objective_error"] <= 1e-8, (name, r)
+        assert r[f"{name}_theta_error"] <= 1e-14, (name, r)
         assert r[f"{name}_reasons"] == ["CONVERGED_RTOL", "CONVERGED_RTOL"], (name, r)
     assert r["diffusion_2d_adjoint_pc"] == "shared"
     assert r["convection_adjoint_pc"] == "transpose"

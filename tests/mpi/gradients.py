@@ -37,6 +37,9 @@ def compare(name: str, model: gallery.DistributedModel, **options: object) -> di
         gradient = model.gather_theta(result.gradient, root=None)
         x = model.gather_state(result.x, root=None)
         return {
+            # the data each rank built from its cells against the serial model's
+            f"{name}_theta_error": relative_error(model.gather_theta(model.theta, root=None),
+                                                  model.serial.theta),
             f"{name}_objective_error": abs(result.objective - J_ref) / abs(J_ref),
             f"{name}_gradient_error": relative_error(gradient, g_ref),
             f"{name}_x_residual": float(np.linalg.norm(

@@ -1,16 +1,20 @@
 """Distributed versions of the gallery's diffusion and convection–diffusion problems.
 
-Same discretisation, data, reference θ and objective as :mod:`krylov_adjoint.gallery` (the
-serial model is built on every rank at construction and sliced, so gradients agree with the
-serial backend to round-off), with the operator applied matrix-free on a
-:class:`StructuredGrid`: the library exchanges the ghosts of x, λ and θ, and the callbacks
-are local stencils. Constructing the data costs O(N) memory per rank (as the serial model);
-the solves and gradients are fully distributed.
+Same discretisation, data, reference θ and objective as :mod:`krylov_adjoint.gallery`, so
+gradients agree with the serial backend to round-off, with the operator applied matrix-free on
+a :class:`StructuredGrid`: the library exchanges the ghosts of x, λ and θ, and the callbacks
+are local stencils. The Dirichlet diffusion problems build their data on each rank's cells
+only (the fields are formulas of the cell centres; the random perturbation of θ is drawn as
+one stream in chunks, O(N) time and O(N / ranks) memory); the Neumann and convection problems
+slice the serial model (O(N) memory per rank, for tests and small runs). The serial model of
+any of them is :attr:`DistributedModel.serial`, built on first use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,6 +22,13 @@ import scipy.sparse as sp
 
 from ... import gallery as serial_gallery
 from ...gallery import ModelProblem
+from ...gallery._blocks import BlockMap
+from ...gallery._synthetic import (
+    log_conductivity_at,
+    observed_cells,
+    smooth_state_at,
+)
+from ...gallery.diffusion import model_name
 from ...problem import LeastSquaresMisfit, LinearFunctional, Nullspace, Objective, RightHandSide
 from .diffusion import LocalDiffusion
 from .dmda import StructuredGrid
@@ -40,8 +51,8 @@ class DistributedModel:
         This rank's part of the reference θ.
     name : str
     grid : StructuredGrid
-    serial : ModelProblem
-        The serial model with the same data (global arrays), for references.
+    build_serial : callable
+        ``() -> ModelProblem``: the serial model with the same data (see :attr:`serial`).
     blocks : int
         θ is ``blocks`` cell fields one after another (2 for convection–diffusion with
         θ = [θ_d, f]); each rank holds its cells of each field, in that order.
@@ -51,8 +62,14 @@ class DistributedModel:
     theta: np.ndarray = field(repr=False)
     name: str
     grid: StructuredGrid = field(repr=False)
-    serial: ModelProblem = field(repr=False)
+    build_serial: Callable[[], ModelProblem] = field(repr=False)
     blocks: int = 1
+
+    @cached_property
+    def serial(self) -> ModelProblem:
+        """The serial model with the same data (global arrays on this rank, built on first
+        use), for references."""
+        return self.build_serial()
 
     def local_theta(self, full: np.ndarray) -> np.ndarray:
         """This rank's part of a θ in the serial ordering."""
@@ -96,8 +113,10 @@ def diffusion_2d(nx: int, ny: int | None = None, *, comm: Any = None,
     >>> model.problem.n, model.problem.n_params, model.name
     (24, 24, 'diffusion_2d[6x4]')
     """
-    serial = serial_gallery.diffusion_2d(nx, ny, observe_every=observe_every, seed=seed)
-    return _diffusion(serial, comm, proc_sizes)
+    shape = (int(nx), int(nx if ny is None else ny))
+    return _local_diffusion(
+        shape, "diffusion_2d", observe_every, seed, comm, proc_sizes,
+        lambda: serial_gallery.diffusion_2d(nx, ny, observe_every=observe_every, seed=seed))
 
 
 def diffusion_3d(n: int | tuple[int, int, int], *, comm: Any = None,
@@ -111,8 +130,10 @@ def diffusion_3d(n: int | tuple[int, int, int], *, comm: Any = None,
     >>> gallery.diffusion_3d(4).problem.n
     64
     """
-    serial = serial_gallery.diffusion_3d(n, observe_every=observe_every, seed=seed)
-    return _diffusion(serial, comm, proc_sizes)
+    shape = (int(n),) * 3 if np.isscalar(n) else tuple(int(m) for m in n)  # type: ignore[arg-type]
+    return _local_diffusion(
+        shape, "diffusion_3d", observe_every, seed, comm, proc_sizes,
+        lambda: serial_gallery.diffusion_3d(n, observe_every=observe_every, seed=seed))
 
 
 def neumann_diffusion_2d(nx: int, ny: int | None = None, *, comm: Any = None,
@@ -136,9 +157,45 @@ def neumann_diffusion_2d(nx: int, ny: int | None = None, *, comm: Any = None,
     return _diffusion(serial, comm, proc_sizes, neumann=True)
 
 
+def _local_diffusion(shape: tuple[int, ...], family: str, observe_every: int, seed: int,
+                     comm: Any, proc_sizes: Any,
+                     build_serial: Callable[[], ModelProblem]) -> DistributedModel:
+    """The serial model's data (θ★, θ, b = A(θ★)u★, observations of u★) on this rank's cells.
+
+    The formulas of :func:`krylov_adjoint.gallery.diffusion_2d` evaluated on the owned (and
+    ghosted) cell centres; θ's perturbation is the serial stream's entries at the owned cells.
+    """
+    grid = StructuredGrid(shape, comm=comm, proc_sizes=proc_sizes)
+    owned, ghosted = grid.coordinates(), grid.coordinates(ghosted=True)
+    theta_true = log_conductivity_at(owned)
+    theta = theta_true + 0.25 * _standard_normal_at(seed, grid.layout.size,
+                                                    grid.natural_indices())
+    truth = LocalDiffusion(grid, log_conductivity_at(ghosted))
+    b = truth.stencil.apply(smooth_state_at(ghosted))
+    objective = _owned_observations(grid, observe_every, smooth_state_at(owned))
+    problem = DistributedProblem(_diffusion_operator(grid), b, objective,
+                                 theta_layout=grid.layout)
+    name = model_name(family, grid.shape, BlockMap(grid.shape, 1))
+    return DistributedModel(problem, theta, name, grid, build_serial)
+
+
 def _diffusion(serial: ModelProblem, comm: Any, proc_sizes: Any, *,
                neumann: bool = False) -> DistributedModel:
+    """A serial diffusion model sliced onto the ranks (O(N) memory per rank)."""
     grid = StructuredGrid(serial.grid, comm=comm, proc_sizes=proc_sizes)
+    operator = _diffusion_operator(grid, neumann=neumann,
+                                   nullspace=_local_nullspace(serial, grid))
+    p = serial.problem
+    b = grid.local_part(p.rhs.value(None))
+    problem = DistributedProblem(operator, b, distribute_objective(p.objective, grid),
+                                 theta_layout=grid.layout)
+    return DistributedModel(problem, grid.local_part(serial.theta), serial.name, grid,
+                            lambda: serial)
+
+
+def _diffusion_operator(grid: StructuredGrid, *, neumann: bool = False,
+                        nullspace: Nullspace | None = None) -> DistributedOperator:
+    """−∇·(e^θ∇u) by local stencils, θ per cell: products, VJPs, JVPs, the assembled rows."""
     state: dict[str, LocalDiffusion] = {}
 
     def prepare(theta: np.ndarray) -> None:
@@ -161,15 +218,43 @@ def _diffusion(serial: ModelProblem, comm: Any, proc_sizes: Any, *,
         return state["k"].stencil.rows()
 
     # ∂A/∂θ·dθ is symmetric: the transpose of the JVP operator is the JVP
-    operator = DistributedOperator(matvec, layout=grid.layout, vjp=vjp, jvp=jvp,
-                                   vjp_jvp=vjp_jvp, jvp_transpose=jvp, structure="spd",
-                                   assemble=assemble, prepare=prepare, halo=grid,
-                                   theta_halo=grid, nullspace=_local_nullspace(serial, grid))
-    p = serial.problem
-    b = grid.local_part(p.rhs.value(None))
-    problem = DistributedProblem(operator, b, distribute_objective(p.objective, grid),
-                                 theta_layout=grid.layout)
-    return DistributedModel(problem, grid.local_part(serial.theta), serial.name, grid, serial)
+    return DistributedOperator(matvec, layout=grid.layout, vjp=vjp, jvp=jvp,
+                               vjp_jvp=vjp_jvp, jvp_transpose=jvp, structure="spd",
+                               assemble=assemble, prepare=prepare, halo=grid,
+                               theta_halo=grid, nullspace=nullspace)
+
+
+def _standard_normal_at(seed: int, n: int, indices: np.ndarray,
+                        chunk: int = 1 << 20) -> np.ndarray:
+    """Entries ``indices`` of ``default_rng(seed).standard_normal(n)``: the stream drawn in
+    chunks (the same numbers), only the wanted ones kept: O(n) time, O(chunk) memory."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(indices, kind="stable")
+    wanted = np.asarray(indices)[order]
+    out = np.empty(wanted.size)
+    for start in range(0, n, chunk):
+        draws = rng.standard_normal(min(chunk, n - start))
+        lo, hi = np.searchsorted(wanted, [start, start + draws.size])
+        out[order[lo:hi]] = draws[wanted[lo:hi] - start]
+    return out
+
+
+def _owned_observations(grid: StructuredGrid, every: int,
+                        state: np.ndarray) -> LeastSquaresMisfit:
+    """The point observations of ``state`` (this rank's cells, local order) at the owned
+    sensors of the serial lattice (:func:`~krylov_adjoint.gallery.point_observations`)."""
+    if isinstance(every, bool) or int(every) != every or every < 1:
+        raise ValueError(f"observe_every must be an integer >= 1, got {every!r}")
+    picks = []
+    for owned, lattice in zip(grid.owned, observed_cells(grid.shape, int(every)), strict=True):
+        cells = np.arange(owned.start, owned.stop)
+        on = (cells >= lattice.start) & ((cells - lattice.start) % lattice.step == 0)
+        picks.append(np.flatnonzero(on))
+    n_local = grid.layout.local_size
+    picked = np.arange(n_local).reshape(grid.owned_shape)[np.ix_(*picks)].reshape(-1)
+    observe = sp.csr_matrix((np.ones(picked.size), (np.arange(picked.size), picked)),
+                            shape=(picked.size, n_local))
+    return LeastSquaresMisfit(observe, state[picked])
 
 
 def _local_nullspace(serial: ModelProblem, grid: StructuredGrid) -> Nullspace | None:
@@ -253,7 +338,7 @@ def convection_diffusion_2d(nx: int, ny: int | None = None, *, peclet: float = 1
         theta_layout = grid.layout
     problem = DistributedProblem(operator, rhs, distribute_objective(p.objective, grid),
                                  theta_layout=theta_layout)
-    model = DistributedModel(problem, np.empty(0), serial.name, grid, serial,
+    model = DistributedModel(problem, np.empty(0), serial.name, grid, lambda: serial,
                              blocks=2 if both else 1)
     object.__setattr__(model, "theta", model.local_theta(serial.theta))
     return model
