@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import krylov_adjoint as ka
-from krylov_adjoint.adapters import element_operator, simp
+from krylov_adjoint.adapters import _element_map, element_operator, simp
 
 
 def quad_stiffness(nu: float = 0.3) -> np.ndarray:
@@ -105,6 +105,26 @@ def test_matrix_and_vjp_against_dense_reference(law, per_element, clamped, mesh,
     assert abs(lam @ jvp - got @ d) <= 1e-12 * max(1.0, abs(lam @ jvp))
     y = rng.standard_normal(n)
     assert abs(y @ op.matvec(theta, x) - op.rmatvec(theta, y) @ x) <= 1e-12 * n
+
+
+@pytest.mark.parametrize("per_element", [False, True], ids=["reference", "per-element"])
+def test_assembly_in_element_chunks_equals_one_pass(per_element, mesh, rng, monkeypatch):
+    conn, n, free, _ = mesh
+    Ke = quad_stiffness()
+    if per_element:
+        Ke = Ke * rng.uniform(0.5, 2.0, (conn.shape[0], 1, 1))
+    theta = rng.uniform(0.2, 1.0, conn.shape[0])
+    whole = element_operator(Ke, conn, n, dirichlet_dofs=~free)
+    monkeypatch.setattr(_element_map, "CHUNK_ENTRIES", 5 * 64 + 1)  # chunks of 5 elements
+    chunked = element_operator(Ke, conn, n, dirichlet_dofs=~free)
+    assert chunked.assembly._chunk == 5
+    v = rng.standard_normal(whole.pattern.nnz)
+    np.testing.assert_allclose(chunked.values(theta), whole.values(theta), rtol=1e-15,
+                               atol=1e-15)
+    np.testing.assert_allclose(chunked.assembly.element_sums(v),
+                               whole.assembly.element_sums(v), rtol=1e-13)
+    dense, _ = dense_assembly(Ke, conn, n, theta, free)
+    np.testing.assert_allclose(chunked.matrix(theta).toarray(), dense, atol=1e-14)
 
 
 def test_eliminated_dofs_do_not_enter_the_gradient(mesh, rng):

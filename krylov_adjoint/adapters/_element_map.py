@@ -3,7 +3,9 @@
 Built once per mesh without a global sort of the E k² entries: the (element, local row) pairs
 are sorted by global row (E k items), expanded to their k columns, sorted within each row by
 scipy's per-row sort, and merged. Dirichlet rows and columns are left out and replaced by a
-unit diagonal.
+unit diagonal. What is kept is the slot of each entry, one integer per entry (E k² of them,
+4 bytes each below 2³¹ slots): no matrix of values, whose data and indices would take three
+times as much (the memory that limits a 3-D mesh of hexahedra, k = 24).
 """
 
 from __future__ import annotations
@@ -14,12 +16,84 @@ import scipy.sparse as sp
 from ._matrices import index_dtype
 from .pattern import SparsityPattern
 
-__all__ = ["element_value_map"]
+__all__ = ["ElementSlots", "element_slots"]
+
+#: Element entries handled at once by :class:`ElementSlots` (bounds its temporaries).
+CHUNK_ENTRIES = 1 << 21
 
 
-def element_value_map(conn: np.ndarray, n: int, entries: np.ndarray, free: np.ndarray | None
-                      ) -> tuple[SparsityPattern, sp.csr_matrix, np.ndarray]:
-    """Pattern, value map G and offset with ``values = offset + G s`` for ``K = Σ_e s_e K_e``.
+class ElementSlots:
+    """``values = offset + Σ_e s_e K_e`` placed in the CSR slots, and its transpose.
+
+    Parameters
+    ----------
+    slots : int array (E, k²)
+        The slot of each entry of each element matrix (row-major), ``nnz`` for an entry
+        dropped with a Dirichlet row or column.
+    entries : array (k²,) or (E, k²)
+        The reference element matrix's entries, or each element matrix's.
+    offset : ndarray (nnz,)
+        1 on the Dirichlet diagonal, 0 elsewhere.
+
+    Examples
+    --------
+    Two bars on three dofs:
+
+    >>> import numpy as np
+    >>> conn = np.array([[0, 1], [1, 2]])
+    >>> pattern, slots, offset = element_slots(conn, 3, None)
+    >>> assembly = ElementSlots(slots, np.array([1.0, -1.0, -1.0, 1.0]), offset)
+    >>> assembly.values(np.array([1.0, 2.0]))
+    array([ 1., -1., -1.,  3., -2., -2.,  2.])
+    >>> assembly.element_sums(np.ones(7))     # Σ of each K_e's entries
+    array([0., 0.])
+    """
+
+    def __init__(self, slots: np.ndarray, entries: np.ndarray, offset: np.ndarray) -> None:
+        self.slots, self.entries, self.offset = slots, entries, offset
+        self.nnz = int(offset.size)
+        n_elements, kk = slots.shape
+        self._chunk = max(1, CHUNK_ENTRIES // max(kk, 1))
+
+    def _chunks(self) -> range:
+        return range(0, self.slots.shape[0], self._chunk)
+
+    def _entries(self, start: int) -> np.ndarray:
+        if self.entries.ndim == 1:
+            return self.entries
+        return self.entries[start:start + self._chunk]
+
+    def values(self, scales: np.ndarray) -> np.ndarray:
+        """``offset + Σ_e scales[e] K_e`` in the CSR slots (nnz,)."""
+        out = self.scaled_sum(scales)
+        out += self.offset
+        return out
+
+    def scaled_sum(self, scales: np.ndarray) -> np.ndarray:
+        """``Σ_e scales[e] K_e`` in the CSR slots (nnz,), without the offset."""
+        out = np.zeros(self.nnz + 1)  # the last slot collects the dropped entries
+        for start in self._chunks():
+            stop = start + self._chunk
+            weights = scales[start:stop, None] * self._entries(start)
+            np.add.at(out, self.slots[start:stop].ravel(), weights.ravel())
+        return out[:-1]
+
+    def element_sums(self, values_bar: np.ndarray) -> np.ndarray:
+        """The transpose of :meth:`scaled_sum`: ``Σ_ab (K_e)_ab v[slot(e, a, b)]`` per e."""
+        padded = np.append(np.asarray(values_bar, dtype=np.float64), 0.0)
+        out = np.empty(self.slots.shape[0])
+        for start in self._chunks():
+            stop = start + self._chunk
+            gathered = padded[self.slots[start:stop]]
+            entries = self._entries(start)
+            out[start:stop] = gathered @ entries if entries.ndim == 1 \
+                else np.einsum("ea,ea->e", gathered, entries)
+        return out
+
+
+def element_slots(conn: np.ndarray, n: int, free: np.ndarray | None
+                  ) -> tuple[SparsityPattern, np.ndarray, np.ndarray]:
+    """Pattern, the slot of every element entry, and the Dirichlet offset of ``K = Σ_e s_e K_e``.
 
     Parameters
     ----------
@@ -27,16 +101,15 @@ def element_value_map(conn: np.ndarray, n: int, entries: np.ndarray, free: np.nd
         Global dof of each local dof of each element.
     n : int
         Number of dofs N.
-    entries : array (k²,) or (E, k²)
-        The entries of the reference element matrix, or of each element matrix, row-major.
     free : bool array (N,) or None
         False at Dirichlet dofs: their rows and columns are dropped, a unit diagonal is put in.
 
     Returns
     -------
     pattern : SparsityPattern
-    G : csr_matrix (nnz, E)
-        ``G[slot, e]`` sums the entries of ``K_e`` landing in ``slot``.
+    slots : int array (E, k²)
+        The slot of entry ``(a, b)`` of element e at ``[e, a k + b]``; ``nnz`` where the
+        entry is dropped (a Dirichlet row or column).
     offset : ndarray (nnz,)
         1 on the Dirichlet diagonal, 0 elsewhere.
     """
@@ -87,34 +160,23 @@ def element_value_map(conn: np.ndarray, n: int, entries: np.ndarray, free: np.nd
     np.cumsum(merged_counts + dirichlet, out=final_indptr[1:])
     nnz = int(final_indptr[-1])
     indices = np.empty(nnz, dtype=itype)
-    g_counts = np.zeros(nnz, dtype=np.int64)
+    slot_type = index_dtype(nnz + 1, E * kk)
     if dirichlet.any():
         shift = final_indptr[:-1] - merged_indptr[:-1]  # Dirichlet diagonals inserted before
-        position = np.arange(merged_cols.size, dtype=np.int64)
-        position += np.repeat(shift, merged_counts)  # merged slot → final slot
-        indices[position] = merged_cols
-        g_counts[position] = sizes
-        del position
+        merged_slot = np.arange(merged_cols.size, dtype=np.int64)
+        merged_slot += np.repeat(shift, merged_counts)  # merged slot → final slot
+        indices[merged_slot] = merged_cols
+        merged_slot = merged_slot.astype(slot_type)
     else:
         indices[:] = merged_cols
-        g_counts[:] = sizes
+        merged_slot = np.arange(merged_cols.size, dtype=slot_type)
+    del merged_cols, merged_indptr, merged_counts, indptr, counts
     diagonal = final_indptr[:-1][dirichlet]
     indices[diagonal] = np.flatnonzero(dirichlet)
     offset = np.zeros(nnz)
     offset[diagonal] = 1.0
     pattern = SparsityPattern._trusted(final_indptr, indices, n)
 
-    g_indptr = np.zeros(nnz + 1, dtype=np.int64)
-    np.cumsum(g_counts, out=g_indptr[1:])
-    if entries.ndim == 2:
-        data = entries.reshape(-1)[ids]
-    elif kk & (kk - 1) == 0:  # k² a power of two (k = 2, 4, 8): bit operations
-        data = entries[ids & itype(kk - 1)]
-    else:
-        data = entries[ids % itype(kk)]
-    if kk & (kk - 1) == 0:
-        ids >>= itype(kk.bit_length() - 1)  # the element of each entry
-    else:
-        ids //= itype(kk)
-    G = sp.csr_matrix((data, ids, g_indptr.astype(itype)), shape=(nnz, E), copy=False)
-    return pattern, G, offset
+    slots = np.full(E * kk, nnz, dtype=slot_type)  # dropped entries keep the extra slot
+    slots[ids] = np.repeat(merged_slot, sizes)
+    return pattern, slots.reshape(E, kk), offset

@@ -11,7 +11,7 @@ import scipy.sparse.linalg as spla
 from .._checks import as_size, refuse_complex
 from ..problem.rhs import RightHandSide
 from ..problem.structure import Structure
-from ._element_map import element_value_map
+from ._element_map import ElementSlots, element_slots
 from ._matrices import as_sparse
 from .assembled import SYMMETRY_RTOL, AssembledOperator
 from .scaling import Scaling, as_scaling
@@ -22,9 +22,10 @@ __all__ = ["ElementOperator", "element_operator"]
 class ElementOperator(AssembledOperator):
     """``K(θ) = Σ_e s(ρ_e) K_e`` with ρ = θ (or ρ = Hθ), Dirichlet dofs eliminated.
 
-    Build it with :func:`element_operator`. Re-assembly at a new θ is one sparse product
-    ``values = offset + G s(ρ)`` over the E k² element entries (G maps them onto the CSR
-    slots and is built once). The VJP is computed element by element,
+    Build it with :func:`element_operator`. Re-assembly at a new θ sums the E k² scaled
+    element entries into their CSR slots (the slot of each entry is found once per mesh,
+    :class:`~krylov_adjoint.adapters._element_map.ElementSlots`). The VJP is computed element
+    by element,
 
         θ̄ = Hᵀ [ s'(ρ_e) Σ_ab λ_{conn[e,a]} x_{conn[e,b]} (K_e)_ab ]_e,
 
@@ -39,10 +40,10 @@ class ElementOperator(AssembledOperator):
     scaling : Scaling
     free : ndarray of bool (N,)
         False at Dirichlet dofs.
-    value_map : csr_matrix (nnz, E)
-        G.
-    offset : ndarray (nnz,)
-        The unit Dirichlet diagonal.
+    assembly : ElementSlots
+        The slots of the element entries: ``assembly.values(s)`` are the CSR values of
+        ``Σ_e s_e K_e`` (with the unit Dirichlet diagonal), ``assembly.element_sums`` its
+        transpose.
     parameter_map : sparse matrix, LinearOperator or None
         H (E × P), None for ρ = θ.
     """
@@ -59,8 +60,9 @@ class ElementOperator(AssembledOperator):
         n_elements, k = connectivity.shape
         entries = element_matrices.reshape(k * k) if element_matrices.ndim == 2 \
             else element_matrices.reshape(n_elements, k * k)
-        pattern, self.value_map, self.offset = element_value_map(
-            connectivity, n_dofs, entries, None if self._mask is None else free)
+        pattern, slots, offset = element_slots(connectivity, n_dofs,
+                                               None if self._mask is None else free)
+        self.assembly = ElementSlots(slots, entries, offset)
         n_params = n_elements if parameter_map is None else parameter_map.shape[1]
         self._coefficient_key: bytes | None = None
         self._coefficients: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -189,16 +191,14 @@ class ElementOperator(AssembledOperator):
     _fresh_values = True
 
     def _element_values(self, theta: np.ndarray) -> np.ndarray:
-        values = self.value_map @ self._coefficients_at(theta)[1]
-        values += self.offset
-        return values
+        return self.assembly.values(self._coefficients_at(theta)[1])
 
     def _element_values_vjp(self, theta: np.ndarray, values_bar: np.ndarray) -> np.ndarray:
-        return self._pullback(theta, self.value_map.T @ values_bar)
+        return self._pullback(theta, self.assembly.element_sums(values_bar))
 
     def _element_values_jvp(self, theta: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
         _, _, ds = self._coefficients_at(theta)
-        return self.value_map @ (ds * self._apply_map(dtheta))
+        return self.assembly.scaled_sum(ds * self._apply_map(dtheta))
 
     def _element_vjp(self, theta: np.ndarray, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
         if self._mask is not None:
