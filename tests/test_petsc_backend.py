@@ -171,6 +171,28 @@ def test_defaults_follow_the_declared_structure():
         assert solver.primal_ksp.getPCSide() == petsc().PC.Side.RIGHT
 
 
+def test_unprefixed_setup_options_hold_during_the_set_up_only():
+    model = gallery.diffusion_2d(24)
+    options = petsc().Options()
+    with PetscAdjointSolver(model.problem, rtol=1e-12) as solver:
+        reference = solver.gradient(model.theta).gradient
+    # "rap" on one rank (a SeqAIJ matrix); "allatonce" is for MPIAIJ
+    with PetscAdjointSolver(model.problem, rtol=1e-12,
+                            options={"matptap_via": "rap"}) as solver:
+        assert solver.backend._setup_defaults == {"matptap_via": "rap"}
+        gradient = solver.gradient(model.theta).gradient
+        assert not options.hasName("matptap_via")  # gone after the set-up
+        assert not petsc().Options("ka_primal_").hasName("matptap_via")
+    np.testing.assert_allclose(gradient, reference, rtol=1e-9)
+    options.setValue("matptap_via", "scalable")  # the user's own setting is kept
+    try:
+        with PetscAdjointSolver(model.problem, options={"matptap_via": "rap"}) as solver:
+            solver.gradient(model.theta)
+        assert options.getString("matptap_via") == "scalable"
+    finally:
+        options.delValue("matptap_via")
+
+
 def test_hypre_is_refused_clearly_when_not_built():
     model = gallery.diffusion_2d(6)
     if petsc().Sys.hasExternalPackage("hypre"):

@@ -62,7 +62,8 @@ def test_gradients_match_serial_and_verify(nranks):
         for key in ("convection_primal_iterations", "convection_adjoint_iterations",
                     "taylor_min_rate", "dot_convection_operator"):
             assert other[key] == r[key], key
-    for name in ("diffusion_2d", "convection", "convection_explicit", "diffusion_3d"):
+    names = ["diffusion_2d", "convection", "convection_explicit", "diffusion_3d"]
+    for name in names + (["diffusion_3d_allatonce"] if nranks > 1 else []):
         assert r[f"{name}_gradient_error"] <= 1e-8, (name, r)
         assert r[f"{name}_objective_error"] <= 1e-8, (name, r)
         assert r[f"{name}_theta_error"] <= 1e-14, (name, r)

@@ -114,6 +114,9 @@ def checks(diffusion: gallery.DistributedModel, convection: gallery.DistributedM
     record.update(compare("convection_explicit", convection, adjoint_pc="explicit"))
     record.update(compare("diffusion_3d", gallery.diffusion_3d(6), method="gmres",
                           adjoint_pc="explicit"))
+    if comm().Get_size() > 1:  # GAMG's Galerkin products in one pass (an MPIAIJ option)
+        record.update(compare("diffusion_3d_allatonce", gallery.diffusion_3d(6),
+                              options={"matptap_via": "allatonce"}))
 
     with PetscAdjointSolver(diffusion.problem, rtol=1e-12) as solver:
         taylor = verify.taylor_test_solver(solver, diffusion.theta, rng=3)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ from .reasons import describe, describe_petsc_error, from_petsc
 from .recycling import ProjectedStart
 
 __all__ = ["KrylovSolve", "petsc_ksp_type", "set_default_options", "set_up_local_blocks",
-           "INHERITED_OPTIONS"]
+           "unprefixed_defaults", "INHERITED_OPTIONS"]
 
 #: Serial method names and their PETSc KSP types.
 KSP_TYPES = {"gmres": "gmres", "cg": "cg", "bicgstab": "bcgs"}
@@ -58,6 +60,26 @@ def set_default_options(prefix: str, defaults: dict[str, Any]) -> None:
     for name, value in defaults.items():
         if not options.hasName(name):
             options.setValue(name, _option_text(value))
+
+
+@contextmanager
+def unprefixed_defaults(defaults: dict[str, Any]) -> Iterator[None]:
+    """Unprefixed options in the database while the block runs, unless already there.
+
+    For options that PETSc reads without the solve's prefix, e.g. ``-matptap_via`` of the
+    Galerkin products inside GAMG (their matrices carry no prefix): set around the set-up
+    only, so the rest of the process (the user's own solvers) never sees them, and the
+    command line keeps precedence.
+    """
+    options = petsc().Options()
+    added = [name for name in defaults if not options.hasName(name)]
+    for name in added:
+        options.setValue(name, _option_text(defaults[name]))
+    try:
+        yield
+    finally:
+        for name in added:
+            options.delValue(name)
 
 
 def _option_text(value: Any) -> str:

@@ -41,6 +41,8 @@ class PetscAdjointSolver(GradientEngine):
     options : dict, optional
         Extra PETSc options for the primal solve, as defaults under its prefix (e.g.
         ``{"pc_gamg_threshold": 0.02, "mg_levels_ksp_max_it": 3}``); the command line wins.
+        ``{"matptap_via": "allatonce"}`` (GAMG's Galerkin products without their
+        intermediate: less memory, a slower set-up) holds during the set-up only.
     rtol, atol, adjoint_rtol, adjoint_atol, maxiter, restart, warm_start, raise_on_failure,
     rebuild_factor, monitor, check_transpose, check_gradient, accuracy, error_estimate
         As in :class:`~krylov_adjoint.AdjointSolver` (the same engine decides set-ups,
