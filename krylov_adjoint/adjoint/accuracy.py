@@ -185,29 +185,40 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
     Mᵀ), one ∂J/∂x and one evaluation of the VJPs. Every vector stays the backend's.
     """
     backend = engine.backend
+    # each vector is dropped once used: at 10⁷ unknowns one is 40 MB per rank on 2 ranks
     residual = backend.combine(b, -1.0, backend.apply(bound, x, transpose=False))
     transposed_lam = backend.apply(bound, lam, transpose=True)
-    adjoint_residual = backend.combine(dj_dx, -1.0, transposed_lam)
+    adjoint_norm = backend.norm(backend.combine(dj_dx, -1.0, transposed_lam))
     objective_correction = backend.dot(lam, residual)
-    primal_norm, adjoint_norm = backend.norm(residual), backend.norm(adjoint_residual)
+    primal_norm = backend.norm(residual)
 
     x_error, first = engine._solve("tangent", bound, residual,
                                    engine.correction_settings("tangent"), x0=None, check=False)
+    del residual
+    iterations = first.iterations
+    del first
     x_hat = backend.combine(x, 1.0, x_error)
+    del x_error
     corrected_rhs = backend.combine(backend.objective_grad_x(bound, x_hat), -1.0,
                                     transposed_lam)
+    del transposed_lam
     lam_error, second = engine._solve("output_adjoint", bound, corrected_rhs,
                                       engine.correction_settings("output_adjoint"), x0=None,
                                       check=False)
-    corrected = backend.parameter_gradient(bound, x_hat, backend.combine(lam, 1.0, lam_error))
+    del corrected_rhs
+    iterations += second.iterations
+    del second
+    lam_hat = backend.combine(lam, 1.0, lam_error)
+    del lam_error
+    corrected = backend.parameter_gradient(bound, x_hat, lam_hat)
+    del x_hat, lam_hat
     gradient_error = backend.norm(backend.combine(corrected, -1.0, gradient))
     if not math.isfinite(gradient_error):
         gradient_error = math.inf
     return ErrorEstimate(
         objective_correction=float(objective_correction), gradient_error=float(gradient_error),
         gradient_norm=float(backend.norm(gradient)), primal_residual=float(primal_norm),
-        adjoint_residual=float(adjoint_norm),
-        correction_iterations=int(first.iterations + second.iterations))
+        adjoint_residual=float(adjoint_norm), correction_iterations=int(iterations))
 
 
 class ToleranceController:

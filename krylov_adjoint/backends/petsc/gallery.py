@@ -199,6 +199,7 @@ def _diffusion_operator(grid: StructuredGrid, *, neumann: bool = False,
     state: dict[str, LocalDiffusion] = {}
 
     def prepare(theta: np.ndarray) -> None:
+        state.clear()  # the last θ's coefficients go before the new ones are made
         state["k"] = LocalDiffusion(grid, theta, neumann=neumann)
 
     def matvec(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
