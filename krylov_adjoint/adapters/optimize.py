@@ -41,10 +41,11 @@ class GradientSchedule:
 
     Each gradient must satisfy Carter's condition ``‖g − ∇J‖ ≤ η‖g‖`` (see
     :mod:`krylov_adjoint.adjoint.accuracy`) with a fixed η: the absolute error allowed falls
-    with ‖g‖. The objective's estimated error ``|λᵀr|`` is kept below ``objective_fraction``
-    times the change of J between the last two evaluations, and below ``ftol·max(|J|, 1)``,
-    so that the line search and L-BFGS-B's relative-reduction test (``ftol``) compare values
-    whose differences are resolved, and noise never stops the optimiser. With bounds, η is
+    with ‖g‖. The estimated error of the corrected objective ``J + λᵀr`` (the value the
+    optimiser is given) is kept below ``objective_fraction`` times the change of J between the
+    last two evaluations, and below ``ftol·max(|J|, 1)``, so that the line search and
+    L-BFGS-B's relative-reduction test (``ftol``) compare values whose differences are
+    resolved, and noise never stops the optimiser. With bounds, η is
     relative to the *projected* gradient (the entries at an active bound pointing outwards
     set to zero, as L-BFGS-B's test does): at a constrained minimiser the full gradient stays
     large, and a 1 % error of it would swamp the projected one. Near the end — once the last
@@ -154,8 +155,11 @@ class ScipyObjective:
     accuracy : {"adaptive", "fixed"} or GradientSchedule
         ``"adaptive"`` (the default): each gradient is solved only as accurately as the
         optimiser needs (:class:`GradientSchedule`: a relative gradient error, an objective
-        error below its changes, down to the solver's ``rtol``), checked by its certificate.
-        ``"fixed"``: every solve to the solver's ``rtol``.
+        error below its changes, down to the solver's ``rtol``), checked by its certificate;
+        the objective handed to the optimiser is then the corrected one,
+        :attr:`~krylov_adjoint.GradientResult.objective_corrected` (``J + λᵀr``, whose error
+        is a product of the primal and adjoint errors, so loose solves still give resolved
+        values). ``"fixed"``: every solve to the solver's ``rtol``, J as computed.
     progress : bool
         Show a progress bar of the iterations when ``tqdm`` is installed (otherwise a warning
         is logged once and progress goes to the log only).
@@ -228,11 +232,18 @@ class ScipyObjective:
     def __call__(self, theta: Any) -> tuple[float, np.ndarray]:
         """``(J(θ), dJ/dθ)``; pass the object as ``fun`` with ``jac=True``."""
         result = self.evaluate(theta)
-        return result.objective, result.gradient.copy()
+        return self.objective_of(result), result.gradient.copy()
 
     def value(self, theta: Any) -> float:
         """J(θ) (computes and remembers the gradient too, for a following :meth:`gradient`)."""
-        return self.evaluate(theta).objective
+        return self.objective_of(self.evaluate(theta))
+
+    def objective_of(self, result: GradientResult) -> float:
+        """The objective handed to the optimiser: ``J + λᵀr`` with ``accuracy="adaptive"``
+        (when the result carries its certificate), else J."""
+        if self.schedule is None:
+            return result.objective
+        return result.objective_corrected
 
     def gradient(self, theta: Any) -> np.ndarray:
         """The gradient dJ/dθ (free after :meth:`value` at the same θ)."""
@@ -250,7 +261,7 @@ class ScipyObjective:
             objective = float(getattr(intermediate_result, "fun", np.nan))
             gradient_norm = float("nan")
         else:
-            objective = result.objective
+            objective = self.objective_of(result)
             gradient_norm = float(np.linalg.norm(result.gradient))
         record = self._records.record(objective=objective, gradient_norm=gradient_norm,
                                       solves=self.n_solves,
@@ -281,7 +292,7 @@ class ScipyObjective:
                 target = self.schedule.target()
                 result = self.solver.gradient(theta, accuracy="fixed" if target is None
                                               else target)
-                self.schedule.record(result.objective, result.gradient, theta)
+                self.schedule.record(self.objective_of(result), result.gradient, theta)
         except KrylovAdjointError as exc:
             self._attach_records(exc)
             raise

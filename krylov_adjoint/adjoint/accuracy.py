@@ -5,7 +5,9 @@ The certificate (:func:`estimate_errors`, formulas in docs/method.md, "Error est
 With the primal residual ``r = b − A x`` and the computed λ:
 
 - the objective's dual-weighted residual ``λᵀr``: ``J(x*) ≈ J(x) + λᵀr`` (first order in the
-  primal error, exact for a linear J and an exact λ);
+  primal error, exact for a linear J and an exact λ); the corrected objective
+  ``J_c(x, λ) = J(x) + λᵀ(b − A x)`` is wrong by a product of the primal and adjoint errors
+  (second order), estimated by ``|J_c(x̂, λ̂) − J_c(x, λ)|`` with the corrected x̂, λ̂ below;
 - the gradient error ``‖dJ/dθ − g‖`` is estimated by ``‖G(x̂, λ̂) − G(x, λ)‖``, where
   ``G(x, λ) = ∂J/∂θ − λᵀ(∂A/∂θ·x − ∂b/∂θ)`` is the gradient formula, ``x̂ = x + ê`` with
   ``A ê ≈ r`` and ``λ̂ = λ + ê_λ`` with ``Aᵀ ê_λ ≈ ∂J/∂x(x̂) − Aᵀλ``: two *correction
@@ -16,10 +18,11 @@ With the primal residual ``r = b − A x`` and the computed λ:
 The adaptive mode (:class:`AccuracyTarget`) asks for ``‖dJ/dθ − g‖ ≤ η‖g‖`` — the relative
 condition on inexact gradients of Carter (1991) for trust-region methods and the "norm test"
 of Byrd, Chin, Nocedal and Wu (2012) for line searches: −g stays a descent direction for
-η < 1 — and optionally ``|λᵀr| ≤ objective_atol``. :class:`ToleranceController` picks the
-primal and adjoint tolerances from the last calls (the estimate is close to proportional to
-the relative residual) and tightens them when the certificate says the target was missed,
-never below the solver's own ``rtol``/``adjoint_rtol``.
+η < 1 — and optionally that the corrected objective's estimated error be at most
+``objective_atol``. :class:`ToleranceController` picks the primal and adjoint tolerances from
+the last calls (the gradient's estimate is close to proportional to the relative residual,
+the corrected objective's to its square) and tightens them when the certificate says the
+target was missed, never below the solver's own ``rtol``/``adjoint_rtol``.
 
 References
 ----------
@@ -70,7 +73,9 @@ class AccuracyTarget:
     gradient_rtol : float
         η in ``‖dJ/dθ − g‖ ≤ η‖g‖`` (0 < η < 1).
     objective_atol : float, optional
-        A bound on the objective's error estimate ``|λᵀr|``.
+        A bound on the estimated error of the corrected objective ``J + λᵀr``
+        (:attr:`ErrorEstimate.objective_error`, the value
+        :attr:`~krylov_adjoint.GradientResult.objective_corrected` is accurate to).
 
     Examples
     --------
@@ -101,7 +106,7 @@ class AccuracyTarget:
         ratios = [estimate.gradient_error / max(self.gradient_rtol * estimate.gradient_norm,
                                                 np.finfo(float).tiny)]
         if self.objective_atol is not None:
-            ratios.append(abs(estimate.objective_correction) / self.objective_atol)
+            ratios.append(estimate.objective_error / self.objective_atol)
         return max(ratios)
 
 
@@ -112,7 +117,11 @@ class ErrorEstimate:
     Attributes
     ----------
     objective_correction : float
-        ``λᵀr``, the dual-weighted residual: ``J(x*) ≈ J(x) + λᵀr``.
+        ``λᵀr``, the dual-weighted residual: ``J(x*) ≈ J(x) + λᵀr``; ``|λᵀr|`` estimates the
+        error of J itself.
+    objective_error : float
+        The estimated error of the corrected objective ``J + λᵀr`` (second order: a product
+        of the primal and adjoint errors).
     gradient_error : float
         The estimate of ``‖dJ/dθ − g‖₂``.
     gradient_norm : float
@@ -124,6 +133,7 @@ class ErrorEstimate:
     """
 
     objective_correction: float
+    objective_error: float
     gradient_error: float
     gradient_norm: float
     primal_residual: float
@@ -178,11 +188,13 @@ class AccuracyReport:
 
 
 def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: Any, lam: Any,
-                    gradient: Any) -> ErrorEstimate:
-    """The certificate of the gradient ``gradient = G(x, λ)`` (see the module docstring).
+                    gradient: Any, objective: float) -> ErrorEstimate:
+    """The certificate of the gradient ``gradient = G(x, λ)`` and of ``objective = J(x)``
+    (see the module docstring).
 
-    Costs two operator products (A x and Aᵀλ), two short correction solves (with M and with
-    Mᵀ), one ∂J/∂x and one evaluation of the VJPs. Every vector stays the backend's.
+    Costs three operator products (A x, Aᵀλ and A ê), two short correction solves (with M and
+    with Mᵀ), one J and one ∂J/∂x at x̂ and one evaluation of the VJPs. Every vector stays
+    the backend's.
     """
     backend = engine.backend
     # each vector is dropped once used: at 10⁷ unknowns one is 40 MB per rank on 2 ranks
@@ -194,11 +206,14 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
 
     x_error, first = engine._solve("tangent", bound, residual,
                                    engine.correction_settings("tangent"), x0=None, check=False)
+    corrected_residual = backend.combine(residual, -1.0,
+                                         backend.apply(bound, x_error, transpose=False))
     del residual
     iterations = first.iterations
     del first
     x_hat = backend.combine(x, 1.0, x_error)
     del x_error
+    objective_hat = backend.objective_value(bound, x_hat)
     corrected_rhs = backend.combine(backend.objective_grad_x(bound, x_hat), -1.0,
                                     transposed_lam)
     del transposed_lam
@@ -210,13 +225,18 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
     del second
     lam_hat = backend.combine(lam, 1.0, lam_error)
     del lam_error
+    objective_error = abs(objective_hat + backend.dot(lam_hat, corrected_residual)
+                          - objective - objective_correction)
+    del corrected_residual
     corrected = backend.parameter_gradient(bound, x_hat, lam_hat)
     del x_hat, lam_hat
     gradient_error = backend.norm(backend.combine(corrected, -1.0, gradient))
     if not math.isfinite(gradient_error):
         gradient_error = math.inf
     return ErrorEstimate(
-        objective_correction=float(objective_correction), gradient_error=float(gradient_error),
+        objective_correction=float(objective_correction),
+        objective_error=float(objective_error) if math.isfinite(objective_error) else math.inf,
+        gradient_error=float(gradient_error),
         gradient_norm=float(backend.norm(gradient)), primal_residual=float(primal_norm),
         adjoint_residual=float(adjoint_norm), correction_iterations=int(iterations))
 
@@ -224,11 +244,12 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
 class ToleranceController:
     """Chooses the primal and adjoint tolerances of adaptive gradients.
 
-    The estimates are close to proportional to the relative residual ρ reached (both
-    solves' errors enter them linearly): ``ε_g ≈ c_g·ρ`` and ``|λᵀr| ≈ c_J·ρ``. The ratios and
-    ``‖g‖`` are learnt from the last call, and the tolerance aimed at is the smaller of
-    ``SAFETY·η‖g‖/c_g`` and ``SAFETY·objective_atol/c_J``, between the solver's own tolerance
-    (the floor) and :data:`LOOSEST_RTOL`.
+    The gradient's estimate is close to proportional to the relative residual ρ reached
+    (both solves' errors enter it linearly), ``ε_g ≈ c_g·ρ``, and the corrected objective's to
+    its square (a product of the two errors), ``ε_J ≈ c_J·ρ²``. The ratios and ``‖g‖`` are
+    learnt from the last call, and the tolerance aimed at is the smaller of
+    ``SAFETY·η‖g‖/c_g`` and ``√(SAFETY·objective_atol/c_J)``, between the solver's own
+    tolerance (the floor) and :data:`LOOSEST_RTOL`.
 
     Examples
     --------
@@ -240,7 +261,7 @@ class ToleranceController:
     >>> round(control.first_rtol(AccuracyTarget(1e-2)), 12)
     3e-05
     >>> round(control.first_rtol(AccuracyTarget(1e-2, objective_atol=1e-6)), 12)
-    3e-10
+    0.0
     """
 
     #: The first tolerance when nothing is known yet.
@@ -249,7 +270,7 @@ class ToleranceController:
     def __init__(self, floor: float) -> None:
         self.floor = float(floor)
         self._gradient_ratio: float | None = None   # c_g in ε_g ≈ c_g·ρ
-        self._objective_ratio: float | None = None  # c_J in |λᵀr| ≈ c_J·ρ
+        self._objective_ratio: float | None = None  # c_J in ε_J ≈ c_J·ρ²
         self._gradient_norm: float | None = None
 
     def first_rtol(self, target: AccuracyTarget) -> float:
@@ -258,7 +279,7 @@ class ToleranceController:
             return self._clamp(self.START_RTOL)
         rtol = SAFETY * target.gradient_rtol * self._gradient_norm / self._gradient_ratio
         if target.objective_atol is not None and self._objective_ratio:
-            rtol = min(rtol, SAFETY * target.objective_atol / self._objective_ratio)
+            rtol = min(rtol, math.sqrt(SAFETY * target.objective_atol / self._objective_ratio))
         return self._clamp(rtol)
 
     def tighter_rtol(self, rtol: float, shortfall: float, reached: float) -> float:
@@ -273,7 +294,7 @@ class ToleranceController:
             if math.isfinite(gradient_error) and gradient_error > 0.0:
                 self._gradient_ratio = gradient_error / relative_residual
             if math.isfinite(objective_error) and objective_error > 0.0:
-                self._objective_ratio = objective_error / relative_residual
+                self._objective_ratio = objective_error / relative_residual**2
         if math.isfinite(gradient_norm) and gradient_norm > 0.0:
             self._gradient_norm = gradient_norm
 

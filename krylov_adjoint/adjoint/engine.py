@@ -170,12 +170,12 @@ class GradientEngine:
         objective, dj_dx, lam, adjoint_solve, gradient = state
         estimate, rounds, reason = None, 1, "fixed tolerances (accuracy='fixed')"
         if self.error_estimate:
-            estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, times)
+            estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, objective, times)
         if target is not None:
             assert estimate is not None
             while True:
                 if target.met(estimate.gradient_error, estimate.gradient_norm,
-                              abs(estimate.objective_correction)):
+                              estimate.objective_error):
                     reason = (f"estimates meet the target after {rounds} round(s) "
                               f"(relative gradient error {estimate.gradient_relative_error:.1e}"
                               f" <= {target.gradient_rtol:.1e})")
@@ -196,9 +196,10 @@ class GradientEngine:
                 objective, dj_dx, lam, extra_adjoint, gradient = self._adjoint_and_gradient(
                     bound, x, times, adjoint_rtol, x0=lam, b=b)
                 adjoint_solve = merge_solves(adjoint_solve, extra_adjoint)
-                estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, times)
+                estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, objective,
+                                          times)
             self._tolerances.learn(estimate.gradient_error, estimate.gradient_norm,
-                                   abs(estimate.objective_correction),
+                                   estimate.objective_error,
                                    max(relative_residual(primal),
                                        relative_residual(adjoint_solve)))
         converged = primal.converged and adjoint_solve.converged
@@ -245,9 +246,9 @@ class GradientEngine:
         return objective, dj_dx, lam, adjoint_solve, gradient
 
     def _estimate(self, bound: BoundProblem, b: Any, x: Any, dj_dx: Any, lam: Any,
-                  gradient: Any, times: dict[str, float]) -> Any:
+                  gradient: Any, objective: float, times: dict[str, float]) -> Any:
         tick = time.perf_counter()
-        estimate = estimate_errors(self, bound, b, x, dj_dx, lam, gradient)
+        estimate = estimate_errors(self, bound, b, x, dj_dx, lam, gradient, objective)
         times["estimate"] = times.get("estimate", 0.0) + time.perf_counter() - tick
         return estimate
 
