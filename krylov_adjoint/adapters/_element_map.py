@@ -23,7 +23,8 @@ CHUNK_ENTRIES = 1 << 21
 
 
 class ElementSlots:
-    """``values = offset + Σ_e s_e K_e`` placed in the CSR slots, and its transpose.
+    """``values = Σ_e s_e K_e`` placed in the CSR slots (a unit Dirichlet diagonal added),
+    and its transpose.
 
     Parameters
     ----------
@@ -32,8 +33,10 @@ class ElementSlots:
         dropped with a Dirichlet row or column.
     entries : array (k²,) or (E, k²)
         The reference element matrix's entries, or each element matrix's.
-    offset : ndarray (nnz,)
-        1 on the Dirichlet diagonal, 0 elsewhere.
+    diagonal : int array
+        The slots of the unit Dirichlet diagonal.
+    nnz : int
+        The number of slots.
 
     Examples
     --------
@@ -41,17 +44,19 @@ class ElementSlots:
 
     >>> import numpy as np
     >>> conn = np.array([[0, 1], [1, 2]])
-    >>> pattern, slots, offset = element_slots(conn, 3, None)
-    >>> assembly = ElementSlots(slots, np.array([1.0, -1.0, -1.0, 1.0]), offset)
+    >>> pattern, slots, diagonal = element_slots(conn, 3, None)
+    >>> assembly = ElementSlots(slots, np.array([1.0, -1.0, -1.0, 1.0]), diagonal,
+    ...                         pattern.nnz)
     >>> assembly.values(np.array([1.0, 2.0]))
     array([ 1., -1., -1.,  3., -2., -2.,  2.])
     >>> assembly.element_sums(np.ones(7))     # Σ of each K_e's entries
     array([0., 0.])
     """
 
-    def __init__(self, slots: np.ndarray, entries: np.ndarray, offset: np.ndarray) -> None:
-        self.slots, self.entries, self.offset = slots, entries, offset
-        self.nnz = int(offset.size)
+    def __init__(self, slots: np.ndarray, entries: np.ndarray, diagonal: np.ndarray,
+                 nnz: int) -> None:
+        self.slots, self.entries, self.diagonal = slots, entries, diagonal
+        self.nnz = int(nnz)
         n_elements, kk = slots.shape
         self._chunk = max(1, CHUNK_ENTRIES // max(kk, 1))
 
@@ -64,13 +69,13 @@ class ElementSlots:
         return self.entries[start:start + self._chunk]
 
     def values(self, scales: np.ndarray) -> np.ndarray:
-        """``offset + Σ_e scales[e] K_e`` in the CSR slots (nnz,)."""
+        """``Σ_e scales[e] K_e`` in the CSR slots (nnz,), 1 on the Dirichlet diagonal."""
         out = self.scaled_sum(scales)
-        out += self.offset
+        out[self.diagonal] = 1.0
         return out
 
     def scaled_sum(self, scales: np.ndarray) -> np.ndarray:
-        """``Σ_e scales[e] K_e`` in the CSR slots (nnz,), without the offset."""
+        """``Σ_e scales[e] K_e`` in the CSR slots (nnz,), without the Dirichlet diagonal."""
         out = np.zeros(self.nnz + 1)  # the last slot collects the dropped entries
         for start in self._chunks():
             stop = start + self._chunk
@@ -93,7 +98,7 @@ class ElementSlots:
 
 def element_slots(conn: np.ndarray, n: int, free: np.ndarray | None
                   ) -> tuple[SparsityPattern, np.ndarray, np.ndarray]:
-    """Pattern, the slot of every element entry, and the Dirichlet offset of ``K = Σ_e s_e K_e``.
+    """Pattern, the slot of every element entry, and the Dirichlet diagonal of ``Σ_e s_e K_e``.
 
     Parameters
     ----------
@@ -110,8 +115,9 @@ def element_slots(conn: np.ndarray, n: int, free: np.ndarray | None
     slots : int array (E, k²)
         The slot of entry ``(a, b)`` of element e at ``[e, a k + b]``; ``nnz`` where the
         entry is dropped (a Dirichlet row or column).
-    offset : ndarray (nnz,)
-        1 on the Dirichlet diagonal, 0 elsewhere.
+    diagonal : int array
+        The slots of the unit diagonal put in at Dirichlet dofs (no element entry lands
+        there).
     """
     E, k = conn.shape
     kk = k * k
@@ -173,10 +179,8 @@ def element_slots(conn: np.ndarray, n: int, free: np.ndarray | None
     del merged_cols, merged_indptr, merged_counts, indptr, counts
     diagonal = final_indptr[:-1][dirichlet]
     indices[diagonal] = np.flatnonzero(dirichlet)
-    offset = np.zeros(nnz)
-    offset[diagonal] = 1.0
     pattern = SparsityPattern._trusted(final_indptr, indices, n)
 
     slots = np.full(E * kk, nnz, dtype=slot_type)  # dropped entries keep the extra slot
     slots[ids] = np.repeat(merged_slot, sizes)
-    return pattern, slots.reshape(E, kk), offset
+    return pattern, slots.reshape(E, kk), diagonal

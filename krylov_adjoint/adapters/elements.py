@@ -60,9 +60,9 @@ class ElementOperator(AssembledOperator):
         n_elements, k = connectivity.shape
         entries = element_matrices.reshape(k * k) if element_matrices.ndim == 2 \
             else element_matrices.reshape(n_elements, k * k)
-        pattern, slots, offset = element_slots(connectivity, n_dofs,
+        pattern, slots, diagonal = element_slots(connectivity, n_dofs,
                                                None if self._mask is None else free)
-        self.assembly = ElementSlots(slots, entries, offset)
+        self.assembly = ElementSlots(slots, entries, diagonal, pattern.nnz)
         n_params = n_elements if parameter_map is None else parameter_map.shape[1]
         self._coefficient_key: bytes | None = None
         self._coefficients: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
