@@ -54,7 +54,11 @@ __all__ = ["AccuracyTarget", "ErrorEstimate", "AccuracyReport", "ToleranceContro
 #: or no preconditioner (at 0.25 it reached 6: a weak M needs the iterations).
 CORRECTION_RTOL = 0.05
 
-#: The loosest tolerance the adaptive mode starts a solve with.
+#: The loosest tolerance the adaptive mode starts a solve with. Not 10⁻¹: on the optimisation
+#: benchmark it saved 1.3 of 8 solve iterations per gradient (conductivity, 512²), but
+#: L-BFGS-B on the source problem (256²) ended 30 iterations 29 % higher in J (against 3 % at
+#: 10⁻²): gradient errors within η‖g‖ are not small against the gradient *differences* of its
+#: curvature pairs, which the tighter cap keeps clean.
 LOOSEST_RTOL = 1e-2
 
 #: Aim below the target by this factor (the estimate-to-residual ratio drifts between calls).
