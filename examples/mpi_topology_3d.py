@@ -10,7 +10,7 @@ Linear elasticity on a regular grid of trilinear hexahedra (3 dofs per node, E =
 (radius 1.5 elements) held as a distributed PETSc matrix. The left face is clamped, a line
 load pulls the right face's middle edge down. The compliance ``J = fᵀu`` is minimised under
 a volume constraint by optimality-criteria updates, each costing one adjoint gradient: one
-assembly (``MatSetValuesCOO`` of the rank's element values), one GAMG set-up with the six
+assembly (``MatSetValues`` of the rank's summed element values), one GAMG set-up with the six
 rigid-body modes as near-nullspace, one CG solve and the VJP. Compliance is self-adjoint
 (λ = u): with A declared SPD and ∂J/∂x equal to b, the PETSc backend starts the adjoint solve
 from u, which passes its residual check without an iteration.
