@@ -6,9 +6,9 @@ elements (their global dofs) and the library runs the serial
 dofs, then the ghosts its elements touch). The local values are added into one PETSc AIJ
 matrix row by row (``MatSetValues``; the rows of other ranks' dofs travel through PETSc's
 stash), on a pattern preallocated once by a ``MATPREALLOCATOR`` pass; Dirichlet dofs are
-eliminated by
-``MatZeroRowsColumns``, and the VJP is the serial element VJP on ghosted x and λ. A density
-filter ρ = Hθ is a PETSc Mat, applied by ``MatMult`` and its transpose in the chain rule.
+eliminated by ``MatZeroRowsColumns``, and the VJP is the serial element VJP on ghosted x and
+λ. A density filter ρ = Hθ is a PETSc Mat, applied by ``MatMult`` and its transpose in the
+chain rule.
 """
 
 from __future__ import annotations
