@@ -95,8 +95,9 @@ class PetscAssembledOperator(MatrixOperator):
         self.columns = GhostedIndices(layout, self._indices)
         self._rows = np.repeat(np.arange(rows_local), np.diff(self._indptr))
         self._cols = self.columns.local_index(self._indices)
-        self.dirichlet_rows = self._dirichlet(dirichlet_rows, layout, guard)
-        self._row_mask, self._column_mask = self._masks(layout)
+        self.dirichlet_rows = self._set_dirichlet(dirichlet_rows, layout, guard,
+                                                  "dirichlet_rows")
+        self._row_mask, self._column_mask = self._dirichlet_masks(layout, self.columns)
         self._mat = first
         self._theta_key: bytes | None = np.ascontiguousarray(theta0_local).tobytes()
         self._eliminate()
@@ -163,11 +164,6 @@ class PetscAssembledOperator(MatrixOperator):
         if problem is not None:
             raise CallbackError("assemble", problem)
 
-    def _eliminate(self) -> None:
-        """Collective: ``MatZeroRowsColumns`` on the Dirichlet rows (unit diagonal)."""
-        if self._has_dirichlet:
-            self._mat.zeroRowsColumns(self.dirichlet_rows.astype(petsc().IntType), diag=1.0)
-
     # -- derivatives ---------------------------------------------------------------------
     def _vjp_vecs(self, theta_vec: Any, x: Any, lam: Any, out: Any) -> None:
         x_columns = self.columns.gather(x)  # collective first: user code may raise after
@@ -217,28 +213,6 @@ class PetscAssembledOperator(MatrixOperator):
         out.setArray(tangent @ x_columns)
 
     # -- set-up helpers --------------------------------------------------------------------
-    def _dirichlet(self, rows: Any, layout: Layout, guard: ErrorGuard) -> np.ndarray:
-        out = np.zeros(0, dtype=np.int64)
-        with guard.local("dirichlet_rows", is_input=True):
-            if rows is not None:
-                out = np.unique(np.asarray(rows, dtype=np.int64).ravel())
-                outside = (out < layout.start) | (out >= layout.stop)
-                if outside.any():
-                    raise ValueError(f"dirichlet_rows must be rows owned by this rank "
-                                     f"[{layout.start}, {layout.stop}), got {out[outside][0]}")
-        guard.checkpoint("the check of dirichlet_rows")
-        self._has_dirichlet = bool(layout.comm.allreduce(int(out.size), op=mpi().SUM))
-        return out
-
-    def _masks(self, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-        """1 at free rows and columns, 0 at Dirichlet ones (columns ghosted, collective)."""
-        row_mask = np.ones(layout.local_size)
-        row_mask[self.dirichlet_rows - layout.start] = 0.0
-        indicator = layout.create_vec()
-        indicator.setArray(row_mask)
-        column_mask = self.columns.gather(indicator)
-        indicator.destroy()
-        return row_mask, column_mask
 
     def _check_symmetric(self, guard: ErrorGuard) -> None:
         PETSc = petsc()

@@ -107,15 +107,9 @@ class PetscElementOperator(MatrixOperator):
         preallocator.preallocatorPreallocate(self._mat, fill=True)
         preallocator.destroy()
         self._mat.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
-        self.dirichlet_dofs = _owned_dofs(dirichlet_dofs, layout, guard)
-        self._has_dirichlet = bool(comm.allreduce(int(self.dirichlet_dofs.size),
-                                                  op=mpi().SUM))
-        mask = np.ones(layout.local_size)
-        mask[self.dirichlet_dofs - layout.start] = 0.0
-        indicator = layout.create_vec()
-        indicator.setArray(mask)
-        self._row_mask, self._dof_mask = mask, self.dofs.gather(indicator)
-        indicator.destroy()
+        self.dirichlet_dofs = self._set_dirichlet(dirichlet_dofs, layout, guard,
+                                                  "dirichlet_dofs")
+        self._dof_mask = self._dirichlet_masks(layout, self.dofs)[1]
         self._rho = self.element_layout.create_vec()
         self._work = self.element_layout.create_vec()
         self._theta_key: bytes | None = None
@@ -144,7 +138,6 @@ class PetscElementOperator(MatrixOperator):
     # -- assembly --------------------------------------------------------------------------
     def _prepare_vecs(self, theta_vec: Any) -> None:
         """Collective: ρ at the new θ, the values summed into the matrix, Dirichlet rows out."""
-        PETSc = petsc()
         key = np.array(theta_vec.getArray(readonly=True)).tobytes()
         same = bool(self.layout.comm.allreduce(int(key == self._theta_key), op=mpi().MIN))
         if same:
@@ -160,8 +153,7 @@ class PetscElementOperator(MatrixOperator):
         self._mat.zeroEntries()
         self._add_rows(self._mat, values)
         self._mat.assemble()
-        if self._has_dirichlet:
-            self._mat.zeroRowsColumns(self.dirichlet_dofs.astype(PETSc.IntType), diag=1.0)
+        self._eliminate()
         self._theta_key = key
         if guard.failed:
             failure = guard._failure
@@ -301,16 +293,3 @@ def petsc_element_operator(element_matrices: Any, connectivity: Any, n_local_dof
                                 simp_penalty=simp_penalty, simp_eps=simp_eps,
                                 dirichlet_dofs=dirichlet_dofs, parameter_map=parameter_map,
                                 structure=structure, block_size=block_size)
-
-
-def _owned_dofs(dofs: Any, layout: Layout, guard: ErrorGuard) -> np.ndarray:
-    out = np.zeros(0, dtype=np.int64)
-    with guard.local("dirichlet_dofs", is_input=True):
-        if dofs is not None:
-            out = np.unique(np.asarray(dofs, dtype=np.int64).ravel())
-            outside = (out < layout.start) | (out >= layout.stop)
-            if outside.any():
-                raise ValueError(f"dirichlet_dofs must be dofs owned by this rank "
-                                 f"[{layout.start}, {layout.stop}), got {out[outside][0]}")
-    guard.checkpoint("the check of dirichlet_dofs")
-    return out

@@ -25,6 +25,7 @@ from ...problem.operator import (
 )
 from ...problem.rhs import RightHandSide
 from ...problem.structure import Structure
+from ._import import mpi, petsc
 from .collective import ErrorGuard
 from .layout import Layout
 
@@ -223,9 +224,45 @@ class MatrixOperator(DistributedOperator):
     the preconditioner is built from the same Mat."""
 
     _mat: Any
+    _eliminated: np.ndarray  # this rank's Dirichlet rows (and columns)
+    _has_dirichlet: bool  # on any rank
 
     def _assembled(self, theta_vec: Any) -> Any:
         return self._mat
+
+    def _set_dirichlet(self, indices: Any, layout: Layout, guard: ErrorGuard,
+                       name: str) -> np.ndarray:
+        """Collective: the Dirichlet rows given as argument ``name``, checked to be owned by
+        this rank, sorted and remembered, with whether any rank has some."""
+        noun = name.removeprefix("dirichlet_")
+        out = np.zeros(0, dtype=np.int64)
+        with guard.local(name, is_input=True):
+            if indices is not None:
+                out = np.unique(np.asarray(indices, dtype=np.int64).ravel())
+                outside = (out < layout.start) | (out >= layout.stop)
+                if outside.any():
+                    raise ValueError(f"{name} must be {noun} owned by this rank "
+                                     f"[{layout.start}, {layout.stop}), got {out[outside][0]}")
+        guard.checkpoint(f"the check of {name}")
+        self._eliminated = out
+        self._has_dirichlet = bool(layout.comm.allreduce(int(out.size), op=mpi().SUM))
+        return out
+
+    def _dirichlet_masks(self, layout: Layout, ghosted: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Collective: 1 at free rows, 0 at Dirichlet ones, on this rank's rows and on the
+        indices of ``ghosted`` (a :class:`~.ghosts.GhostedIndices`)."""
+        row_mask = np.ones(layout.local_size)
+        row_mask[self._eliminated - layout.start] = 0.0
+        indicator = layout.create_vec()
+        indicator.setArray(row_mask)
+        ghosted_mask = ghosted.gather(indicator)
+        indicator.destroy()
+        return row_mask, ghosted_mask
+
+    def _eliminate(self) -> None:
+        """Collective: ``MatZeroRowsColumns`` on the Dirichlet rows (unit diagonal)."""
+        if self._has_dirichlet:
+            self._mat.zeroRowsColumns(self._eliminated.astype(petsc().IntType), diag=1.0)
 
     def _mult(self, theta_vec: Any, x: Any, out: Any) -> None:
         self._mat.mult(x, out)
