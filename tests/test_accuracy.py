@@ -6,13 +6,15 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import dense_reference, params, relative_error, run_case
+from conftest import BACKENDS, dense_reference, params, petsc_missing, relative_error, run, run_case
 
 import krylov_adjoint as ka
+from krylov_adjoint.adjoint import engine as engine_module
 from krylov_adjoint.adjoint.accuracy import (
     LOOSEST_RTOL,
     AccuracyTarget,
     ToleranceController,
+    correction_iterations,
     merge_solves,
 )
 from krylov_adjoint.adjoint.reuse import PreconditionerReuse
@@ -110,6 +112,36 @@ def test_the_correction_solves_stop_at_their_own_tolerance(case):
         result = r.solver.gradient(r.local(_theta(model, 6)))
     full = result.primal.iterations + result.adjoint_solve.iterations
     assert result.error_estimate.correction_iterations < full / 2, (result.error_estimate, full)
+
+
+@pytest.mark.parametrize("backend", [
+    pytest.param(b, marks=[pytest.mark.skip(reason=petsc_missing())] if b != "serial"
+                 and petsc_missing() else []) for b in BACKENDS])
+def test_cg_corrections_stop_at_the_count_the_main_solves_predict(backend, monkeypatch):
+    """With a strong preconditioner the corrections stop before the residual test, and the
+    estimate still holds."""
+    model = ka.gallery.diffusion_2d(64)
+    theta = _theta(model, 7)
+    family = "serial" if backend == "serial" else "petsc"
+    with run(family, model, method="cg", preconditioner="amg", rtol=1e-11,
+             error_estimate=False) as r:
+        exact = r.whole_gradient(r.solver.gradient(r.local(theta)))
+    corrections = {}
+    for capped in (True, False):
+        if not capped:
+            monkeypatch.setattr(engine_module, "correction_iterations", lambda *solves: None)
+        with run(family, model, method="cg", preconditioner="amg", rtol=1e-6,
+                 warm_start=False) as r:
+            result = r.solver.gradient(r.local(theta))
+            gradient = r.whole_gradient(result)
+        estimate = result.error_estimate
+        ratio = np.linalg.norm(gradient - exact) / estimate.gradient_error
+        assert 1 / 1.25 <= ratio <= 1.25, (capped, ratio, estimate)
+        corrections[capped] = estimate.correction_iterations
+        if capped:
+            cap = correction_iterations(result.primal, result.adjoint_solve)
+            assert cap is not None and corrections[True] <= 2 * cap
+    assert corrections[True] < corrections[False], corrections
 
 
 def test_adaptive_rounds_continue_the_solves_and_sum_their_iterations():

@@ -34,6 +34,7 @@ from .accuracy import (
     AccuracyReport,
     AccuracyTarget,
     ToleranceController,
+    correction_iterations,
     estimate_errors,
     merge_solves,
     relative_residual,
@@ -170,7 +171,8 @@ class GradientEngine:
         objective, dj_dx, lam, adjoint_solve, gradient = state
         estimate, rounds, reason = None, 1, "fixed tolerances (accuracy='fixed')"
         if self.error_estimate:
-            estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, objective, times)
+            estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, objective, times,
+                                      (primal, adjoint_solve))
         if target is not None:
             assert estimate is not None
             while True:
@@ -197,7 +199,7 @@ class GradientEngine:
                     bound, x, times, adjoint_rtol, x0=lam, b=b)
                 adjoint_solve = merge_solves(adjoint_solve, extra_adjoint)
                 estimate = self._estimate(bound, b, x, dj_dx, lam, gradient, objective,
-                                          times)
+                                          times, (primal, adjoint_solve))
             self._tolerances.learn(estimate.gradient_error, estimate.gradient_norm,
                                    estimate.objective_error,
                                    max(relative_residual(primal),
@@ -246,9 +248,12 @@ class GradientEngine:
         return objective, dj_dx, lam, adjoint_solve, gradient
 
     def _estimate(self, bound: BoundProblem, b: Any, x: Any, dj_dx: Any, lam: Any,
-                  gradient: Any, objective: float, times: dict[str, float]) -> Any:
+                  gradient: Any, objective: float, times: dict[str, float],
+                  solves: tuple[SolveResult, SolveResult]) -> Any:
+        """The certificate, its correction solves capped by the rate of ``solves``."""
         tick = time.perf_counter()
-        estimate = estimate_errors(self, bound, b, x, dj_dx, lam, gradient, objective)
+        estimate = estimate_errors(self, bound, b, x, dj_dx, lam, gradient, objective,
+                                   correction_iterations(*solves))
         times["estimate"] = times.get("estimate", 0.0) + time.perf_counter() - tick
         return estimate
 
@@ -595,11 +600,13 @@ class GradientEngine:
                              self.adjoint_atol, self.maxiter, self.restart, self.monitor,
                              *self._recycling(phase))
 
-    def correction_settings(self, phase: str) -> SolveSettings:
+    def correction_settings(self, phase: str, iterations: int | None = None) -> SolveSettings:
         """The correction solves of the certificate (``phase`` ``"tangent"`` with M or
         ``"output_adjoint"`` with Mᵀ): relative residual :data:`~.accuracy.CORRECTION_RTOL`,
-        at most 50 iterations, not raised on; recycled spaces read, not renewed."""
-        return SolveSettings(self._method_now(), CORRECTION_RTOL, 0.0, min(self.maxiter, 50),
+        at most ``iterations`` (and 50) iterations, not raised on; recycled spaces read, not
+        renewed."""
+        cap = min(self.maxiter, 50, iterations or 50)
+        return SolveSettings(self._method_now(), CORRECTION_RTOL, 0.0, cap,
                              self.restart, self.monitor, *self._recycling(phase))
     def _recycling(self, phase: str) -> tuple[int, str, bool]:
         """Which recycled space a phase uses, and whether it renews it: the one rule.
