@@ -353,3 +353,51 @@ def test_transposed_levels_reuse_what_is_already_transposed() -> None:
     assert N._transposed.levels[0].A is not N._forward.levels[0].A
     assert N._transposed.levels[0].interpolate is not N._forward.levels[0].interpolate
     assert dot_error(N.apply, N.apply_transpose, N.shape[0]) <= DOT_RTOL
+
+
+REFRESH_CASES = [
+    pytest.param(method, smoother, name, id=f"{method}-{smoother}-{name}")
+    for method in METHODS
+    for smoother in ("default", "jacobi", "chebyshev", "block-gs/block-jacobi", "cf/fc-jacobi")
+    if not (method == "sa" and smoother.startswith("cf"))
+    for name in ("poisson", "cd-pe100")
+]
+
+
+def _perturbed(A: sp.csr_array, seed: int) -> sp.csr_array:
+    """A with its values changed and its pattern kept: each entry scaled by 1 ± 0.3."""
+    rng = np.random.default_rng(seed)
+    B = A.copy()
+    B.data = B.data * (1.0 + 0.3 * rng.uniform(-1.0, 1.0, B.data.size))
+    return B
+
+
+@pytest.mark.parametrize(("method", "smoother", "name"), REFRESH_CASES)
+def test_a_refreshed_hierarchy_is_the_galerkin_one_with_the_same_interpolation(
+        method: str, smoother: str, name: str) -> None:
+    M = build(method, "V", smoother, name)
+    A = _perturbed(matrix(name, GRID), 3)
+    new = M.refreshed(A)
+    coarse = A.toarray()
+    for old, level, following in zip(M.hierarchy.levels[:-1], new.hierarchy.levels[:-1],
+                                     new.hierarchy.levels[1:], strict=True):
+        assert level.P is old.P and level.R is old.R            # the interpolation is kept
+        assert np.abs(level.A.toarray() - coarse).max() <= 1e-12 * np.abs(coarse).max()
+        coarse = old.R.toarray() @ coarse @ old.P.toarray()     # dense Galerkin reference
+        assert np.abs(following.A.toarray() - coarse).max() <= 1e-12 * np.abs(coarse).max()
+    r = np.random.default_rng(4).standard_normal(A.shape[0])
+    expected = new.hierarchy.aspreconditioner(cycle="V") @ r   # pyamg's cycle on it
+    assert np.linalg.norm(new.apply(r) - expected) <= 1e-13 * np.linalg.norm(expected)
+    assert dot_error(new.apply, new.apply_transpose, A.shape[0]) <= DOT_RTOL
+    # the original is untouched, and a refresh at its own matrix reproduces it
+    assert np.linalg.norm(M.apply(r) - M.hierarchy.aspreconditioner(cycle="V") @ r) \
+        <= 1e-13 * np.linalg.norm(M.apply(r))
+    if smoother == "default":  # no spectral-radius estimate (a random start) in its set-up
+        same = M.refreshed(matrix(name, GRID))
+        assert np.linalg.norm(same.apply(r) - M.apply(r)) <= 1e-12 * np.linalg.norm(M.apply(r))
+
+
+def test_a_refresh_with_another_shape_is_refused() -> None:
+    M = build("sa", "V", "default", "poisson")
+    with pytest.raises(ValueError, match="hierarchy was built for"):
+        M.refreshed(matrix("poisson", GRID + 1))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from conftest import BACKENDS, dense_reference, petsc_missing, relative_error, run
 
 import krylov_adjoint as ka
 from krylov_adjoint.adapters import from_assembly
@@ -96,8 +97,13 @@ def test_a_stale_preconditioner_is_set_up_again_when_the_solve_fails():
     assert solver.setups == 2
     reference = _dense_gradient(L, n, problem.rhs.value(None), problem.objective.c, 1e-3)
     assert result.gradient[0] == pytest.approx(reference, rel=1e-6)
-    again = solver.gradient(np.array([2e-3]))  # and later calls are not stuck
-    assert again.primal.converged and not again.preconditioner_rebuilt
+    # the set-up again kept the coarsening of θ = 1e9, which converges far slower than a
+    # full set-up did: the next call sets up fully, and later calls are not stuck
+    again = solver.gradient(np.array([2e-3]))
+    assert again.primal.converged and again.preconditioner_rebuilt
+    assert "kept coarsening" in again.preconditioner_note
+    later = solver.gradient(np.array([3e-3]))
+    assert later.primal.converged and not later.preconditioner_rebuilt
 
 
 def test_iteration_growth_sets_up_again_within_the_call():
@@ -202,3 +208,31 @@ def test_an_operator_that_writes_into_its_input_is_told_so():
     with pytest.raises(ka.CallbackError, match="must not modify its input") as info:
         ka.AdjointSolver(problem, preconditioner="none").gradient(np.ones(5))
     assert info.value.callback == "operator.matvec"
+
+
+@pytest.mark.parametrize("backend", [
+    pytest.param(b, marks=[pytest.mark.skip(reason=petsc_missing())] if b != "serial"
+                 and petsc_missing() else []) for b in BACKENDS])
+def test_a_new_set_up_keeps_the_coarsening_and_a_full_one_can_be_forced(backend):
+    """AMG set up again at a new θ keeps its interpolation (PETSc GAMG's default, the serial
+    AMG's ``refreshed``); when the rule asks for a full set-up it is one. Both give the dense
+    gradient."""
+    model = ka.gallery.diffusion_2d(20)
+    rng = np.random.default_rng(5)
+    thetas = [model.theta + 0.5 * rng.standard_normal(model.theta.size) for _ in range(3)]
+    family = "serial" if backend == "serial" else "petsc"
+    with run(family, model, method="cg", preconditioner="amg", rtol=1e-11) as r:
+        first = r.solver.gradient(r.local(thetas[0]))
+        assert first.preconditioner_rebuilt and "coarsening kept" not in \
+            first.preconditioner_note
+        r.solver.rebuild_preconditioner()
+        kept = r.solver.gradient(r.local(thetas[1]))
+        assert kept.preconditioner_rebuilt and "coarsening kept" in kept.preconditioner_note
+        r.solver.reuse.full_rate = None  # as after a kept coarsening found too slow
+        r.solver.rebuild_preconditioner()
+        full = r.solver.gradient(r.local(thetas[2]))
+        assert full.preconditioner_rebuilt and "coarsening kept" not in full.preconditioner_note
+        for theta, result in zip(thetas, (first, kept, full), strict=True):
+            reference = dense_reference(model, theta).gradient
+            assert relative_error(r.whole_gradient(result), reference) <= 1e-8
+        assert r.solver.setups == 3

@@ -80,8 +80,12 @@ class Backend(Protocol):
     def equal(self, a: Any, b: Any) -> bool:
         """True when two vectors hold the same values (on every rank)."""
 
-    def set_up_preconditioner(self, bound: BoundProblem) -> None:
-        """Set the preconditioner up from the assembled A(θ) (not called when fixed)."""
+    def set_up_preconditioner(self, bound: BoundProblem, *, keep_interpolation: bool) -> bool:
+        """Set the preconditioner up from the assembled A(θ) (not called when fixed).
+
+        With ``keep_interpolation`` an AMG preconditioner set up before keeps its coarsening
+        and recomputes the rest at the new A; returns whether it did (False: a full set-up).
+        """
 
     def preconditioner_is_symmetric(self) -> bool | None:
         """Whether the current preconditioner is a symmetric map (None: unknown)."""

@@ -517,7 +517,8 @@ class GradientEngine:
             seconds = self._set_up(bound)
             times["setup"] = times.get("setup", 0.0) + seconds
             tick += seconds  # the primal time excludes the set-up
-            rebuilt, note = True, f"{self.backend.preconditioner_name} set up again ({why})"
+            rebuilt, note = True, (f"{self.backend.preconditioner_name} set up again ({why})"
+                                   f"{self._kept_note()}")
             x0 = x if self.backend.is_finite(x) else None
             x, result = self._solve("primal", bound, b, settings, x0=x0)
         times["primal"] = time.perf_counter() - tick
@@ -547,12 +548,17 @@ class GradientEngine:
             return False, f"{self.backend.preconditioner_name} reused"
         reason = self.reuse.stale_reason
         times["setup"] = self._set_up(bound)
-        return True, f"{self.backend.preconditioner_name} set up ({reason})"
+        return True, f"{self.backend.preconditioner_name} set up ({reason}){self._kept_note()}"
+
+    def _kept_note(self) -> str:
+        """What a set-up's note adds when it kept the coarsening."""
+        return ", coarsening kept" if self.reuse.kept_interpolation else ""
 
     def _set_up(self, bound: BoundProblem) -> float:
         tick = time.perf_counter()
-        self.backend.set_up_preconditioner(bound)
-        self.reuse.set_up()
+        kept = self.backend.set_up_preconditioner(
+            bound, keep_interpolation=self.reuse.may_keep_interpolation)
+        self.reuse.set_up(kept_interpolation=kept)
         if self.check_transpose and self.backend.structure.is_symmetric:
             gap = self.backend.assembled_symmetry_gap()
             if gap > TRANSPOSE_PROBE_RTOL:

@@ -35,6 +35,14 @@ class PreconditionerReuse:
     - within the call, when a primal solve with the kept preconditioner fails: the solve is
       tried once more with a fresh set-up before anything is raised.
 
+    A set-up after the first may *keep the interpolation*: an AMG hierarchy keeps its
+    coarsening and recomputes its Galerkin coarse operators, smoothers and coarse solver at
+    the new A (PETSc GAMG's default ``-pc_gamg_reuse_interpolation``; on the serial backend
+    :meth:`~krylov_adjoint.precond.AMGPreconditioner.refreshed`). When the first converged
+    primal solve after such a set-up needs more than ``rebuild_factor`` times the iterations
+    per decade of the last full set-up's, the coarsening no longer suits A: the next set-up
+    is a full one, at the next solve.
+
     ``rebuild_factor=None`` turns both automatic rules off. A fixed preconditioner (given
     ready-made, or none) is never set up again.
 
@@ -66,6 +74,9 @@ class PreconditionerReuse:
         self.baseline_rate: float | None = None
         self.stale_reason = "" if fixed else "first set-up"
         self.setups = 0
+        #: Iterations per decade after the last full set-up (None: the next one is full).
+        self.full_rate: float | None = None
+        self._kept_interpolation = False
 
     @property
     def automatic(self) -> bool:
@@ -82,12 +93,24 @@ class PreconditionerReuse:
         if not self.fixed:
             self.stale_reason = reason
 
-    def set_up(self) -> str:
-        """Record a set-up; return why it happened."""
+    @property
+    def kept_interpolation(self) -> bool:
+        """Whether the last set-up kept the coarsening of the full one before it."""
+        return self._kept_interpolation
+
+    @property
+    def may_keep_interpolation(self) -> bool:
+        """Whether the next set-up may keep the coarsening of the last full one."""
+        return self.full_rate is not None
+
+    def set_up(self, *, kept_interpolation: bool = False) -> str:
+        """Record a set-up (``kept_interpolation``: the coarsening was kept); return why it
+        happened."""
         reason = self.stale_reason or "set up"
         self.stale_reason = ""
         self.baseline_rate = None
         self.setups += 1
+        self._kept_interpolation = bool(kept_interpolation)
         return reason
 
     def iteration_cap(self, maxiter: int, rtol: float) -> int:
@@ -114,6 +137,14 @@ class PreconditionerReuse:
         else:
             return
         self.baseline_rate = iterations / max(decades, 1e-3)
+        if not self._kept_interpolation:
+            self.full_rate = self.baseline_rate
+        elif (self.full_rate is not None and self.rebuild_factor is not None
+              and self.baseline_rate > self.rebuild_factor * max(self.full_rate, 1e-3)):
+            slower = self.baseline_rate / self.full_rate
+            self.full_rate = None
+            self.stale_reason = (f"with the kept coarsening the primal solve needs {slower:.1f}x "
+                                 "the iterations per decade of the last full set-up")
 
 def _digits(rtol: float) -> float:
     """Decimal digits asked of a solve (at least one)."""

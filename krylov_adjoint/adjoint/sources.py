@@ -196,7 +196,7 @@ def sources_gradient(engine: Any, theta: Any, sources: Sources, *, solves: str =
         times["setup"] += again
         rebuilt, note = True, (f"{backend.preconditioner_name} set up again (the primal solve "
                                f"of source {failure.source} with the kept preconditioner "
-                               f"stopped: {failure.reason})")
+                               f"stopped: {failure.reason}){engine._kept_note()}")
         primal = run.solve("primal")
     times["primal"] = time.perf_counter() - tick - again
 

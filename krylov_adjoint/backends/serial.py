@@ -19,6 +19,7 @@ from ..krylov.block_cg import batched_cg, block_cg
 from ..krylov.recycling import RecycledSpace
 from ..krylov.result import SolveResult
 from ..krylov.solve import RECYCLING_METHODS, solve
+from ..precond.amg import AMGPreconditioner
 from ..precond.base import Preconditioner, TransposedPreconditioner
 from ..precond.factory import resolve_preconditioner
 from ..precond.projected import ProjectedPreconditioner
@@ -76,6 +77,7 @@ class SerialBackend:
         self.spec = self.source.kind if self.M is None else self.M
         self.options = dict(self.source.options)
         self._assembled: Any = None
+        self._set_up_near_nullspace: np.ndarray | None = None
         self._last: BoundProblem | None = None
         self.spaces: dict[str, RecycledSpace] = {}
         #: The methods that can recycle a Krylov space here.
@@ -99,10 +101,22 @@ class SerialBackend:
     def equal(self, a: np.ndarray, b: np.ndarray) -> bool:
         return bool(np.array_equal(a, b))
 
-    def set_up_preconditioner(self, bound: BoundProblem) -> None:
+    def set_up_preconditioner(self, bound: BoundProblem, *, keep_interpolation: bool) -> bool:
         A = as_assembled_matrix(bound.assemble(), self.n, self.dtype)
-        self.M = self.source.build(A, near_nullspace=self._near_nullspace(bound))
+        near_nullspace = self._near_nullspace(bound)
+        # only the library's own AMG: a user's factory is always called
+        kept = (keep_interpolation and self.source.kind == "amg"
+                and isinstance(self.M, AMGPreconditioner)
+                and self.M.shape == A.shape and self.M.dtype == A.dtype
+                and _same_array(near_nullspace, self._set_up_near_nullspace))
+        if kept:
+            assert isinstance(self.M, AMGPreconditioner)
+            self.M = self.M.refreshed(A)
+        else:
+            self.M = self.source.build(A, near_nullspace=near_nullspace)
+        self._set_up_near_nullspace = near_nullspace
         self._assembled = A
+        return kept
 
     def _near_nullspace(self, bound: BoundProblem) -> np.ndarray | None:
         """The declared nullspace, for smoothed-aggregation AMG (pyamg's B) unless the
@@ -350,3 +364,10 @@ class SerialBackend:
 
 def _same(v: np.ndarray) -> np.ndarray:
     return v
+
+
+def _same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two optional arrays are both None or equal (a near-nullspace kept)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and bool(np.array_equal(a, b))

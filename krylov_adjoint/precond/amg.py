@@ -12,6 +12,7 @@ solve is transposed. The per-level transposed matrices are formed once, on the f
 
 from __future__ import annotations
 
+import copy
 import inspect
 import time
 from typing import Any
@@ -254,6 +255,7 @@ class AMGPreconditioner(PreconditionerBase):
         self._pre_specs = pre_specs
         self._post_specs = post_specs
         self._coarse_name = coarse_name
+        self._coarse_options = dict(coarse_options)
         self._forward = self._build_forward(coarse_options)
         self._transposed: Cycle | None = None
         self._map_symmetry: tuple[bool | None, str] | None = None
@@ -378,6 +380,7 @@ class AMGPreconditioner(PreconditionerBase):
         self._pre_specs = pre_specs
         self._post_specs = post_specs
         self._coarse_name = coarse_name
+        self._coarse_options = dict(coarse_options)
         self._forward = self._build_forward(coarse_options, check=False)
         self._check_reproduces_hierarchy(presmoother, postsmoother, coarse_solver)
         self._transposed = None
@@ -385,6 +388,85 @@ class AMGPreconditioner(PreconditionerBase):
         self.transpose_setup_seconds = None
         self.setup_seconds = time.perf_counter() - start
         return self
+
+    def refreshed(self, A: Any) -> AMGPreconditioner:
+        """The same coarsening at new matrix values: a set-up that keeps this hierarchy's
+        interpolation and restriction and recomputes the rest.
+
+        The Galerkin coarse operators ``A_{l+1} = R_l A_l P_l``, the smoothers and the coarse
+        solver are set up anew from ``A``, as PETSc's GAMG does with
+        ``-pc_gamg_reuse_interpolation``; the strength graph, the aggregation or C/F
+        splitting and the smoothing of the prolongators (with its spectral-radius estimates)
+        are skipped: most of a smoothed-aggregation set-up. The coarsening was chosen for the
+        matrix of the full set-up, so the convergence may degrade as ``A`` drifts from it;
+        the gradient engine's reuse rule then asks for a full set-up
+        (:class:`~krylov_adjoint.adjoint.reuse.PreconditionerReuse`).
+
+        Parameters
+        ----------
+        A : scipy.sparse matrix
+            The new matrix, of this preconditioner's shape and field.
+
+        Returns
+        -------
+        AMGPreconditioner
+            A new preconditioner; this one is unchanged (the interpolation matrices are
+            shared, not copied).
+
+        Raises
+        ------
+        ValueError
+            For a matrix of another shape or field, or one AMG cannot use.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from pyamg.gallery import poisson
+        >>> A = poisson((30, 30), format="csr")
+        >>> M = AMGPreconditioner(A)
+        >>> same = M.refreshed(A)                      # the same matrix: the same cycle
+        >>> r = np.ones(900)
+        >>> bool(np.allclose(same.apply(r), M.apply(r), rtol=1e-13, atol=0.0))
+        True
+        >>> scaled = M.refreshed(2.0 * A)             # coarse operators scaled too: M / 2
+        >>> bool(np.allclose(scaled.apply(r), M.apply(r) / 2, rtol=1e-12, atol=0.0))
+        True
+        """
+        start = time.perf_counter()
+        matrix = _as_float_csr(A)
+        if matrix.shape != self.shape or matrix.dtype != self.dtype:
+            raise ValueError(
+                f"AMGPreconditioner.refreshed: A has shape {matrix.shape} and dtype "
+                f"{matrix.dtype}, the hierarchy was built for {self.shape} and {self.dtype}")
+        levels = []
+        current: Any = matrix
+        for old in self.hierarchy.levels[:-1]:
+            level = copy.copy(old)  # P, R (and B, splitting) kept; smoothers set up below
+            level.A = current
+            levels.append(level)
+            current = old.R @ current @ old.P
+            if current.format not in ("csr", "bsr"):
+                current = current.tocsr()
+        last = copy.copy(self.hierarchy.levels[-1])
+        last.A = current
+        levels.append(last)
+        hierarchy = pyamg.multilevel.MultilevelSolver(
+            levels, coarse_solver=(None if self._coarse_name == "none"
+                                   else (self._coarse_name, dict(self._coarse_options))))
+        pyamg.relaxation.smoothing.change_smoothers(
+            hierarchy, [s.as_pyamg() for s in self._pre_specs],
+            [s.as_pyamg() for s in self._post_specs])
+        new = copy.copy(self)
+        new._matrix = matrix
+        new._exactly_symmetric = None
+        new._symmetric = None  # tested on first use: the new values may break it
+        new.hierarchy = hierarchy
+        new._forward = new._build_forward(self._coarse_options)
+        new._transposed = None
+        new._map_symmetry = None
+        new.transpose_setup_seconds = None
+        new.setup_seconds = time.perf_counter() - start
+        return new
 
     def _check_reproduces_hierarchy(self, presmoother: Any, postsmoother: Any,
                                     coarse_solver: Any) -> None:

@@ -142,6 +142,7 @@ class PetscBackend:
         self.adjoint_pc_mode = ""
         self._hierarchy: TransposedHierarchy | None = None
         self._adjoint_pc_ready = False
+        self._set_up_before = False
         self.adjoint.set_from_options()
         self._bound: VecProblem | None = None
         self._last_theta: np.ndarray | None = None
@@ -258,16 +259,25 @@ class PetscBackend:
         return direction
 
     # -- the preconditioner ----------------------------------------------------------------------
-    def set_up_preconditioner(self, bound: VecProblem) -> None:
+    def set_up_preconditioner(self, bound: VecProblem, *, keep_interpolation: bool) -> bool:
         ksp = self.primal.ksp
         P = self._assembled_pmat(bound)
         if bound.nullspace is not None:  # GAMG reads the near-nullspace at its set-up
             bound.nullspace.attach(self.shell, P)
+        pc = ksp.getPC()
+        # GAMG keeps its prolongators at a new set-up (-pc_gamg_reuse_interpolation, true
+        # by default); a full set-up starts from a reset PC (its options stay)
+        gamg = pc.getType() == "gamg"
+        kept = keep_interpolation and self._set_up_before and gamg
+        if gamg and self._set_up_before and not kept:
+            pc.reset()
         ksp.setOperators(self.shell.A, P)
         with unprefixed_defaults(self._setup_defaults):
             ksp.setUp()
         set_up_local_blocks(ksp, self.guard)
         self._adjoint_pc_ready = False
+        self._set_up_before = True
+        return kept
 
     def _assembled_pmat(self, bound: VecProblem) -> Any:
         """Collective: the preconditioner's matrix at θ, from the ``assemble`` callback.
