@@ -440,13 +440,12 @@ class AMGPreconditioner(PreconditionerBase):
                 f"{matrix.dtype}, the hierarchy was built for {self.shape} and {self.dtype}")
         levels = []
         current: Any = matrix
-        for old in self.hierarchy.levels[:-1]:
+        old_levels = self.hierarchy.levels
+        for old, coarser in zip(old_levels[:-1], old_levels[1:], strict=True):
             level = copy.copy(old)  # P, R (and B, splitting) kept; smoothers set up below
             level.A = current
             levels.append(level)
-            current = old.R @ current @ old.P
-            if current.format not in ("csr", "bsr"):
-                current = current.tocsr()
+            current = _like(old.R @ current @ old.P, coarser.A)
         last = copy.copy(self.hierarchy.levels[-1])
         last.A = current
         levels.append(last)
@@ -730,3 +729,16 @@ class AMGPreconditioner(PreconditionerBase):
         if r.dtype.kind == "c":  # Mᴴ r = conj(Mᵀ conj(r)): the conjugate-transposed cycle
             return np.conj(self._run(self._transposed, np.conj(r)))
         return self._run(self._transposed, r)
+
+
+def _like(product: Any, model: Any) -> Any:
+    """A Galerkin product in canonical form and in the format of the level it replaces (CSR,
+    or BSR of its block size): duplicates are summed in CSR (scipy's BSR ``sum_duplicates``
+    took 0.26 s of a 0.30 s refresh at 512²)."""
+    csr = product.tocsr()
+    csr.sum_duplicates()
+    csr.sort_indices()
+    if model.format == "bsr":
+        return csr.tobsr(blocksize=model.blocksize)
+    return csr
+
