@@ -87,6 +87,10 @@ class Backend(Protocol):
         and recomputes the rest at the new A; returns whether it did (False: a full set-up).
         """
 
+    def can_keep_interpolation(self) -> bool:
+        """Whether a set-up again now would keep the preconditioner's coarsening (an AMG set
+        up before, of a kind that can)."""
+
     def preconditioner_is_symmetric(self) -> bool | None:
         """Whether the current preconditioner is a symmetric map (None: unknown)."""
 

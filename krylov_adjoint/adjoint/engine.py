@@ -506,9 +506,9 @@ class GradientEngine:
         x0 = "warm" if rhs is None else self._warm_for("primal", rhs)
         abandoned: list[SolveResult] = []
         kept = not rebuilt and self.reuse.automatic
-        first = replace(settings, maxiter=self.reuse.iteration_cap(settings.maxiter,
-                                                                   settings.rtol)) \
-            if kept else settings
+        cheap = self.reuse.may_keep_interpolation and self.backend.can_keep_interpolation()
+        first = replace(settings, maxiter=self.reuse.iteration_cap(
+            settings.maxiter, settings.rtol, cheap=cheap)) if kept else settings
         x, result = self._solve("primal", bound, b, first, x0=x0, check=not kept)
         if kept and not result.converged:
             abandoned.append(result)

@@ -104,9 +104,7 @@ class SerialBackend:
     def set_up_preconditioner(self, bound: BoundProblem, *, keep_interpolation: bool) -> bool:
         A = as_assembled_matrix(bound.assemble(), self.n, self.dtype)
         near_nullspace = self._near_nullspace(bound)
-        # only the library's own AMG: a user's factory is always called
-        kept = (keep_interpolation and self.source.kind == "amg"
-                and isinstance(self.M, AMGPreconditioner)
+        kept = (keep_interpolation and self.can_keep_interpolation()
                 and self.M.shape == A.shape and self.M.dtype == A.dtype
                 and _same_array(near_nullspace, self._set_up_near_nullspace))
         if kept:
@@ -117,6 +115,10 @@ class SerialBackend:
         self._set_up_near_nullspace = near_nullspace
         self._assembled = A
         return kept
+
+    def can_keep_interpolation(self) -> bool:
+        # only the library's own AMG: a user's factory is always called
+        return self.source.kind == "amg" and isinstance(self.M, AMGPreconditioner)
 
     def _near_nullspace(self, bound: BoundProblem) -> np.ndarray | None:
         """The declared nullspace, for smoothed-aggregation AMG (pyamg's B) unless the

@@ -267,9 +267,8 @@ class PetscBackend:
         pc = ksp.getPC()
         # GAMG keeps its prolongators at a new set-up (-pc_gamg_reuse_interpolation, true
         # by default); a full set-up starts from a reset PC (its options stay)
-        gamg = pc.getType() == "gamg"
-        kept = keep_interpolation and self._set_up_before and gamg
-        if gamg and self._set_up_before and not kept:
+        kept = keep_interpolation and self.can_keep_interpolation()
+        if self._set_up_before and pc.getType() == "gamg" and not kept:
             pc.reset()
         ksp.setOperators(self.shell.A, P)
         with unprefixed_defaults(self._setup_defaults):
@@ -278,6 +277,9 @@ class PetscBackend:
         self._adjoint_pc_ready = False
         self._set_up_before = True
         return kept
+
+    def can_keep_interpolation(self) -> bool:
+        return self._set_up_before and self.primal.ksp.getPC().getType() == "gamg"
 
     def _assembled_pmat(self, bound: VecProblem) -> Any:
         """Collective: the preconditioner's matrix at θ, from the ``assemble`` callback.
