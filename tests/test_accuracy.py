@@ -144,6 +144,28 @@ def test_cg_corrections_stop_at_the_count_the_main_solves_predict(backend, monke
     assert corrections[True] < corrections[False], corrections
 
 
+@pytest.mark.parametrize("case", params(problems=["tikhonov"], methods=["bicgstab"],
+                                        preconditioners=["none"]))
+def test_corrections_without_a_predicted_count_run_to_their_tolerance(case, monkeypatch):
+    """No cap for BiCGStab: each correction solve stops at its own residual test (here the
+    adjoint correction needs one iteration more than the primal one, which a cap taken from
+    the first correction's count would cut)."""
+    model = case.spec.build()
+    corrections = []
+    solve = engine_module.GradientEngine._solve
+
+    def recorded(engine, phase, *args, **kwargs):
+        x, result = solve(engine, phase, *args, **kwargs)
+        if phase in ("tangent", "output_adjoint"):
+            corrections.append(result)
+        return x, result
+
+    monkeypatch.setattr(engine_module.GradientEngine, "_solve", recorded)
+    with run_case(case, rtol=1e-4, warm_start=False) as r:
+        r.solver.gradient(r.local(_theta(model, 1)))
+    assert len(corrections) == 2 and all(c.converged for c in corrections), corrections
+
+
 def test_adaptive_rounds_continue_the_solves_and_sum_their_iterations():
     model = ka.gallery.diffusion_2d(24, 24)
     solver = ka.AdjointSolver(model.problem, rtol=1e-12, accuracy="adaptive")

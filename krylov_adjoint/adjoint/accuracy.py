@@ -254,13 +254,14 @@ def correction_iterations(*solves: SolveResult) -> int | None:
 
 def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: Any, lam: Any,
                     gradient: Any, objective: float,
-                    iterations: int | None = None) -> ErrorEstimate:
+                    correction_cap: int | None = None) -> ErrorEstimate:
     """The certificate of the gradient ``gradient = G(x, λ)`` and of ``objective = J(x)``
     (see the module docstring).
 
     Costs three operator products (A x, Aᵀλ and A ê), two short correction solves (with M and
-    with Mᵀ, each to :data:`CORRECTION_RTOL` or ``iterations``, whichever comes first: see
-    :func:`correction_iterations`), one J and one ∂J/∂x at x̂ and one evaluation of the VJPs.
+    with Mᵀ, each to :data:`CORRECTION_RTOL` or ``correction_cap`` iterations, whichever comes
+    first: see :func:`correction_iterations`), one J and one ∂J/∂x at x̂ and one evaluation of
+    the VJPs.
     Every vector stays the backend's.
     """
     backend = engine.backend
@@ -272,7 +273,7 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
     primal_norm = backend.norm(residual)
 
     x_error, first = engine._solve("tangent", bound, residual,
-                                   engine.correction_settings("tangent", iterations),
+                                   engine.correction_settings("tangent", correction_cap),
                                    x0=None, check=False)
     corrected_residual = backend.combine(residual, -1.0,
                                          backend.apply(bound, x_error, transpose=False))
@@ -286,7 +287,8 @@ def estimate_errors(engine: GradientEngine, bound: Any, b: Any, x: Any, dj_dx: A
                                     transposed_lam)
     del transposed_lam
     lam_error, second = engine._solve("output_adjoint", bound, corrected_rhs,
-                                      engine.correction_settings("output_adjoint", iterations),
+                                      engine.correction_settings("output_adjoint",
+                                                                  correction_cap),
                                       x0=None,
                                       check=False)
     del corrected_rhs
