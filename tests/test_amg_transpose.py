@@ -401,3 +401,13 @@ def test_a_refresh_with_another_shape_is_refused() -> None:
     M = build("sa", "V", "default", "poisson")
     with pytest.raises(ValueError, match="hierarchy was built for"):
         M.refreshed(matrix("poisson", GRID + 1))
+
+
+def test_a_refresh_keeps_a_declared_symmetry_and_tests_a_found_one_again() -> None:
+    A = matrix("poisson", GRID)
+    declared = AMGPreconditioner(A, symmetric=True)
+    skewed = A + 1e-3 * sp.csr_array(sp.triu(A, k=1))  # no longer symmetric
+    assert declared.refreshed(skewed).symmetric                  # the user's word
+    found = AMGPreconditioner(A)
+    assert found.symmetric                                        # tested: symmetric
+    assert not found.refreshed(skewed).symmetric                  # tested again

@@ -606,12 +606,13 @@ class GradientEngine:
                              self.adjoint_atol, self.maxiter, self.restart, self.monitor,
                              *self._recycling(phase))
 
-    def correction_settings(self, phase: str, iterations: int | None = None) -> SolveSettings:
+    def correction_settings(self, phase: str, max_iterations: int | None = None
+                            ) -> SolveSettings:
         """The correction solves of the certificate (``phase`` ``"tangent"`` with M or
         ``"output_adjoint"`` with Mᵀ): relative residual :data:`~.accuracy.CORRECTION_RTOL`,
-        at most ``iterations`` (and 50) iterations, not raised on; recycled spaces read, not
-        renewed."""
-        cap = min(self.maxiter, 50, iterations or 50)
+        at most ``max_iterations`` (and 50) iterations, not raised on; recycled spaces read,
+        not renewed."""
+        cap = min(self.maxiter, 50, max_iterations or 50)
         return SolveSettings(self._method_now(), CORRECTION_RTOL, 0.0, cap,
                              self.restart, self.monitor, *self._recycling(phase))
     def _recycling(self, phase: str) -> tuple[int, str, bool]:

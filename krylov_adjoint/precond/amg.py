@@ -217,6 +217,7 @@ class AMGPreconditioner(PreconditionerBase):
         self._matrix = matrix
         self._exactly_symmetric: bool | None = None
         self._symmetric: bool | None = None if symmetric is None else bool(symmetric)
+        self._symmetric_declared = symmetric is not None
 
         options = dict(pyamg_options)
         if near_nullspace is not None:
@@ -373,6 +374,7 @@ class AMGPreconditioner(PreconditionerBase):
         self._matrix = _as_float_csr(hierarchy.levels[0].A)
         self._exactly_symmetric = None
         self._symmetric = None if symmetric is None else bool(symmetric)
+        self._symmetric_declared = symmetric is not None
         self.hierarchy = hierarchy
         self.shape = self._matrix.shape
         self.method = "hierarchy"
@@ -458,7 +460,8 @@ class AMGPreconditioner(PreconditionerBase):
         new = copy.copy(self)
         new._matrix = matrix
         new._exactly_symmetric = None
-        new._symmetric = None  # tested on first use: the new values may break it
+        # a declared symmetry holds; a tested one is tested again (the new values may break it)
+        new._symmetric = self._symmetric if self._symmetric_declared else None
         new.hierarchy = hierarchy
         new._forward = new._build_forward(self._coarse_options)
         new._transposed = None
