@@ -264,12 +264,12 @@ class PetscBackend:
         P = self._assembled_pmat(bound)
         if bound.nullspace is not None:  # GAMG reads the near-nullspace at its set-up
             bound.nullspace.attach(self.shell, P)
-        pc = ksp.getPC()
         # GAMG keeps its prolongators at a new set-up (-pc_gamg_reuse_interpolation, true
         # by default); a full set-up starts from a reset PC (its options stay)
-        kept = keep_interpolation and self.can_keep_interpolation()
-        if self._set_up_before and pc.getType() == "gamg" and not kept:
-            pc.reset()
+        can_keep = self.can_keep_interpolation()
+        kept = keep_interpolation and can_keep
+        if can_keep and not kept:
+            ksp.getPC().reset()
         ksp.setOperators(self.shell.A, P)
         with unprefixed_defaults(self._setup_defaults):
             ksp.setUp()
